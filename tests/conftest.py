@@ -1,0 +1,43 @@
+"""Shared fixtures: the offline Llama 3.1 tokenizer and tiny Swallow-architecture models."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+from trt_build.tiny_model import write_tiny_model
+from trt_build.tokenizer import ensure_tokenizer
+
+
+def gpu_available() -> bool:
+    return shutil.which("nvidia-smi") is not None and importlib.util.find_spec("tensorrt_llm") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if gpu_available():
+        return
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU (nvidia-smi) and tensorrt_llm; run on a GPU host")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir() -> Path:
+    return ensure_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
+    """A tiny Swallow model (2 layers, hidden 64, 8 heads over 2 KV heads); treat it as read-only."""
+    return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-swallow", seed=0)

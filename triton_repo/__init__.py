@@ -1,0 +1,1 @@
+"""Triton model repositories for Swallow: generator, Python-backend models and the server launcher."""

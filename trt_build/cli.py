@@ -1,0 +1,51 @@
+"""The `swallow-trt` command line.
+
+Subcommands are a table: name -> (module:attribute, one-line help). A command's module is imported
+only when that command runs, so `swallow-trt --help` stays fast (no torch import).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from trt_build import __version__
+
+# name: (where the click command lives, one-line description shown by --help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("trt_build.registry:command", "List the known Swallow checkpoints and their shapes."),
+    "tokenizer": ("trt_build.tokenizer:command", "Build the Llama 3.1 tokenizer offline (cached)."),
+    "tiny-model": ("trt_build.tiny_model:command", "Write a Swallow-architecture model with random weights."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when it is invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        target, _ = COMMANDS[name]
+        module_name, attribute = target.split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        command.short_help = COMMANDS[name][1]
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="swallow-trt")
+def main() -> None:
+    """Llama-3.1-Swallow on TensorRT-LLM and Triton: convert, quantize, serve, benchmark."""
+
+
+if __name__ == "__main__":
+    main()
