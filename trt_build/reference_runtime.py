@@ -1,0 +1,242 @@
+"""Reference runtime: any checkpoint `swallow-trt convert` writes, loaded back into a transformers model.
+
+It is the proof of the converter (logits are compared with the source model) and the CPU engine
+behind the Triton repository on machines without a GPU. It inverts `weight_map.WEIGHT_MAP`: rank
+shards of every pipeline stage are merged, KV-head duplication and vocab padding are undone, and the
+HF names come back. Reading a linear weight goes through `LINEAR_READERS`, keyed by the checkpoint's
+`quant_algo`, so dequantizers (FP8, AWQ, ...) and fake-quant hooks plug in as table entries.
+
+Importing this module has no side effects (no click, no I/O); `load_checkpoint` is the public API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from trt_build.hf_config import LlamaArchitecture
+from trt_build.weight_map import WEIGHT_MAP, Stage, WeightRule, merge, pp_layers
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+class CheckpointError(ValueError):
+    """The checkpoint directory is incomplete or not one this runtime understands."""
+
+
+def read_checkpoint_config(checkpoint_dir: Path) -> dict[str, Any]:
+    path = Path(checkpoint_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found: is {checkpoint_dir} a TensorRT-LLM checkpoint directory?")
+    return json.loads(path.read_text())
+
+
+def _rope_scaling(config: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
+    """(rope theta, HF rope_scaling) from either `rotary_base`/`rotary_scaling` (with `type` or
+    `rope_type`) or an HF-5 style `rope_parameters` dict."""
+    parameters = config.get("rope_parameters")
+    if isinstance(parameters, dict):
+        theta = float(parameters.get("rope_theta", config.get("rotary_base", 10000.0)))
+        scaling = {key: value for key, value in parameters.items() if key != "rope_theta"}
+    else:
+        theta = float(config.get("rotary_base", 10000.0))
+        scaling = dict(config.get("rotary_scaling") or {})
+    if "type" in scaling:
+        scaling.setdefault("rope_type", scaling.pop("type"))
+    if scaling.get("rope_type", "default") in ("default", "none"):
+        return theta, None
+    return theta, scaling
+
+
+def architecture_from_checkpoint(config: dict[str, Any]) -> LlamaArchitecture:
+    """The HF architecture numbers of a TensorRT-LLM checkpoint config.json."""
+    if config.get("architecture") not in ("LlamaForCausalLM", "MistralForCausalLM"):
+        raise CheckpointError(f"architecture {config.get('architecture')!r} is not a Llama checkpoint.")
+    heads = int(config["num_attention_heads"])
+    theta, scaling = _rope_scaling(config)
+    return LlamaArchitecture(
+        vocab_size=int(config["vocab_size"]),
+        hidden_size=int(config["hidden_size"]),
+        intermediate_size=int(config["intermediate_size"]),
+        num_hidden_layers=int(config["num_hidden_layers"]),
+        num_attention_heads=heads,
+        num_key_value_heads=int(config.get("num_key_value_heads") or heads),
+        head_dim=int(config.get("head_size") or int(config["hidden_size"]) // heads),
+        rms_norm_eps=float(config.get("norm_epsilon", 1e-5)),
+        rope_theta=theta,
+        rope_scaling=scaling,
+        max_position_embeddings=int(config.get("max_position_embeddings") or 131072),
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        dtype=str(config.get("dtype", "bfloat16")),
+    )
+
+
+def llama_config(arch: LlamaArchitecture, dtype: str | None = None):
+    """A transformers LlamaConfig; the transformers-4 keyword form, which transformers 5 also accepts
+    (it folds rope_theta/rope_scaling into rope_parameters)."""
+    import transformers
+    from transformers import LlamaConfig
+
+    dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    config = LlamaConfig(
+        vocab_size=arch.vocab_size,
+        hidden_size=arch.hidden_size,
+        intermediate_size=arch.intermediate_size,
+        num_hidden_layers=arch.num_hidden_layers,
+        num_attention_heads=arch.num_attention_heads,
+        num_key_value_heads=arch.num_key_value_heads,
+        head_dim=arch.head_dim,
+        hidden_act="silu",
+        rms_norm_eps=arch.rms_norm_eps,
+        rope_theta=arch.rope_theta,
+        rope_scaling=dict(arch.rope_scaling) if arch.rope_scaling else None,
+        max_position_embeddings=arch.max_position_embeddings,
+        tie_word_embeddings=arch.tie_word_embeddings,
+        attention_bias=False,
+        mlp_bias=False,
+        bos_token_id=arch.bos_token_id,
+        eos_token_id=arch.eos_token_id,
+        **{dtype_key: dtype or arch.dtype},
+    )
+    return config
+
+
+def checkpoint_llama_config(checkpoint_dir: Path):
+    """LlamaConfig rebuilt from a TensorRT-LLM checkpoint's config.json."""
+    return llama_config(architecture_from_checkpoint(read_checkpoint_config(checkpoint_dir)))
+
+
+def build_model(arch: LlamaArchitecture, state_dict: dict[str, torch.Tensor], device: str = "cpu"):
+    """A LlamaForCausalLM holding exactly `state_dict`, built without random initialisation.
+
+    A checkpoint's lm_head is loaded as its own tensor even when the model ties embeddings, so the
+    tensor the checkpoint holds is the one that is checked; a state dict without lm_head gets it tied.
+    """
+    from transformers import LlamaForCausalLM
+
+    config = llama_config(arch, dtype=_dtype_name(next(iter(state_dict.values())).dtype))
+    with torch.device("meta"):
+        model = LlamaForCausalLM(config)
+    tie = arch.tie_word_embeddings and "lm_head.weight" not in state_dict
+    model.load_state_dict(state_dict, strict=not tie, assign=True)
+    if tie:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    # RoPE tables are buffers computed from config, not weights: rebuild them off the meta device.
+    with torch.device("cpu"):
+        model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
+    return model.to(device).eval()
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return next(name for name, value in DTYPES.items() if value == dtype)
+
+
+# --- reading linear weights: one entry per quant_algo ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinearShard:
+    """The tensors of one linear module of one rank, as the checkpoint holds them."""
+
+    prefix: str  # e.g. transformer.layers.0.attention.qkv
+    tensors: dict[str, torch.Tensor]  # suffix ("weight", "weights_scaling_factor", ...) -> tensor
+    dtype: torch.dtype  # checkpoint dtype
+
+
+def _read_plain(shard: LinearShard, quantization: dict[str, Any]) -> torch.Tensor:
+    return shard.tensors["weight"]
+
+
+# quant_algo (None = unquantized) -> turns one rank's linear tensors into a dense weight in `dtype`
+LINEAR_READERS: dict[str | None, Callable[[LinearShard, dict[str, Any]], torch.Tensor]] = {
+    None: _read_plain,
+}
+
+
+# --- loading -----------------------------------------------------------------------------------------
+
+
+class _RankFiles:
+    """Open rank files of a checkpoint; tensors are read on demand."""
+
+    def __init__(self, checkpoint_dir: Path, world_size: int):
+        self.handles = []
+        for rank in range(world_size):
+            path = Path(checkpoint_dir) / f"rank{rank}.safetensors"
+            if not path.is_file():
+                raise CheckpointError(f"{path} is missing; the checkpoint has world_size {world_size}.")
+            self.handles.append(safe_open(path, framework="pt"))
+        self.names = [set(handle.keys()) for handle in self.handles]
+
+    def get(self, rank: int, name: str) -> torch.Tensor:
+        if name not in self.names[rank]:
+            raise CheckpointError(f"rank{rank}.safetensors has no tensor {name}.")
+        return self.handles[rank].get_tensor(name)
+
+    def module_tensors(self, rank: int, prefix: str) -> dict[str, torch.Tensor]:
+        start = prefix + "."
+        return {
+            name[len(start) :]: self.get(rank, name) for name in self.names[rank] if name.startswith(start)
+        }
+
+
+def checkpoint_state_dict(
+    checkpoint_dir: Path, dtype: torch.dtype | None = None
+) -> tuple[LlamaArchitecture, dict[str, torch.Tensor]]:
+    """The HF state dict (names, merged shapes) of a TensorRT-LLM checkpoint of any TP/PP."""
+    config = read_checkpoint_config(checkpoint_dir)
+    arch = architecture_from_checkpoint(config)
+    mapping = config.get("mapping", {})
+    tp, pp = int(mapping.get("tp_size", 1)), int(mapping.get("pp_size", 1))
+    quantization = config.get("quantization") or {}
+    quant_algo = quantization.get("quant_algo")
+    if quant_algo not in LINEAR_READERS:
+        raise CheckpointError(
+            f"quant_algo {quant_algo!r} is not supported by the reference runtime "
+            f"(known: {', '.join(str(key) for key in LINEAR_READERS)})."
+        )
+    read_linear = LINEAR_READERS[quant_algo]
+    checkpoint_dtype = DTYPES[config.get("dtype", "bfloat16")]
+    target = dtype or checkpoint_dtype
+    parallel_embedding = bool(config.get("use_parallel_embedding", False))
+    files = _RankFiles(Path(checkpoint_dir), tp * pp)
+
+    def pieces(rule: WeightRule, stage: int, local: int | None) -> list[torch.Tensor]:
+        name = rule.trt.format(i=local)
+        ranks = range(stage * tp, (stage + 1) * tp)
+        if not rule.linear:
+            return [files.get(rank, name) for rank in ranks]
+        prefix = name.removesuffix(".weight")
+        shards = [LinearShard(prefix, files.module_tensors(rank, prefix), checkpoint_dtype) for rank in ranks]
+        return [read_linear(shard, quantization) for shard in shards]
+
+    state: dict[str, torch.Tensor] = {}
+    for rule in WEIGHT_MAP:
+        if rule.stage is Stage.LAYER:
+            places = [
+                (stage, local, layer)
+                for stage in range(pp)
+                for local, layer in enumerate(pp_layers(arch.num_hidden_layers, pp, stage))
+            ]
+        else:
+            places = [(0 if rule.stage is Stage.FIRST else pp - 1, None, None)]
+        for stage, local, layer in places:
+            merged = merge(rule, pieces(rule, stage, local), arch, parallel_embedding)
+            for template, tensor in zip(rule.hf, merged, strict=True):
+                state[template.format(L=layer)] = tensor.to(target).contiguous()
+    return arch, state
+
+
+def load_checkpoint(checkpoint_dir: Path | str, device: str = "cpu", dtype: torch.dtype | None = None):
+    """A transformers LlamaForCausalLM (eval mode) holding the weights of a TensorRT-LLM checkpoint.
+
+    dtype: compute dtype; default the checkpoint's `dtype`.
+    """
+    arch, state = checkpoint_state_dict(Path(checkpoint_dir), dtype)
+    return build_model(arch, state, device)
