@@ -17,7 +17,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("trt_build.registry:command", "List the known Swallow checkpoints and their shapes."),
     "tokenizer": ("trt_build.tokenizer:command", "Build the Llama 3.1 tokenizer offline (cached)."),
     "tiny-model": ("trt_build.tiny_model:command", "Write a Swallow-architecture model with random weights."),
+    "bench": ("benchmarks.bench:command", "Benchmark a server: TTFT, ITL, TPOT, throughput, goodput per load level."),
+    "report": ("benchmarks.report:command", "Compare benchmark results: REPORT.md with tables and plots."),
     "convert": ("trt_build.convert:command", "Convert an HF checkpoint to a TensorRT-LLM checkpoint."),
+    "fetch": ("trt_build.fetch:command", "Download a model's safetensors, configs and tokenizer from the HF hub."),
+    "plan": ("trt_build.plan:command", "Plan GPU memory: weights, KV cache, sequences that fit, TP and flags."),
+    "build": ("trt_build.build_engine:command", "Build a TensorRT engine with trtllm-build (--dry-run prints it)."),
+    "verify": ("trt_build.verify:command", "Compare a TRT-LLM checkpoint's logits with its HF source."),
 }
 
 
