@@ -129,7 +129,7 @@ def check_host(profile: GpuProfile, command_text: str) -> tuple[str, list[dict[s
     """(trtllm-build path, GPUs) or exit NO_GPU_TOOLCHAIN with what to install and the command to run."""
     trtllm_build, gpus = shutil.which("trtllm-build"), detect_gpus()
     missing = [
-        what for what, ok in (("trtllm-build", trtllm_build), ("an NVIDIA GPU (nvidia-smi)", gpus)) if not ok
+        what for what, ok in (("trtllm-build", trtllm_build), ("NVIDIA GPU (nvidia-smi)", gpus)) if not ok
     ]
     if missing:
         click.echo(

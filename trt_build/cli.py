@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("trt_build.registry:command", "List the known Swallow checkpoints and their shapes."),
     "tokenizer": ("trt_build.tokenizer:command", "Build the Llama 3.1 tokenizer offline (cached)."),
     "tiny-model": ("trt_build.tiny_model:command", "Write a Swallow-architecture model with random weights."),
+    "calibrate": ("trt_build.calibrate:command", "Calibrate FP8 / INT4-AWQ scales layer by layer."),
     "bench": ("benchmarks.bench:command", "Benchmark a server: TTFT, ITL, TPOT, throughput, goodput per load level."),
     "report": ("benchmarks.report:command", "Compare benchmark results: REPORT.md with tables and plots."),
     "convert": ("trt_build.convert:command", "Convert an HF checkpoint to a TensorRT-LLM checkpoint."),
