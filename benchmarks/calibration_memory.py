@@ -27,7 +27,9 @@ def _worker(model_dir: Path, scheme: str, calib_size: int, seq_len: int, device:
     from trt_build.hf_config import read_hf_config
 
     arch = read_hf_config(model_dir)
-    batch = calibration_tokens("builtin", calib_size, seq_len, max_position_embeddings=arch.max_position_embeddings)
+    batch = calibration_tokens(
+        "builtin", calib_size, seq_len, max_position_embeddings=arch.max_position_embeddings
+    )
     start = time.perf_counter()
     result = calibrate(model_dir, scheme, batch.tokens, device, awq_search_tokens=512, show_progress=False)
     seconds = time.perf_counter() - start
@@ -68,7 +70,9 @@ def _run(model_dir: Path, scheme: str, calib_size: int, seq_len: int, device: st
 @click.option("--calib-size", default=16, show_default=True)
 @click.option("--calib-seq-len", default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--work-dir", type=click.Path(path_type=Path), help="Where to write the models (default: a temp dir).")
+@click.option(
+    "--work-dir", type=click.Path(path_type=Path), help="Where to write the models (default: a temp dir)."
+)
 @click.option("--worker", type=click.Path(path_type=Path), hidden=True)
 def main(
     scheme: str, calib_size: int, calib_seq_len: int, device: str, work_dir: Path | None, worker: Path | None

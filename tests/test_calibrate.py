@@ -49,7 +49,9 @@ def _whole_model_amax(model_dir: Path, tokens: torch.Tensor) -> dict[str, float]
 
     for index, layer in enumerate(model.model.layers):
         for linear in LINEARS:
-            layer.get_submodule(linear).register_forward_pre_hook(hook(f"model.layers.{index}.{linear}.input_amax"))
+            layer.get_submodule(linear).register_forward_pre_hook(
+                hook(f"model.layers.{index}.{linear}.input_amax")
+            )
         layer.self_attn.kv_amax_recorder = {"k": 0.0, "v": 0.0}
     with torch.inference_mode():
         model(input_ids=tokens)
@@ -75,7 +77,9 @@ def test_layer_by_layer_matches_whole_model(tiny_model_dir: Path, tokens: torch.
     assert result.group_input_amax(0, "qkv") == result.input_amax(0, "self_attn.q_proj")
 
 
-def test_sharded_checkpoint_gives_the_same_result(tmp_path: Path, tiny_model_dir: Path, tokens: torch.Tensor) -> None:
+def test_sharded_checkpoint_gives_the_same_result(
+    tmp_path: Path, tiny_model_dir: Path, tokens: torch.Tensor
+) -> None:
     sharded = write_tiny_model(tmp_path / "sharded", seed=0, max_shard_bytes=1 << 20)
     assert (sharded / "model.safetensors.index.json").is_file()
     one = calibrate(tiny_model_dir, "fp8", tokens[:2], show_progress=False)
@@ -101,7 +105,10 @@ def test_awq_beats_round_to_nearest_with_outlier_channels() -> None:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(512, 256, generator=generator)
     x[:, [5, 77, 190]] *= 30.0  # a few salient input channels, as in LLM activations
-    weights = [torch.randn(96, 256, generator=generator) * 0.02, torch.randn(32, 256, generator=generator) * 0.02]
+    weights = [
+        torch.randn(96, 256, generator=generator) * 0.02,
+        torch.randn(32, 256, generator=generator) * 0.02,
+    ]
     pre_quant, stats = awq_search(x, x.abs().mean(0), weights, group_size=128)
     assert stats["alpha"] >= 0  # a real scaling won, not the identity
 

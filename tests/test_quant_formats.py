@@ -149,7 +149,9 @@ def test_scheme_table_emits_the_spec_tensors() -> None:
     weight_amax = qf.shared_scale([w.abs().amax() for w in (q, k, v)])
     fp8 = SCHEMES["fp8"].trtllm_linear(LinearQuantInput(qkv, torch.tensor(3.5), weight_amax))
     assert fp8["weight"].dtype == torch.float8_e4m3fn and fp8["weight"].shape == (24, 256)
-    assert fp8["weights_scaling_factor"].shape == (1,) and fp8["weights_scaling_factor"].dtype == torch.float32
+    assert (
+        fp8["weights_scaling_factor"].shape == (1,) and fp8["weights_scaling_factor"].dtype == torch.float32
+    )
     assert fp8["activation_scaling_factor"].item() == pytest.approx(3.5 / 448)
     # TP: quantizing a rank's rows with the full-matrix scale equals slicing the full quantized tensor
     rank0 = SCHEMES["fp8"].trtllm_linear(LinearQuantInput(qkv[:12], torch.tensor(3.5), weight_amax))
@@ -158,8 +160,13 @@ def test_scheme_table_emits_the_spec_tensors() -> None:
     pre_quant = torch.rand(256, generator=torch.Generator().manual_seed(4)) + 0.5
     awq = SCHEMES["int4_awq"].trtllm_linear(LinearQuantInput(qkv, pre_quant_scale=pre_quant))
     assert awq["weight"].dtype == torch.int8 and awq["weight"].shape == (12, 256)
-    assert awq["weights_scaling_factor"].shape == (24, 2) and awq["weights_scaling_factor"].dtype == torch.float32
-    assert awq["prequant_scaling_factor"].dtype == torch.bfloat16 and awq["prequant_scaling_factor"].shape == (256,)
+    assert (
+        awq["weights_scaling_factor"].shape == (24, 2)
+        and awq["weights_scaling_factor"].dtype == torch.float32
+    )
+    assert awq["prequant_scaling_factor"].dtype == torch.bfloat16 and awq[
+        "prequant_scaling_factor"
+    ].shape == (256,)
     hf = SCHEMES["int4_awq"].modelopt_hf_linear(LinearQuantInput(qkv, pre_quant_scale=pre_quant))
     assert hf["weight"].dtype == torch.uint8 and torch.equal(hf["weight"].view(torch.int8), awq["weight"])
     assert SCHEMES["int8_wo"].trtllm_linear is None  # the bf16 path: trtllm-build quantizes

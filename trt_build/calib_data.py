@@ -113,7 +113,9 @@ def load_samples(source: str | Path) -> list[TextSample]:
         return read_jsonl(BUILTIN_CALIBRATION)
     path = Path(source)
     if not path.is_file():
-        raise click.ClickException(f"calibration data {path} not found (use builtin, a .jsonl or a .txt file)")
+        raise click.ClickException(
+            f"calibration data {path} not found (use builtin, a .jsonl or a .txt file)"
+        )
     readers = {".jsonl": read_jsonl, ".json": read_jsonl, ".txt": read_text_file}
     if path.suffix not in readers:
         raise click.ClickException(f"{path}: calibration data must be .jsonl (text or messages) or .txt")

@@ -368,7 +368,9 @@ def calibrate(
     tensors: dict[str, torch.Tensor] = {}
     stats: dict[str, dict[str, Any]] = {}
     seconds: list[float] = []
-    bar = tqdm(range(arch.num_hidden_layers), desc=f"calibrate {scheme}", unit="layer", disable=not show_progress)
+    bar = tqdm(
+        range(arch.num_hidden_layers), desc=f"calibrate {scheme}", unit="layer", disable=not show_progress
+    )
     for index in bar:
         start = time.perf_counter()
         layer = load_decoder_layer(checkpoint, config, index, device, dtype)
@@ -396,7 +398,9 @@ def calibrate(
         layer_stats: dict[str, Any] = {}
         for linear in LINEARS:
             weight = layer.get_submodule(linear).weight
-            tensors[f"{prefix}.{linear}.input_amax"] = torch.tensor(observers[linear].amax, dtype=torch.float32)
+            tensors[f"{prefix}.{linear}.input_amax"] = torch.tensor(
+                observers[linear].amax, dtype=torch.float32
+            )
             tensors[f"{prefix}.{linear}.weight_amax"] = weight.detach().abs().amax().float().cpu()
         tensors[f"{prefix}.self_attn.k_amax"] = torch.tensor(kv["k"], dtype=torch.float32)
         tensors[f"{prefix}.self_attn.v_amax"] = torch.tensor(kv["v"], dtype=torch.float32)
@@ -446,3 +450,56 @@ def calibrate(
         "architecture": dataclasses.asdict(arch),
     }
     return CalibrationResult(scheme, arch.num_hidden_layers, tensors, info, stats)
+
+
+def write_calibration(result: CalibrationResult, output: Path, overwrite: bool, **manifest: Any) -> Path:
+    """Save a result as its own pipeline directory (atomic, with manifest.json)."""
+    from trt_build.manifest import write_manifest
+    from trt_build.outdir import atomic_output_dir
+
+    with atomic_output_dir(Path(output), overwrite=overwrite) as tmp:
+        result.save(tmp)
+        write_manifest(tmp, "calibrate", scheme=result.scheme, **manifest)
+    return Path(output)
+
+
+@click.command()
+@click.option(
+    "--model-dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="HF model directory."
+)
+@click.option("--quant", type=click.Choice(sorted(CALIBRATION_ALGORITHMS)), default="fp8", show_default=True)
+@click.option(
+    "--output", required=True, type=click.Path(path_type=Path), help="Calibration directory to write."
+)
+@click.option("--calib-data", default="builtin", show_default=True, help="builtin, FILE.jsonl or FILE.txt.")
+@click.option("--calib-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--calib-seq-len", type=click.IntRange(min=2), default=512, show_default=True)
+@click.option(
+    "--group-size", type=click.IntRange(min=1), default=128, show_default=True, help="AWQ group size."
+)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace the output directory if it exists.")
+def command(
+    model_dir: Path,
+    quant: str,
+    output: Path,
+    calib_data: str,
+    calib_size: int,
+    calib_seq_len: int,
+    group_size: int,
+    device: str,
+    overwrite: bool,
+) -> None:
+    """Calibrate a HF model layer by layer (FP8 / KV amax, AWQ scales); write the result once, for any format."""
+    from trt_build.calib_data import calibration_tokens
+
+    arch = read_hf_config(model_dir)
+    batch = calibration_tokens(
+        calib_data, calib_size, calib_seq_len, max_position_embeddings=arch.max_position_embeddings
+    )
+    start = time.perf_counter()
+    result = calibrate(model_dir, quant, batch.tokens, device, group_size=group_size)
+    write_calibration(
+        result, output, overwrite, calibration_data=batch.describe(), seconds=time.perf_counter() - start
+    )
+    click.echo(f"wrote {output}: {len(result.tensors)} tensors over {result.num_layers} layers ({quant})")

@@ -134,7 +134,9 @@ def pack_int4_rows(quantized: torch.Tensor) -> torch.Tensor:
     the GPTQ loader) before any SM-specific interleaving, which trtllm-build applies itself.
     """
     if quantized.dim() != 2 or quantized.shape[0] % 2:
-        raise ValueError(f"pack_int4_rows needs a 2-D tensor with an even row count, got {tuple(quantized.shape)}")
+        raise ValueError(
+            f"pack_int4_rows needs a 2-D tensor with an even row count, got {tuple(quantized.shape)}"
+        )
     q = quantized.to(torch.int16)
     if q.numel() and (q.min() < INT4_MIN or q.max() > INT4_MAX):
         raise ValueError("pack_int4_rows: values outside the int4 range [-8, 7]")

@@ -138,4 +138,7 @@ def kv_cache_trtllm(k_amax: torch.Tensor, v_amax: torch.Tensor) -> dict[str, tor
 
 def kv_cache_modelopt_hf(k_amax: torch.Tensor, v_amax: torch.Tensor) -> dict[str, torch.Tensor]:
     """`model.layers.{i}.self_attn.<name>`: the scales sit under k_proj / v_proj in the unified format."""
-    return {"k_proj.k_scale": qf.fp8_scale(k_amax).reshape(()), "v_proj.v_scale": qf.fp8_scale(v_amax).reshape(())}
+    return {
+        "k_proj.k_scale": qf.fp8_scale(k_amax).reshape(()),
+        "v_proj.v_scale": qf.fp8_scale(v_amax).reshape(()),
+    }
