@@ -1,0 +1,145 @@
+"""Triton gRPC streaming (`ModelStreamInfer`, needed by decoupled models such as the TRT-LLM ensemble).
+
+Requests are built as `ModelInferRequest` messages from tritonclient's protobufs and responses are read
+raw: a BYTES tensor is a 4-byte little-endian length and the bytes, so no numpy object arrays are built
+per chunk. The request opts into the empty final response, so the end of a request is exact.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from benchmarks.clients.base import (
+    MAX_TOKENS,
+    NUM_OUTPUT_TOKENS,
+    STREAM,
+    TEXT_INPUT,
+    TEXT_OUTPUT,
+    StreamClient,
+    optional_triton_inputs,
+    triton_notes,
+)
+from benchmarks.datasets import BenchRequest
+from benchmarks.metrics import RequestRecord
+
+MAX_MESSAGE_BYTES = 2**31 - 1
+DATATYPES = {bool: "BOOL", int: "INT32", str: "BYTES"}
+INT_FORMATS = {"INT32": "<i", "INT64": "<q", "UINT32": "<I", "UINT64": "<Q"}
+
+
+def encode_value(value: object) -> tuple[str, bytes]:
+    """Triton datatype and raw contents of one scalar input."""
+    if isinstance(value, bool):
+        return "BOOL", b"\x01" if value else b"\x00"
+    if isinstance(value, int):
+        return "INT32", struct.pack("<i", value)
+    data = str(value).encode("utf-8")
+    return "BYTES", struct.pack("<I", len(data)) + data
+
+
+def decode_bytes(raw: bytes) -> bytes:
+    """Concatenate the elements of a raw BYTES tensor."""
+    parts, offset = [], 0
+    while offset + 4 <= len(raw):
+        (length,) = struct.unpack_from("<I", raw, offset)
+        parts.append(raw[offset + 4 : offset + 4 + length])
+        offset += 4 + length
+    return b"".join(parts)
+
+
+def strip_scheme(url: str) -> str:
+    for prefix in ("grpc://", "http://", "https://"):
+        if url.startswith(prefix):
+            return url[len(prefix) :]
+    return url
+
+
+class TritonGrpcClient(StreamClient):
+    protocol = "grpc"
+    default_url = "127.0.0.1:8001"
+
+    async def setup(self) -> None:
+        target = strip_scheme(self.options.url)
+        self.channel = grpc.aio.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        try:
+            metadata = await self.stub.ModelMetadata(
+                service_pb2.ModelMetadataRequest(name=self.options.model), timeout=30
+            )
+        except grpc.aio.AioRpcError as error:
+            from click import ClickException
+
+            raise ClickException(
+                f"Cannot read model {self.options.model!r} from the gRPC server at {target}: "
+                f"{error.code().name}: {error.details()}. Is the server up (swallow-trt serve) and the "
+                "model name right (--model)?"
+            ) from None
+        self.shapes = {t.name: [1 if d < 0 else d for d in t.shape] for t in metadata.inputs}
+        self.declared = set(self.shapes)
+        self.notes = triton_notes(self.declared, self.options.ignore_eos)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    def build_request(self, request: BenchRequest, request_id: str) -> service_pb2.ModelInferRequest:
+        message = service_pb2.ModelInferRequest(model_name=self.options.model, id=request_id)
+        values = {TEXT_INPUT: request.prompt, MAX_TOKENS: request.output_tokens, STREAM: True}
+        values.update(optional_triton_inputs(self.declared, request, self.options.ignore_eos))
+        for name, value in values.items():
+            datatype, raw = encode_value(value)
+            tensor = message.inputs.add(name=name, datatype=datatype)
+            tensor.shape.extend(self.shapes.get(name, [1, 1]))
+            message.raw_input_contents.append(raw)
+        message.parameters["triton_enable_empty_final_response"].bool_param = True
+        return message
+
+    async def send(self, request: BenchRequest, record: RequestRecord) -> None:
+        message = self.build_request(request, str(record.index))
+        pieces: list[bytes] = []
+        server_tokens: int | None = None
+        chunk_times = record.chunk_times
+        perf_counter = time.perf_counter
+        record.send_time = perf_counter()
+        try:
+            call = self.stub.ModelStreamInfer(iter((message,)), timeout=self.options.request_timeout_s)
+            async for response in call:
+                now = perf_counter()
+                if response.error_message:
+                    record.error = response.error_message[:500]
+                    call.cancel()
+                    break
+                result = response.infer_response
+                for index, output in enumerate(result.outputs):
+                    if index >= len(result.raw_output_contents):
+                        break
+                    raw = result.raw_output_contents[index]
+                    if output.name == TEXT_OUTPUT:
+                        text = decode_bytes(raw)
+                        if text:
+                            chunk_times.append(now)
+                            pieces.append(text)
+                    elif output.name == NUM_OUTPUT_TOKENS and output.datatype in INT_FORMATS:
+                        server_tokens = (server_tokens or 0) + struct.unpack_from(
+                            INT_FORMATS[output.datatype], raw
+                        )[0]
+                parameters = result.parameters
+                if "triton_final_response" in parameters and parameters["triton_final_response"].bool_param:
+                    record.end_time = now
+                    break
+            else:
+                record.end_time = perf_counter()
+        except grpc.aio.AioRpcError as error:
+            record.error = f"gRPC {error.code().name}: {error.details()}"[:500]
+        record.text = b"".join(pieces).decode("utf-8", errors="replace")
+        if server_tokens is not None:
+            record.output_tokens, record.output_tokens_source = server_tokens, "server"

@@ -1,0 +1,106 @@
+"""Triton HTTP generate extension: `POST /v2/models/{model}/generate_stream`, one SSE event per response.
+
+Top-level JSON keys that name model inputs become tensors (reference/triton-repo.md §3.1). Errors after the
+first response arrive as `data: {"error": ...}` events with HTTP 200, so every event is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+import click
+
+from benchmarks.clients.base import (
+    MAX_TOKENS,
+    NUM_OUTPUT_TOKENS,
+    STREAM,
+    TEXT_INPUT,
+    TEXT_OUTPUT,
+    StreamClient,
+    optional_triton_inputs,
+    triton_notes,
+)
+from benchmarks.clients.sse import HttpError, make_session, sse_events
+from benchmarks.datasets import BenchRequest
+from benchmarks.metrics import RequestRecord
+
+
+def base_url(url: str) -> str:
+    url = url.rstrip("/")
+    return url if url.startswith(("http://", "https://")) else f"http://{url}"
+
+
+class TritonHttpClient(StreamClient):
+    protocol = "http"
+    default_url = "http://127.0.0.1:8000"
+
+    async def setup(self) -> None:
+        self.base = base_url(self.options.url)
+        self.session = make_session(self.options)
+        metadata_url = f"{self.base}/v2/models/{self.options.model}"
+        try:
+            async with self.session.get(metadata_url, timeout=aiohttp.ClientTimeout(total=30)) as response:
+                if response.status != 200:
+                    raise click.ClickException(
+                        f"{metadata_url} answered HTTP {response.status}: {(await response.text())[:200]}. "
+                        "Check --model and that the model is loaded."
+                    )
+                metadata = await response.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            await self.session.close()
+            raise click.ClickException(
+                f"Cannot reach the Triton HTTP server at {self.base} ({error}). Is it up (swallow-trt serve)?"
+            ) from None
+        self.declared = {entry["name"] for entry in metadata.get("inputs", [])}
+        self.notes = triton_notes(self.declared, self.options.ignore_eos)
+        self.stream_url = f"{self.base}/v2/models/{self.options.model}/generate_stream"
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    def body(self, request: BenchRequest) -> dict[str, object]:
+        body: dict[str, object] = {
+            TEXT_INPUT: request.prompt,
+            MAX_TOKENS: request.output_tokens,
+            STREAM: True,
+        }
+        body.update(optional_triton_inputs(self.declared, request, self.options.ignore_eos))
+        return body
+
+    async def send(self, request: BenchRequest, record: RequestRecord) -> None:
+        payload = json.dumps(self.body(request), ensure_ascii=False).encode("utf-8")
+        pieces: list[str] = []
+        server_tokens: int | None = None
+        loads = json.loads
+        record.send_time = time.perf_counter()
+        try:
+            async with self.session.post(
+                self.stream_url, data=payload, headers={"Content-Type": "application/json"}
+            ) as response:
+                async for now, data in sse_events(response):
+                    event = loads(data)
+                    if "error" in event:
+                        record.error = str(event["error"])[:500]
+                        break
+                    text = event.get(TEXT_OUTPUT)
+                    if isinstance(text, list):
+                        text = "".join(text)
+                    if text:
+                        record.chunk_times.append(now)
+                        pieces.append(text)
+                    count = event.get(NUM_OUTPUT_TOKENS)
+                    if count is not None:
+                        server_tokens = (server_tokens or 0) + int(
+                            count if not isinstance(count, list) else sum(count)
+                        )
+                record.end_time = time.perf_counter()
+        except HttpError as error:
+            record.error = str(error)[:500]
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+            record.error = f"{type(error).__name__}: {error}"[:500]
+        record.text = "".join(pieces)
+        if server_tokens is not None:
+            record.output_tokens, record.output_tokens_source = server_tokens, "server"
