@@ -112,7 +112,7 @@ class SourceCheckpoint:
                 f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}. Is the download complete, "
                 "and is config.json from the same model?"
             )
-        for name in sorted(needed):
+        for name in (name for name in expected if name in needed):  # model order: first layer first
             if self.shapes[name] != expected[name]:
                 raise click.ClickException(
                     f"tensor {name} in {self.location[name].name} has shape {list(self.shapes[name])}, but "

@@ -147,9 +147,8 @@ def check_parallelism(arch: LlamaArchitecture, tp: int, pp: int) -> None:
             f"--tp {tp} is not compatible with num_key_value_heads={kv}: tp must divide {kv}, or be a "
             f"multiple of it (KV heads are then duplicated)."
         )
-    for name, size in (("intermediate_size", arch.intermediate_size), ("hidden_size", arch.hidden_size)):
-        if size % tp:
-            raise click.ClickException(f"--tp {tp} does not divide {name}={size}.")
+    if arch.intermediate_size % tp:
+        raise click.ClickException(f"--tp {tp} does not divide intermediate_size={arch.intermediate_size}.")
     if pp > arch.num_hidden_layers:
         raise click.ClickException(
             f"--pp {pp} is larger than the number of layers ({arch.num_hidden_layers}); every pipeline "
