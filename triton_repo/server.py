@@ -127,7 +127,7 @@ def server_command(
     shm_prefix: str,
     world_size: int = 1,
     rank_models: tuple[str, ...] = ("tensorrt_llm",),
-    exit_timeout_s: int = 5,
+    exit_timeout_s: int = 15,  # the stubs of torch/transformers models take a few seconds to finalize
 ) -> list[str]:
     """The command line; with world_size > 1, mpirun leader mode where ranks > 0 load only `rank_models`."""
 
@@ -236,16 +236,16 @@ class TritonServer:
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGINT the process group (Triton's clean shutdown), SIGKILL what remains, remove our shm files."""
         if self.process is not None and self.process.poll() is None:
-            for sig, wait_s in ((signal.SIGINT, timeout_s), (signal.SIGKILL, 5.0)):
-                try:
-                    os.killpg(self.process.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.process.wait(wait_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            # SIGINT to the server alone: it unloads the models and ends its stubs itself (a SIGINT to
+            # the whole group would interrupt the stubs mid-unload and stall shutdown until the timeout).
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5.0)
         if self.process is not None:  # stubs outlive the server only by moments; make sure none survives
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)

@@ -25,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("trt_build.plan:command", "Plan GPU memory: weights, KV cache, sequences that fit, TP and flags."),
     "build": ("trt_build.build_engine:command", "Build a TensorRT engine with trtllm-build (--dry-run prints it)."),
     "verify": ("trt_build.verify:command", "Compare a TRT-LLM checkpoint's logits with its HF source."),
+    "repo": ("triton_repo.generate:command", "Write a Triton model repository for an engine or a checkpoint."),
+    "serve": ("triton_repo.serve:command", "Serve a model repository with tritonserver until Ctrl-C."),
+    "chat": ("triton_repo.chat:command", "Stream an answer from a running server to the terminal."),
 }
 
 

@@ -1,0 +1,131 @@
+"""`swallow-trt chat`: stream one answer from a running server to the terminal (HTTP SSE or gRPC)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import click
+import numpy as np
+
+
+def request_body(prompt: str, max_tokens: int, chat: bool, stream: bool, **sampling: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
+        "text_input": prompt,
+        "max_tokens": max_tokens,
+        "stream": stream,
+    }
+    if chat:
+        body["apply_chat_template"] = True
+    body.update({key: value for key, value in sampling.items() if value is not None})
+    return body
+
+
+def stream_http(url: str, model: str, body: dict[str, Any], timeout: float = 600) -> Iterator[str]:
+    """Text deltas from POST /v2/models/{model}/generate_stream (server-sent events)."""
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/v2/models/{model}/generate_stream",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        raise click.ClickException(f"{error.code}: {error.read().decode(errors='replace')}") from None
+    except urllib.error.URLError as error:
+        raise click.ClickException(
+            f"Cannot reach {url}: {error.reason}. Is `swallow-trt serve` running?"
+        ) from None
+    with response:
+        for raw in response:
+            line = raw.decode("utf-8").strip()
+            if not line.startswith("data:"):
+                continue
+            event = json.loads(line[len("data:") :])
+            if "error" in event:
+                raise click.ClickException(event["error"])
+            yield event.get("text_output", "")
+
+
+def stream_grpc(url: str, model: str, body: dict[str, Any], timeout: float = 600) -> Iterator[str]:
+    """Text deltas over gRPC bidirectional streaming (tritonclient)."""
+    import tritonclient.grpc as grpcclient
+
+    dtypes = {
+        str: ("BYTES", np.object_),
+        bool: ("BOOL", np.bool_),
+        int: ("INT32", np.int32),
+        float: ("FP32", np.float32),
+    }
+    names = {"seed": ("UINT64", np.uint64)}
+    inputs = []
+    for key, value in body.items():
+        if key == "id":
+            continue
+        triton_type, numpy_type = names.get(key, dtypes[type(value)])
+        data = np.array([[value.encode() if isinstance(value, str) else value]], dtype=numpy_type)
+        tensor = grpcclient.InferInput(key, list(data.shape), triton_type)
+        tensor.set_data_from_numpy(data)
+        inputs.append(tensor)
+    results: queue.Queue = queue.Queue()
+    client = grpcclient.InferenceServerClient(url.removeprefix("grpc://"))
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    try:
+        client.async_stream_infer(model, inputs, request_id=body["id"], enable_empty_final_response=True)
+        while True:
+            result, error = results.get(timeout=timeout)
+            if error is not None:
+                raise click.ClickException(str(error))
+            response = result.get_response()
+            text = result.as_numpy("text_output")
+            if text is not None:
+                yield b"".join(text.reshape(-1)).decode("utf-8")
+            if response.parameters["triton_final_response"].bool_param:
+                return
+    finally:
+        client.stop_stream()
+        client.close()
+
+
+@click.command()
+@click.argument("prompt")
+@click.option(
+    "--url", default="http://localhost:8000", show_default=True, help="HTTP URL, or host:port for gRPC."
+)
+@click.option("--protocol", type=click.Choice(["http", "grpc"]), default="http", show_default=True)
+@click.option("--model", default="ensemble", show_default=True, help="ensemble or tensorrt_llm_bls.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--chat/--raw", default=True, show_default=True, help="Apply the chat template to the prompt.")
+@click.option("--temperature", type=float, help="0 = greedy (the default when no sampling option is given).")
+@click.option("--top-p", type=float)
+@click.option("--top-k", type=int)
+@click.option("--seed", type=int)
+def command(
+    prompt: str,
+    url: str,
+    protocol: str,
+    model: str,
+    max_tokens: int,
+    chat: bool,
+    temperature: float | None,
+    top_p: float | None,
+    top_k: int | None,
+    seed: int | None,
+) -> None:
+    """Stream an answer to PROMPT from a running `swallow-trt serve`."""
+    body = request_body(
+        prompt, max_tokens, chat, True, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed
+    )
+    stream = stream_http if protocol == "http" else stream_grpc
+    for delta in stream(url, model, body):
+        sys.stdout.write(delta)
+        sys.stdout.flush()
+    sys.stdout.write("\n")

@@ -1,0 +1,142 @@
+"""preprocessing: text (or chat messages) -> token ids, limits checked, stop/bad words as id lists.
+
+- One BOS only: added unless the prompt already starts with one (a chat template rendered by the
+  client, as Triton's OpenAI frontend does).
+- Chat: a `messages` JSON list, or `apply_chat_template` true around `text_input`, is rendered with the
+  tokenizer's chat template (which carries the BOS itself).
+- Default end id: the tokenizer's eos token (`<|eot_id|>` 128009 for Llama-3.1-Swallow Instruct).
+- Stop/bad words: each string encoded alone, packed as [2, L] (ids; cumulative end offsets, -1 pad).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from repo_common import (  # noqa: E402
+    BadRequest,
+    error_response,
+    flag,
+    input_array,
+    load_tokenizer,
+    model_parameters,
+    scalar,
+    strings,
+)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        parameters = model_parameters(args)
+        self.tokenizer = load_tokenizer(args, parameters)
+        self.add_bos = flag(parameters.get("add_special_tokens"), True)
+        self.max_input_len = int(parameters["max_input_len"])
+        self.max_seq_len = int(parameters["max_seq_len"])
+        tok = self.tokenizer
+        self.bos_id = tok.bos_token_id
+        self.end_id = tok.eos_token_id
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                responses.append(self.preprocess(request))
+            except BadRequest as error:
+                responses.append(error_response(str(error)))
+        return responses
+
+    def prompt_ids(self, text: str, messages: str | None, apply_template: bool) -> list[int]:
+        if messages:
+            try:
+                conversation = json.loads(messages)
+            except json.JSONDecodeError as error:
+                raise BadRequest(
+                    f"messages is not valid JSON ({error.msg}): send a list of "
+                    '{"role": ..., "content": ...} objects.'
+                ) from None
+            if not isinstance(conversation, list) or not all(
+                isinstance(m, dict) and "role" in m and "content" in m for m in conversation
+            ):
+                raise BadRequest('messages must be a JSON list of {"role": ..., "content": ...} objects.')
+            if text:
+                conversation.append({"role": "user", "content": text})
+        elif apply_template:
+            conversation = [{"role": "user", "content": text}]
+        else:
+            ids = self.tokenizer.encode(text, add_special_tokens=False)
+            if self.add_bos and self.bos_id is not None and (not ids or ids[0] != self.bos_id):
+                ids = [self.bos_id, *ids]
+            return ids
+        rendered = self.tokenizer.apply_chat_template(
+            conversation, tokenize=False, add_generation_prompt=True
+        )
+        return self.tokenizer.encode(rendered, add_special_tokens=False)  # the template holds the BOS
+
+    def word_list(self, words: list[str]) -> np.ndarray:
+        """[2, L]: concatenated ids, then cumulative end offsets padded with -1."""
+        ids: list[int] = []
+        offsets: list[int] = []
+        for word in words:
+            if not word:
+                continue
+            ids += self.tokenizer.encode(word, add_special_tokens=False)
+            offsets.append(len(ids))
+        offsets += [-1] * (len(ids) - len(offsets))
+        return np.array([ids, offsets], dtype=np.int32).reshape(2, len(ids))
+
+    def preprocess(self, request):
+        queries = strings(input_array(request, "QUERY"), "text_input")
+        messages = strings(input_array(request, "MESSAGES"), "messages")
+        apply_template = bool(scalar(request, "APPLY_CHAT_TEMPLATE", False))
+        max_tokens = int(scalar(request, "REQUEST_OUTPUT_LEN", 0))
+        if max_tokens <= 0:
+            raise BadRequest(f"max_tokens must be at least 1 (got {max_tokens}).")
+        stop_words = strings(input_array(request, "STOP_WORDS_DICT"), "stop_words")
+        bad_words = strings(input_array(request, "BAD_WORDS_DICT"), "bad_words")
+
+        batch = []
+        for row, text in enumerate(queries):
+            ids = self.prompt_ids(text, messages[row] if row < len(messages) else None, apply_template)
+            if len(ids) > self.max_input_len:
+                raise BadRequest(
+                    f"The prompt has {len(ids)} tokens; this engine accepts at most {self.max_input_len} "
+                    "(max_input_len). Shorten the prompt."
+                )
+            if len(ids) + max_tokens > self.max_seq_len:
+                raise BadRequest(
+                    f"max_tokens {max_tokens} is above the engine limit: with a {len(ids)}-token prompt at most "
+                    f"{self.max_seq_len - len(ids)} tokens fit in max_seq_len {self.max_seq_len}."
+                )
+            batch.append(ids)
+
+        width = max(len(ids) for ids in batch)
+        pad_id = int(scalar(request, "PAD_ID", self.pad_id))
+        end_id = int(scalar(request, "END_ID", self.end_id))
+        input_ids = np.full((len(batch), width), pad_id, dtype=np.int32)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = ids
+        column = lambda value, dtype=np.int32: np.full((len(batch), 1), value, dtype=dtype)  # noqa: E731
+        stop, bad = self.word_list(stop_words), self.word_list(bad_words)
+        outputs = [
+            pb_utils.Tensor("INPUT_ID", input_ids),
+            pb_utils.Tensor("REQUEST_INPUT_LEN", np.array([[len(ids)] for ids in batch], dtype=np.int32)),
+            pb_utils.Tensor("REQUEST_OUTPUT_LEN", column(max_tokens)),
+            pb_utils.Tensor("STOP_WORDS_IDS", np.repeat(stop[None], len(batch), axis=0)),
+            pb_utils.Tensor("BAD_WORDS_IDS", np.repeat(bad[None], len(batch), axis=0)),
+            pb_utils.Tensor("OUT_END_ID", column(end_id)),
+            pb_utils.Tensor("OUT_PAD_ID", column(pad_id)),
+        ]
+        seed = scalar(request, "SEED", scalar(request, "RANDOM_SEED"))
+        if seed is not None:
+            outputs.append(pb_utils.Tensor("OUT_SEED", column(seed, np.uint64)))
+        min_tokens = scalar(request, "MIN_TOKENS", scalar(request, "MIN_LENGTH"))
+        if min_tokens is not None:
+            outputs.append(pb_utils.Tensor("OUT_MIN_TOKENS", column(min_tokens)))
+        return pb_utils.InferenceResponse(output_tensors=outputs)

@@ -1,0 +1,81 @@
+"""Helpers shared by the Python-backend models of a generated repository.
+
+Copied into each model's version directory beside `model.py`: the models run inside containers where
+swallow-trt is not installed, so this file imports only numpy, transformers and the Triton stub module.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+TRUE_WORDS = {"1", "true", "t", "yes", "y", "on"}
+FALSE_WORDS = {"0", "false", "f", "no", "n", "off"}
+
+
+class BadRequest(ValueError):
+    """A client error: answered with a clear message, the server keeps serving."""
+
+
+def model_parameters(args: dict[str, str]) -> dict[str, str]:
+    config = json.loads(args["model_config"])
+    return {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
+
+
+def flag(value: str | None, default: bool) -> bool:
+    text = (value or "").strip().lower()
+    return True if text in TRUE_WORDS else False if text in FALSE_WORDS else default
+
+
+def repository_path(args: dict[str, str], value: str) -> Path:
+    """A path parameter; relative ones are relative to the model repository root (it can be moved)."""
+    path = Path(value)
+    return path if path.is_absolute() else Path(args["model_repository"]).resolve().parent / path
+
+
+def load_tokenizer(args: dict[str, str], parameters: dict[str, str]):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(repository_path(args, parameters["tokenizer_dir"])))
+
+
+def input_array(request, name: str) -> np.ndarray | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
+def scalar(request, name: str, default: Any = None) -> Any:
+    """The first element of an optional input (all rows of a request share one value here)."""
+    array = input_array(request, name)
+    if array is None or array.size == 0:
+        return default
+    return array.reshape(-1)[0].item()
+
+
+def strings(array: np.ndarray | None, what: str) -> list[str]:
+    """Decode a BYTES tensor's elements, rejecting invalid UTF-8 with a message naming the input."""
+    if array is None:
+        return []
+    out = []
+    for item in array.reshape(-1):
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        try:
+            out.append(bytes(item).decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise BadRequest(f"{what} is not valid UTF-8 (byte {error.start}): send UTF-8 text.") from None
+    return out
+
+
+def error_response(message: str):
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+
+
+def text_tensor(name: str, texts: list[str], shape: tuple[int, ...]) -> Any:
+    data = np.array([t.encode("utf-8") for t in texts], dtype=np.object_).reshape(shape)
+    return pb_utils.Tensor(name, data)
