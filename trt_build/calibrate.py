@@ -237,12 +237,11 @@ def _observe(observer: _LinearObserver, keep_rows: torch.Tensor | None, awq: boo
     def hook(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         x = args[0].detach().reshape(-1, args[0].shape[-1])
         observer.amax = max(observer.amax, x.abs().amax().item())
-        if awq:
+        if awq and keep_rows is not None:
             total = x.abs().float().sum(dim=0)
             observer.abs_sum = total if observer.abs_sum is None else observer.abs_sum + total
             observer.count += x.shape[0]
-            if keep_rows is not None:
-                observer.samples.append(x[keep_rows[keep_rows < x.shape[0]]].float().clone())
+            observer.samples.append(x[keep_rows[keep_rows < x.shape[0]]].float().clone())
 
     return hook
 
@@ -375,9 +374,11 @@ def calibrate(
         start = time.perf_counter()
         layer = load_decoder_layer(checkpoint, config, index, device, dtype)
         observers = {linear: _LinearObserver() for linear in LINEARS}
+        # AWQ statistics only on each fused group's first linear: its siblings see the same input
+        leaders = {members[0] for members in FUSED_GROUPS.values()}
         handles = [
             layer.get_submodule(linear).register_forward_pre_hook(
-                _observe(observers[linear], keep_rows if awq else None, awq)
+                _observe(observers[linear], keep_rows if awq else None, awq and linear in leaders)
             )
             for linear in LINEARS
         ]
