@@ -11,6 +11,7 @@ subprocess too: this process must stay small, because Linux carries the parent's
 into a forked child's ru_maxrss.
 
 Metrics (definitions):
+  (each timing is the best of --repeat alternating runs; peak RSS is the largest seen)
   copy_s        wall seconds of the copy including the sync that writes it to disk
   convert_s     wall seconds of the convert subprocess (start-up included) plus the sync
   time_ratio    convert_s / copy_s                       target <= 2.0
@@ -80,25 +81,32 @@ def _timed_convert(source: Path, target: Path, tp: int, workers: int) -> tuple[f
     return seconds, usage.ru_maxrss * 1024
 
 
-def measure(layers: int, work_dir: Path, tp: int, workers: int) -> Measurement:
+def measure(layers: int, work_dir: Path, tp: int, workers: int, repeat: int) -> Measurement:
+    """Best of `repeat` alternating copy/convert runs: other load on a shared machine only adds time."""
     model = work_dir / f"8b-shape-{layers}l"
     print(f"writing 8b-shape model with {layers} layers ...", flush=True)
     generate = [sys.executable, "-m", "trt_build.cli", "tiny-model", "--preset", "8b-shape"]
     subprocess.run([*generate, "--layers", str(layers), "--output", str(model), "--overwrite"], check=True)
+    copy_times, convert_times, peaks = [], [], []
+    copy, checkpoint = work_dir / f"copy-{layers}l", work_dir / f"ckpt-{layers}l"
     try:
-        copy_s = _timed_copy(model, work_dir / f"copy-{layers}l")
-        convert_s, peak_rss = _timed_convert(model, work_dir / f"ckpt-{layers}l", tp, workers)
+        for _ in range(repeat):
+            copy_times.append(_timed_copy(model, copy))
+            convert_seconds, peak = _timed_convert(model, checkpoint, tp, workers)
+            convert_times.append(convert_seconds)
+            peaks.append(peak)
+            output_gb = _dir_bytes(checkpoint) / 1e9
+            shutil.rmtree(copy)
+            shutil.rmtree(checkpoint)
+        print(
+            f"  copy s {[round(t, 2) for t in copy_times]}  convert s {[round(t, 2) for t in convert_times]}"
+        )
         return Measurement(
-            layers,
-            _dir_bytes(model) / 1e9,
-            _dir_bytes(work_dir / f"ckpt-{layers}l") / 1e9,
-            copy_s,
-            convert_s,
-            peak_rss / 1e9,
+            layers, _dir_bytes(model) / 1e9, output_gb, min(copy_times), min(convert_times), max(peaks) / 1e9
         )
     finally:
-        for name in (model.name, f"copy-{layers}l", f"ckpt-{layers}l"):
-            shutil.rmtree(work_dir / name, ignore_errors=True)
+        for path in (model, copy, checkpoint):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def report(results: list[Measurement], tp: int, workers: int) -> bool:
@@ -128,7 +136,8 @@ def main() -> None:
     )
     parser.add_argument("--layers", type=int, nargs="+", default=[2, 8])
     parser.add_argument("--tp", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="convert --workers (2: one thread per rank)")
+    parser.add_argument("--repeat", type=int, default=2, help="alternating copy/convert runs; best is kept")
     parser.add_argument(
         "--work-dir", type=Path, help="where models are written (default: a temp dir in /tmp)"
     )
@@ -136,7 +145,9 @@ def main() -> None:
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="convert-bench-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     print(f"work dir {work_dir} ({shutil.disk_usage(work_dir).free / 1e9:.0f} GB free)")
-    results = [measure(layers, work_dir, args.tp, args.workers) for layers in sorted(args.layers)]
+    results = [
+        measure(layers, work_dir, args.tp, args.workers, args.repeat) for layers in sorted(args.layers)
+    ]
     if args.work_dir is None:
         shutil.rmtree(work_dir, ignore_errors=True)
     sys.exit(0 if report(results, args.tp, args.workers) else 1)

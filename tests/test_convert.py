@@ -427,3 +427,34 @@ def test_a_failing_rank_cancels_the_others(
     with pytest.raises(RuntimeError, match="disk on fire"):
         convert_checkpoint(tiny_model_dir, tmp_path / "ckpt", tp=2, quant="broken", workers=2)
     assert leftovers(tmp_path) == []
+
+
+def test_known_source_digests_are_reused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A fetch manifest's hub sha256 (same size) or an HF cache blob name saves hashing 140 GB again."""
+    blobs = tmp_path / "hub" / "blobs"
+    blobs.mkdir(parents=True)
+    digest = sha256_file(tiny_model_dir / "model.safetensors")
+    shutil.copy(tiny_model_dir / "model.safetensors", blobs / digest)
+    model = tmp_path / "hub" / "snapshot"
+    model.mkdir()
+    (model / "model.safetensors").symlink_to(blobs / digest)
+    shutil.copy(tiny_model_dir / "config.json", model / "config.json")
+    fetched = {"stage": "fetch", "files": [{"name": "config.json", "bytes": 1, "sha256": "0" * 64}]}
+    (model / "manifest.json").write_text(json.dumps(fetched))  # wrong size: must be recomputed
+    out = convert_checkpoint(model, tmp_path / "ckpt")
+    sources = {f["name"]: f for f in json.loads((out / "manifest.json").read_text())["source"]["files"]}
+    assert sources["model.safetensors"]["sha256"] == digest
+    assert sources["model.safetensors"]["sha256_from"] == "hf cache blob name"
+    assert sources["config.json"]["sha256_from"] == "computed"
+    assert sources["config.json"]["sha256"] == sha256_file(model / "config.json")
+    size = (model / "config.json").stat().st_size
+    fetched["files"][0]["bytes"] = size
+    (model / "manifest.json").write_text(json.dumps(fetched))
+    out = convert_checkpoint(model, tmp_path / "ckpt", overwrite=True)
+    sources = {f["name"]: f for f in json.loads((out / "manifest.json").read_text())["source"]["files"]}
+    assert sources["config.json"] == {
+        "name": "config.json",
+        "bytes": size,
+        "sha256": "0" * 64,
+        "sha256_from": "fetch manifest",
+    }

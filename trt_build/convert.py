@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -419,11 +420,34 @@ def _run_ranks(jobs: list[RankJob], directory: Path, workers: int) -> list[RankR
     return [future.result() for future in futures]
 
 
+def _recorded_sha256(model_dir: Path) -> dict[str, dict[str, Any]]:
+    """Files whose sha256 `swallow-trt fetch` recorded from the hub (LFS metadata), by name."""
+    manifest = model_dir / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    recorded = json.loads(manifest.read_text())
+    if recorded.get("stage") != "fetch":
+        return {}
+    return {entry["name"]: entry for entry in recorded.get("files", []) if entry.get("sha256")}
+
+
 def _hash_sources(files: list[Path], root: Path, results: list[dict[str, Any]]) -> None:
+    """sha256 of each source file. Hashing 140 GB takes minutes, so a digest is reused when it is
+    already known: from the fetch manifest (same size), or from a Hugging Face cache blob's name."""
+    recorded = _recorded_sha256(root)
     for path in files:
-        results.append(
-            {"name": str(path.relative_to(root)), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
-        )
+        name, size = str(path.relative_to(root)), path.stat().st_size
+        entry = recorded.get(name)
+        target = path.resolve()
+        if entry and entry.get("bytes") == size:
+            digest, origin = entry["sha256"], "fetch manifest"
+        elif (
+            path.is_symlink() and target.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{64}", target.name)
+        ):
+            digest, origin = target.name, "hf cache blob name"
+        else:
+            digest, origin = sha256_file(path), "computed"
+        results.append({"name": name, "bytes": size, "sha256": digest, "sha256_from": origin})
 
 
 def resolve_dtype(requested: str, arch: LlamaArchitecture) -> str:
