@@ -1,0 +1,157 @@
+"""Engine-level mode: run `trtllm-bench throughput` on an engine, with our Japanese prompts.
+
+trtllm-bench drives the engine in process (no HTTP/gRPC), so comparing it with a `swallow-trt bench`
+run on the same engine shows the serving overhead (reference/bench-metrics.md §6.6). It has no
+request-rate mode, so only concurrency levels are accepted. The dataset is written as trtllm-bench's
+JSON lines of token ids (`task_id`, `input_ids`, `output_tokens`), so the input lengths are exact, and
+EOS is disabled (`--eos_id -1`) so the output lengths are too.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import click
+
+from benchmarks.datasets import load_tokenizer, synthetic
+from benchmarks.load import LoadLevel
+from trt_build.manifest import write_manifest
+from trt_build.outdir import atomic_output_dir
+
+TRTLLM_BENCH = "trtllm-bench"
+
+
+def write_dataset(
+    path: Path, tokenizer, count: int, isl: int, isl_stddev: float, osl: int, osl_stddev: float, seed: int
+) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for task_id, request in enumerate(
+            synthetic(tokenizer, count, isl, isl_stddev, osl, osl_stddev, seed)
+        ):
+            ids = tokenizer.encode(request.prompt, add_special_tokens=False)
+            line = {"task_id": task_id, "input_ids": ids, "output_tokens": request.output_tokens}
+            handle.write(json.dumps(line) + "\n")
+
+
+def compose(
+    model: str,
+    hf_model_dir: Path | None,
+    engine_dir: Path,
+    dataset: Path,
+    concurrency: int,
+    num_requests: int,
+    warmup: int,
+    level_dir: Path,
+    supported: set[str] | None = None,
+) -> list[str]:
+    """The trtllm-bench command for one concurrency level. Throughput options the installed version does
+    not list in its --help (`supported`) are left out, so one command works across releases."""
+    top = [TRTLLM_BENCH, "--model", model]
+    if hf_model_dir is not None:
+        top += ["--model_path", str(hf_model_dir)]
+    options = [
+        ("--backend", "tensorrt"),
+        ("--engine_dir", str(engine_dir)),
+        ("--dataset", str(dataset)),
+        ("--num_requests", str(num_requests)),
+        ("--concurrency", str(concurrency)),
+        ("--warmup", str(warmup)),
+        ("--eos_id", "-1"),
+        ("--streaming", None),
+        ("--report_json", str(level_dir / "trtllm_report.json")),
+        ("--request_json", str(level_dir / "trtllm_requests.json")),
+    ]
+    required = {"--engine_dir", "--dataset"}
+    args = ["throughput"]
+    for flag, value in options:
+        if supported is not None and flag not in supported and flag not in required:
+            continue
+        args += [flag] if value is None else [flag, value]
+    return top + args
+
+
+def supported_flags() -> set[str] | None:
+    """Flags listed by `trtllm-bench throughput --help`, or None when it is not installed."""
+    if shutil.which(TRTLLM_BENCH) is None:
+        return None
+    result = subprocess.run(
+        [TRTLLM_BENCH, "throughput", "--help"], capture_output=True, text=True, timeout=300
+    )
+    return {word.strip(",") for word in result.stdout.split() if word.startswith("--")}
+
+
+def run_trtllm_bench(
+    engine_dir: Path,
+    hf_model_dir: Path | None,
+    model: str,
+    tokenizer_dir: Path | None,
+    levels: list[LoadLevel],
+    num_requests: int,
+    warmup: int | None,
+    isl: int,
+    isl_stddev: float,
+    osl: int,
+    osl_stddev: float,
+    seed: int,
+    label: str,
+    output: Path,
+    overwrite: bool,
+    dry_run: bool,
+) -> None:
+    if any(level.kind != "concurrency" for level in levels):
+        raise click.ClickException(
+            "trtllm-bench has no request-rate mode: use --concurrency with --engine-dir."
+        )
+    if not (engine_dir / "config.json").exists() and not dry_run:
+        raise click.ClickException(f"{engine_dir} is not an engine directory (no config.json).")
+    supported = supported_flags()
+    if supported is None and not dry_run:
+        raise click.ClickException(
+            "trtllm-bench is not installed here. It comes with TensorRT-LLM on a GPU host "
+            "(pip install --extra-index-url https://pypi.nvidia.com tensorrt-llm, or the NGC "
+            "tritonserver -trtllm- container). Add --dry-run to see the commands."
+        )
+    from trt_build.tokenizer import ensure_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_dir or hf_model_dir or ensure_tokenizer())
+    started = time.time()
+    with atomic_output_dir(output, overwrite) as tmp:
+        dataset = tmp / "dataset.jsonl"
+        write_dataset(dataset, tokenizer, num_requests, isl, isl_stddev, osl, osl_stddev, seed)
+        commands = []
+        for level in levels:
+            level_dir = output / level.name  # where the files end up once the directory is renamed
+            command = compose(
+                model, hf_model_dir, engine_dir, output / "dataset.jsonl", int(level.value), num_requests,
+                warmup if warmup is not None else 2, level_dir, supported,
+            )  # fmt: skip
+            commands.append((level, command))
+        script = "\n".join(shlex.join(command) for _, command in commands) + "\n"
+        (tmp / "commands.sh").write_text("#!/bin/sh\nset -e\n" + script)
+        if dry_run:
+            click.echo(script, nl=False)
+        else:
+            for level, command in commands:
+                (tmp / level.name).mkdir()
+                # trtllm-bench writes its reports under the final path: point it at the temp dir instead.
+                command = [part.replace(str(output), str(tmp)) for part in command]
+                with open(tmp / level.name / "trtllm.log", "w") as log:
+                    click.echo(f"{level.name}: {shlex.join(command)}")
+                    result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+                if result.returncode != 0:
+                    tail = "\n".join(
+                        (tmp / level.name / "trtllm.log").read_text(errors="replace").splitlines()[-30:]
+                    )
+                    raise click.ClickException(
+                        f"trtllm-bench failed at {level.name} (exit {result.returncode}):\n{tail}"
+                    )
+        write_manifest(
+            tmp, "bench-trtllm", label=label, engine_dir=str(engine_dir), dry_run=dry_run,
+            levels=[level.name for level in levels], seconds=time.time() - started,
+        )  # fmt: skip
+    click.echo(f"trtllm-bench {'commands' if dry_run else 'results'} in {output}")

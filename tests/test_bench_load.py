@@ -1,0 +1,152 @@
+"""Load generation and the OpenAI client against a stream server with known timing, plus Ctrl-C.
+
+The fake server (benchmarks/fake_server.py, loopback, in a thread) answers the first token after 80 ms
+and the next ones 20 ms apart. Tolerances as in test_bench_triton.py: TTFT and E2E within -2 / +15 ms,
+ITL p50 +-5 ms, ITL and TPOT means +-3 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from benchmarks.bench import command as bench
+from benchmarks.bench import parse_levels
+from benchmarks.fake_server import FakeServer, Timing
+from benchmarks.load import arrival_gaps
+from triton_repo.server import free_port
+
+TTFT_MS, GAP_MS, TOKENS = 80.0, 20.0, 6
+
+
+def invoke(*args: str) -> object:
+    return CliRunner().invoke(bench, [*args, "--no-progress"], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def fake():
+    with FakeServer(Timing(TTFT_MS / 1e3, GAP_MS / 1e3)) as server:
+        yield server
+
+
+def test_arrival_gaps_have_the_requested_rate_and_burstiness():
+    poisson = arrival_gaps(10.0, 20000, "poisson", 1.0, seed=0)
+    bursty = arrival_gaps(10.0, 20000, "gamma", 0.25, seed=0)
+    for gaps in (poisson, bursty):
+        assert sum(gaps) / len(gaps) == pytest.approx(0.1, rel=0.05)
+
+    def cv2(gaps):  # squared coefficient of variation = 1 / gamma shape
+        mean = sum(gaps) / len(gaps)
+        return sum((g - mean) ** 2 for g in gaps) / len(gaps) / mean**2
+
+    assert cv2(poisson) == pytest.approx(1.0, rel=0.1)
+    assert cv2(bursty) == pytest.approx(4.0, rel=0.15)
+    assert set(arrival_gaps(4.0, 5, "constant", 1.0, 0)) == {0.25}
+
+
+def test_load_levels_parse_and_reject_bad_values():
+    assert [lv.name for lv in parse_levels("1,4,16", None, None)] == ["c1", "c4", "c16"]
+    rates = parse_levels(None, "2,0.5,inf", 8)
+    assert [lv.name for lv in rates] == ["rate2", "rate0p5", "rateinf"] and rates[0].max_concurrency == 8
+    for bad in (("0", None), ("1.5", None), ("a", None), ("1", "2"), (None, "-1")):
+        with pytest.raises(click.ClickException):
+            parse_levels(*bad, None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["synthetic", "ja-chat"])  # completions / chat completions
+def test_openai_protocol_measures_the_known_timing(fake, tmp_path, dataset):
+    out = tmp_path / "out"
+    result = invoke("--protocol", "openai", "--url", fake.http_url, "--model", "swallow", "--dataset", dataset,
+                    "--concurrency", "4", "--num-requests", "8", "--warmup", "2", "--isl", "32",
+                    "--osl", str(TOKENS), "--ignore-eos", "--output", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    m = summary["metrics"]
+    e2e = TTFT_MS + (TOKENS - 1) * GAP_MS
+    assert summary["num_completed"] == 8 and summary["num_errors"] == 0
+    assert TTFT_MS - 2 <= m["ttft_ms"]["p50"] <= TTFT_MS + 15
+    assert e2e - 2 <= m["e2e_ms"]["p50"] <= e2e + 15
+    assert abs(m["itl_ms"]["p50"] - GAP_MS) <= 5 and abs(m["tpot_ms"]["mean"] - GAP_MS) <= 3
+    assert summary["output_tokens_source"] == {"server": 8}  # usage.completion_tokens
+    expected = 8 * TOKENS / (2 * e2e / 1e3)  # two rounds of 4 concurrent requests
+    assert 0.85 * expected <= summary["output_token_throughput"] <= 1.05 * expected
+    rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    spans = [(r["send_ms"], r["send_ms"] + r["e2e_ms"]) for r in rows]
+    in_flight = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert in_flight == 4  # closed loop keeps exactly `concurrency` requests in flight
+
+
+@pytest.mark.slow
+def test_request_rate_mode_sends_at_the_rate(fake, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("--protocol", "http", "--url", fake.http_url, "--request-rate", "20", "--arrival", "constant",
+                    "--num-requests", "10", "--warmup", "0", "--isl", "16", "--osl", "3", "--output", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    sends = sorted(r["send_ms"] for r in rows)
+    gaps = [b - a for a, b in zip(sends[:-1], sends[1:], strict=True)]
+    assert all(45 <= g <= 60 for g in gaps), gaps  # 50 ms apart at 20 req/s
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["load"] == {"kind": "rate", "value": 20.0, "max_concurrency": None}
+
+
+def test_unreachable_server_errors_are_counted(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"
+    result = invoke("--protocol", "openai", "--url", url, "--num-requests", "3", "--warmup", "0", "--isl", "8",
+                    "--osl", "4", "--output", str(tmp_path / "out"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["num_errors"] == 3 and summary["num_completed"] == 0
+    assert all("Connect" in message for message in summary["errors"])
+    failed = CliRunner().invoke(bench, ["--protocol", "openai", "--url", url, "--num-requests", "2", "--warmup",
+                                        "1", "--isl", "8", "--output", str(tmp_path / "again")])  # fmt: skip
+    assert failed.exit_code != 0 and "Every warm-up request failed" in failed.output
+    assert not (tmp_path / "again").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_keeps_what_was_measured(fake, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "trt_build.cli", "bench", "--protocol", "openai", "--url", fake.http_url,
+               "--concurrency", "2", "--duration", "60", "--warmup", "1", "--isl", "16", "--osl", "20",
+               "--output", str(out)]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1]
+    )
+    seen = bytearray()
+
+    def read_stderr() -> None:
+        while chunk := process.stderr.read1(4096):
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while b"openai c2" not in seen and time.monotonic() < deadline:  # the progress bar: measuring
+            time.sleep(0.1)
+        time.sleep(1.5)
+        os.kill(process.pid, signal.SIGINT)
+        process.wait(timeout=30)
+        stdout = process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, seen.decode(errors="replace")[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["partial"] is True
+    assert summary["num_completed"] >= 2 and summary["num_cancelled"] >= 1
+    assert summary["num_errors"] == 0
+    assert "partial" in stdout.decode()
+    assert not list(tmp_path.glob(".out.partial-*"))
