@@ -458,3 +458,15 @@ def test_known_source_digests_are_reused(tiny_model_dir: Path, tmp_path: Path) -
         "sha256": "0" * 64,
         "sha256_from": "fetch manifest",
     }
+
+
+def test_no_sha256_skips_hashing_but_not_sizes(tiny_model_dir: Path, tmp_path: Path, tp2: Path) -> None:
+    out = convert_checkpoint(tiny_model_dir, tmp_path / "ckpt", tp=2, sha256=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [rank["sha256"] for rank in manifest["ranks"]] == [None, None]
+    assert [rank["bytes"] for rank in manifest["ranks"]] == [
+        (out / f"rank{r}.safetensors").stat().st_size for r in (0, 1)
+    ]
+    assert {entry["sha256_from"] for entry in manifest["source"]["files"]} == {"not computed (--no-sha256)"}
+    for rank in (0, 1):  # hashing changes nothing in the files themselves
+        assert sha256_file(out / f"rank{rank}.safetensors") == sha256_file(tp2 / f"rank{rank}.safetensors")
