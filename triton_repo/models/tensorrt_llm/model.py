@@ -118,6 +118,12 @@ class TritonPythonModel:
             generated.append(token)
             if streaming:
                 sender.send(self.response([token], len(prompt), len(generated), counts))
+        if cancelled():
+            pb_utils.Logger.log_info(
+                f"tensorrt_llm: request '{request.request_id()}' cancelled after {len(generated)} tokens"
+            )
+            sender.send(flags=FINAL)
+            return
         if streaming:
             sender.send(flags=FINAL)
             return

@@ -147,7 +147,7 @@ class TritonPythonModel:
                 engine_inputs.append(pb_utils.Tensor(target, tensor.as_numpy()))
         stream_tensor = pb_utils.get_input_tensor_by_name(request, "stream")
         streaming = bool(stream_tensor is not None and stream_tensor.as_numpy().reshape(-1)[0])
-        engine_id = f"bls-{uuid.uuid4().hex}"
+        engine_id = f"bls-{request.request_id()}-{uuid.uuid4().hex}"  # unique, and traceable in the log
         responses = pb_utils.InferenceRequest(
             model_name=self.engine_name,
             inputs=engine_inputs,
@@ -162,7 +162,7 @@ class TritonPythonModel:
             if response.has_error():
                 sender.send(_error(response.error().message()), flags=FINAL)
                 return
-            if request.is_cancelled():
+            if request.is_cancelled() or sender.is_cancelled():
                 self.cancel(engine_id)
                 sender.send(_error("The request was cancelled."), flags=FINAL)
                 return

@@ -1,0 +1,315 @@
+"""The generated repository served by a real tritonserver: streaming Japanese, protocols, bad requests.
+
+The served checkpoint is a tiny Swallow model whose weights make greedy decoding walk a fixed cycle of
+tokens ("紅葉😀𠮷野家齉"), whose emoji and rare kanji are split over 2-4 byte-level tokens each. So the
+answer is known and every stream really has to reassemble characters split across tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from triton_repo.chat import command as chat_command
+from triton_repo.chat import request_body, stream_grpc, stream_http
+from triton_repo.detokenizer import REPLACEMENT
+from triton_repo.generate import write_repository
+from triton_repo.server import TritonServer
+from trt_build.convert import convert_checkpoint
+from trt_build.tokenizer import copy_tokenizer
+
+CYCLE = "紅葉😀𠮷野家齉"
+PROMPT = "紅"  # [BOS, 紅]: greedy continues the cycle from 葉
+ANSWER_9 = "葉😀𠮷野家"  # 1 + 2 + 4 + 1 + 1 tokens
+MAX_INPUT_LEN, MAX_SEQ_LEN = 64, 4096
+MODELS = ("ensemble", "tensorrt_llm_bls")
+
+
+def write_cycle_model(tiny_model_dir: Path, output: Path, tokenizer) -> list[int]:
+    """Zero every layer (the residual stream carries the embedding through) and map token i -> i+1."""
+    from transformers import AutoModelForCausalLM
+
+    ids = tokenizer.encode(CYCLE, add_special_tokens=False)
+    assert len(set(ids)) == len(ids)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    embed, head = model.model.embed_tokens.weight, model.lm_head.weight
+    assert embed.data_ptr() != head.data_ptr()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.fill_(1.0 if name.endswith("norm.weight") else 0.0)
+        for slot, token in enumerate(ids):
+            embed[token, slot] = 1.0
+            head[ids[(slot + 1) % len(ids)], slot] = 10.0
+    model.save_pretrained(output)
+    copy_tokenizer(output)
+    return ids
+
+
+@pytest.fixture(scope="module")
+def cycle_ids(tokenizer):
+    return tokenizer.encode(CYCLE, add_special_tokens=False)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model_dir, tokenizer):
+    root = tmp_path_factory.mktemp("serving")
+    model_dir = root / "cycle-model"
+    write_cycle_model(tiny_model_dir, model_dir, tokenizer)
+    checkpoint = convert_checkpoint(model_dir, root / "checkpoint")
+    repo = write_repository(
+        root / "repo",
+        model_dir,
+        checkpoint_dir=checkpoint,
+        max_input_len=MAX_INPUT_LEN,
+        max_seq_len=MAX_SEQ_LEN,
+    )
+    with TritonServer(repo, log_path=root / "tritonserver.log") as running:
+        yield running
+
+
+def post(url: str, body: dict | bytes) -> tuple[int, str]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def generate(server, model: str, **fields) -> dict:
+    status, text = post(f"{server.http_url}/v2/models/{model}/generate", {"id": uuid.uuid4().hex, **fields})
+    assert status == 200, text
+    return json.loads(text)
+
+
+def stream(server, model: str, **fields) -> list[str]:
+    body = {"id": uuid.uuid4().hex, "stream": True, **fields}
+    return list(stream_http(server.http_url, model, body))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_http_generate_and_generate_stream_give_the_same_japanese(server, model):
+    whole = generate(server, model, text_input=PROMPT, max_tokens=9)
+    deltas = stream(server, model, text_input=PROMPT, max_tokens=9)
+    assert whole["text_output"] == ANSWER_9
+    assert "".join(deltas) == ANSWER_9
+    assert not any(REPLACEMENT in delta for delta in deltas)
+    assert len([d for d in deltas if d]) >= 5  # really streamed, one character group at a time
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_token_counts_are_returned_when_asked(server, model):
+    answer = generate(
+        server,
+        model,
+        text_input=PROMPT,
+        max_tokens=9,
+        return_num_input_tokens=True,
+        return_num_output_tokens=True,
+    )
+    assert (answer["num_input_tokens"], answer["num_output_tokens"]) == (2, 9)
+
+
+@pytest.mark.slow
+def test_a_character_cut_by_max_tokens(server, cycle_ids, tokenizer):
+    """10 tokens end inside 齉: the BLS ends like the full decode; the ensemble drops the fragment."""
+    full = tokenizer.decode(cycle_ids[1:11])
+    assert full.endswith(REPLACEMENT) and full.rstrip(REPLACEMENT) == ANSWER_9
+    bls_deltas = stream(server, "tensorrt_llm_bls", text_input=PROMPT, max_tokens=10)
+    assert (
+        "".join(bls_deltas)
+        == full
+        == generate(server, "tensorrt_llm_bls", text_input=PROMPT, max_tokens=10)["text_output"]
+    )
+    assert not any(REPLACEMENT in delta for delta in bls_deltas[:-1])
+    ensemble_deltas = stream(server, "ensemble", text_input=PROMPT, max_tokens=10)
+    assert (
+        "".join(ensemble_deltas)
+        == ANSWER_9
+        == generate(server, "ensemble", text_input=PROMPT, max_tokens=10)["text_output"]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_grpc_streaming_with_tritonclient(server, model):
+    body = request_body(PROMPT, 15, chat=False, stream=True)
+    deltas = list(stream_grpc(server.grpc_url, model, body))
+    assert "".join(deltas) == ANSWER_9 + "齉紅葉😀"
+    assert not any(REPLACEMENT in delta for delta in deltas)
+
+
+@pytest.mark.slow
+def test_32_concurrent_streams_all_complete_in_order(server):
+    def one(index: int) -> str:
+        return "".join(stream(server, MODELS[index % 2], text_input=PROMPT, max_tokens=19))
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(one, range(32)))
+    assert answers == [ANSWER_9 + "齉紅葉😀𠮷"] * 32
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_stop_words_end_id_and_seeded_sampling(server, model, tokenizer):
+    assert (
+        generate(server, model, text_input=PROMPT, max_tokens=30, stop_words=["野"])["text_output"]
+        == "葉😀𠮷野"
+    )
+    end_id = tokenizer.encode("野", add_special_tokens=False)[0]
+    assert generate(server, model, text_input=PROMPT, max_tokens=30, end_id=end_id)["text_output"] == "葉😀𠮷"
+    assert (
+        "野" not in generate(server, model, text_input=PROMPT, max_tokens=9, bad_words=["野"])["text_output"]
+    )
+    hot = dict(text_input=PROMPT, max_tokens=12, temperature=50.0)
+    same = {generate(server, model, seed=7, **hot)["text_output"] for _ in range(2)}
+    assert len(same) == 1
+    various = {generate(server, model, seed=seed, **hot)["text_output"] for seed in range(5)}
+    assert len(various) > 1
+    assert (
+        generate(server, model, temperature=0.0, text_input=PROMPT, max_tokens=9)["text_output"] == ANSWER_9
+    )
+
+
+@pytest.mark.slow
+def test_chat_template_and_a_single_bos(server, tokenizer):
+    counts = dict(max_tokens=1, return_num_input_tokens=True)
+    messages = [{"role": "system", "content": "日本語で答えて"}, {"role": "user", "content": "紅葉は?"}]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    expected = len(tokenizer.encode(rendered, add_special_tokens=False))
+    assert rendered.count("<|begin_of_text|>") == 1
+    for model in MODELS:
+        answer = generate(
+            server, model, text_input="", messages=json.dumps(messages, ensure_ascii=False), **counts
+        )
+        assert answer["num_input_tokens"] == expected
+        # a prompt the client rendered already (OpenAI frontend) keeps its one BOS
+        assert generate(server, model, text_input=rendered, **counts)["num_input_tokens"] == expected
+        single = [{"role": "user", "content": "紅葉は?"}]
+        templated = tokenizer.apply_chat_template(single, tokenize=False, add_generation_prompt=True)
+        answer = generate(server, model, text_input="紅葉は?", apply_chat_template=True, **counts)
+        assert answer["num_input_tokens"] == len(tokenizer.encode(templated, add_special_tokens=False))
+
+
+BAD_REQUESTS = [
+    ({"max_tokens": 4}, "text_input"),
+    ({"text_input": PROMPT, "max_tokens": 0}, "max_tokens must be at least 1"),
+    ({"text_input": PROMPT, "max_tokens": MAX_SEQ_LEN}, "above the engine limit"),
+    ({"text_input": "紅葉" * 200, "max_tokens": 4}, f"accepts at most {MAX_INPUT_LEN}"),
+    ({"text_input": PROMPT, "max_tokens": 4, "messages": "not json"}, "messages is not valid JSON"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(("body", "message"), BAD_REQUESTS)
+def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(server, model, body, message):
+    for endpoint in ("generate", "generate_stream"):
+        status, text = post(f"{server.http_url}/v2/models/{model}/{endpoint}", body)
+        assert message in text, (endpoint, status, text)
+    assert generate(server, model, text_input=PROMPT, max_tokens=9)["text_output"] == ANSWER_9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_invalid_utf8_is_rejected(server, model):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    results = []
+    client.start_stream(callback=lambda result, error: results.append((result, error)))
+    text = grpcclient.InferInput("text_input", [1, 1], "BYTES")
+    text.set_data_from_numpy(np.array([[b"\xe7\xb4\x85\xff"]], dtype=np.object_))
+    tokens = grpcclient.InferInput("max_tokens", [1, 1], "INT32")
+    tokens.set_data_from_numpy(np.array([[4]], dtype=np.int32))
+    client.async_stream_infer(model, [text, tokens])
+    deadline = time.monotonic() + 30
+    while not results and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.stop_stream()
+    client.close()
+    assert results, "no answer"
+    error = results[0][1]
+    assert isinstance(error, InferenceServerException) and "not valid UTF-8" in str(error)
+
+
+def hang_up_after_first_event(server, model: str, request_id: str, max_tokens: int) -> None:
+    body = json.dumps(
+        {"id": request_id, "text_input": PROMPT, "max_tokens": max_tokens, "stream": True}
+    ).encode()
+    host, port = server.http_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        head = (
+            f"POST /v2/models/{model}/generate_stream HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body)
+        received = b""
+        while b"data:" not in received:
+            received += sock.recv(4096)
+
+
+@pytest.mark.slow
+def test_a_client_that_disconnects_mid_stream_stops_the_engine_through_the_bls(server):
+    """Read one event of a 3000-token stream and hang up: the BLS stops the engine, which logs it."""
+    request_id = f"hangup-{uuid.uuid4().hex}"
+    hang_up_after_first_event(server, "tensorrt_llm_bls", request_id, 3000)
+    deadline = time.monotonic() + 60
+    lines: list[str] = []
+    while not lines and time.monotonic() < deadline:
+        log = server.log_path.read_text(errors="replace").splitlines()
+        lines = [line for line in log if request_id in line and "cancelled after" in line]
+        time.sleep(0.2)
+    assert lines, server.log_tail()
+    generated = int(lines[0].split("cancelled after", 1)[1].split()[0])
+    assert generated < 3000
+    assert generate(server, "tensorrt_llm_bls", text_input=PROMPT, max_tokens=9)["text_output"] == ANSWER_9
+
+
+@pytest.mark.slow
+def test_the_server_keeps_serving_after_a_hang_up_on_the_ensemble(server):
+    """Triton 2.51 does not pass an ensemble client's cancellation on to its steps (the engine runs to
+    max_tokens), so this only checks that other requests are still served meanwhile."""
+    hang_up_after_first_event(server, "ensemble", f"hangup-{uuid.uuid4().hex}", 300)
+    assert generate(server, "ensemble", text_input=PROMPT, max_tokens=9)["text_output"] == ANSWER_9
+
+
+@pytest.mark.slow
+def test_metrics_endpoint_answers(server):
+    generate(server, "ensemble", text_input=PROMPT, max_tokens=2)
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
+        metrics = response.read().decode()
+    assert 'nv_inference_request_success{model="ensemble"' in metrics
+    assert 'nv_inference_request_success{model="tensorrt_llm"' in metrics
+
+
+@pytest.mark.slow
+def test_chat_command_streams_to_the_terminal(server):
+    result = CliRunner().invoke(
+        chat_command,
+        ["--url", server.http_url, "--raw", "--max-tokens", "9", "--model", "tensorrt_llm_bls", PROMPT],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output == ANSWER_9 + "\n"
+    result = CliRunner().invoke(
+        chat_command, ["--url", server.grpc_url, "--protocol", "grpc", "--raw", "--max-tokens", "9", PROMPT]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output == ANSWER_9 + "\n"
