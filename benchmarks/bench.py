@@ -23,6 +23,7 @@ from trt_build.manifest import write_manifest
 from trt_build.outdir import atomic_output_dir
 
 DURATION_POOL = 512  # prompts prepared for a --duration run (cycled)
+CLIENT_BUSY = 0.8  # client CPU time / wall time above which the client may be the bottleneck
 
 
 def parse_levels(
@@ -341,6 +342,12 @@ def command(
                 "cpu_utilization": outcome.client_cpu_s / outcome.wall_s if outcome.wall_s else None,
             }
             click.echo(headline(summary))
+            if (summary.client["cpu_utilization"] or 0) > CLIENT_BUSY:
+                click.echo(
+                    f"warning: the client used {summary.client['cpu_utilization']:.0%} of a CPU core at "
+                    f"{level.name}; the results may be limited by the client, not the server.",
+                    err=True,
+                )
             target = tmp if len(levels) == 1 else tmp / level.name
             results.write_level(target, summary, outcome.records)
             written.append((level.name, summary))

@@ -123,17 +123,38 @@ class FakeTritonService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return answer
 
     async def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
-        async for request in request_iterator:
+        """Requests on one stream run concurrently, as in Triton; responses are interleaved."""
+        responses: asyncio.Queue = asyncio.Queue()
+        active = set()
+
+        async def answer(request) -> None:
             names = [t.name for t in request.inputs]
-            raw = request.raw_input_contents[names.index("max_tokens")]
-            count = struct.unpack("<i", raw)[0]
+            count = struct.unpack("<i", request.raw_input_contents[names.index("max_tokens")])[0]
             async for k in schedule(self.timing, count):
                 response = service_pb2.ModelInferResponse(model_name=request.model_name, id=request.id)
                 response.outputs.add(name="text_output", datatype="BYTES", shape=[1, 1])
                 response.outputs.add(name="num_output_tokens", datatype="INT32", shape=[1, 1])
                 response.raw_output_contents.extend([_bytes_tensor(self.timing.piece), struct.pack("<i", 1)])
                 response.parameters["triton_final_response"].bool_param = k == count - 1
-                yield service_pb2.ModelStreamInferResponse(infer_response=response)
+                responses.put_nowait(service_pb2.ModelStreamInferResponse(infer_response=response))
+
+        async def accept() -> None:
+            async for request in request_iterator:
+                task = asyncio.ensure_future(answer(request))
+                active.add(task)
+                task.add_done_callback(active.discard)
+            while active:
+                await asyncio.gather(*list(active))
+            responses.put_nowait(None)
+
+        acceptor = asyncio.ensure_future(accept())
+        try:
+            while (item := await responses.get()) is not None:
+                yield item
+        finally:
+            acceptor.cancel()
+            for task in list(active):
+                task.cancel()
 
 
 class FakeServer:

@@ -104,42 +104,47 @@ class TritonGrpcClient(StreamClient):
         return message
 
     async def send(self, request: BenchRequest, record: RequestRecord) -> None:
+        """The per-chunk path only stamps the time and keeps raw bytes; decoding waits for the end."""
         message = self.build_request(request, str(record.index))
-        pieces: list[bytes] = []
-        server_tokens: int | None = None
+        texts: list[bytes] = []
+        counts: list[tuple[str, bytes]] = []
         chunk_times = record.chunk_times
         perf_counter = time.perf_counter
+        eof = grpc.aio.EOF
         record.send_time = perf_counter()
         try:
             call = self.stub.ModelStreamInfer(iter((message,)), timeout=self.options.request_timeout_s)
-            async for response in call:
+            while (response := await call.read()) is not eof:
                 now = perf_counter()
                 if response.error_message:
                     record.error = response.error_message[:500]
                     call.cancel()
                     break
                 result = response.infer_response
-                for index, output in enumerate(result.outputs):
-                    if index >= len(result.raw_output_contents):
-                        break
-                    raw = result.raw_output_contents[index]
-                    if output.name == TEXT_OUTPUT:
-                        text = decode_bytes(raw)
-                        if text:
+                outputs, raws = result.outputs, result.raw_output_contents
+                for index in range(min(len(outputs), len(raws))):
+                    output = outputs[index]
+                    name = output.name
+                    if name == TEXT_OUTPUT:
+                        raw = raws[index]
+                        if len(raw) > 4 and (raw[:4] != b"\0\0\0\0" or decode_bytes(raw)):
                             chunk_times.append(now)
-                            pieces.append(text)
-                    elif output.name == NUM_OUTPUT_TOKENS and output.datatype in INT_FORMATS:
-                        server_tokens = (server_tokens or 0) + struct.unpack_from(
-                            INT_FORMATS[output.datatype], raw
-                        )[0]
-                parameters = result.parameters
-                if "triton_final_response" in parameters and parameters["triton_final_response"].bool_param:
+                            texts.append(raw)
+                    elif name == NUM_OUTPUT_TOKENS:
+                        counts.append((output.datatype, raws[index]))
+                final = result.parameters.get("triton_final_response")
+                if final is not None and final.bool_param:
                     record.end_time = now
                     break
             else:
                 record.end_time = perf_counter()
         except grpc.aio.AioRpcError as error:
             record.error = f"gRPC {error.code().name}: {error.details()}"[:500]
-        record.text = b"".join(pieces).decode("utf-8", errors="replace")
-        if server_tokens is not None:
-            record.output_tokens, record.output_tokens_source = server_tokens, "server"
+        record.text = b"".join(decode_bytes(raw) for raw in texts).decode("utf-8", errors="replace")
+        if counts:
+            record.output_tokens = sum(
+                struct.unpack_from(INT_FORMATS[dtype], raw)[0]
+                for dtype, raw in counts
+                if dtype in INT_FORMATS
+            )
+            record.output_tokens_source = "server"
