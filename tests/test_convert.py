@@ -410,7 +410,7 @@ def test_sigterm_mid_write_leaves_nothing(tiny_model_dir: Path, tmp_path: Path) 
     os.kill(process.pid, signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0
-    assert "terminated by signal" in stderr
+    assert "terminated by signal 15: the partial output was removed" in stderr
     assert leftovers(tmp_path) == []
 
 

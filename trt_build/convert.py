@@ -33,7 +33,7 @@ from tqdm import tqdm
 from trt_build import __version__
 from trt_build.hf_config import LlamaArchitecture, read_hf_config
 from trt_build.manifest import sha256_file, write_manifest
-from trt_build.outdir import atomic_output_dir, refuse_existing
+from trt_build.outdir import Terminated, atomic_output_dir, refuse_existing
 from trt_build.safetensors_stream import StreamingSafetensorsWriter, TensorSpec, tensor_bytes
 from trt_build.weight_map import RankTensor, SourceSlice, check_parallelism, hf_shapes, rank_plan
 
@@ -655,9 +655,15 @@ def command(
     sha256: bool,
 ) -> None:
     """Convert a Hugging Face Llama checkpoint into a TensorRT-LLM checkpoint (config.json + rank files)."""
-    convert_checkpoint(
-        model_dir, output, dtype, tp, pp, quant, workers, overwrite, use_parallel_embedding, sha256
-    )
+    try:
+        convert_checkpoint(
+            model_dir, output, dtype, tp, pp, quant, workers, overwrite, use_parallel_embedding, sha256
+        )
+    except (KeyboardInterrupt, Terminated) as error:
+        reason = str(error) or "interrupted"
+        raise click.ClickException(
+            f"{reason}: the partial output was removed; {output} was not written."
+        ) from None
     manifest = json.loads((output / "manifest.json").read_text())
     size = sum(rank["bytes"] for rank in manifest["ranks"])
     click.echo(
