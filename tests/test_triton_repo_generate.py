@@ -222,3 +222,57 @@ def test_cpu_engine_on_the_reference_runtime(checkpoint_dir):
         list(engine.generate(list(range(17)), SamplingParams(2)))
     with pytest.raises(RequestError, match="outside the vocabulary"):
         list(engine.generate([10**7], SamplingParams(2)))
+
+
+@pytest.mark.slow
+def test_serve_prints_the_endpoints_and_stops_cleanly_on_ctrl_c(tmp_path, tokenizer_dir, checkpoint_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from triton_repo.server import Ports
+
+    repo = write_repository(tmp_path / "repo", tokenizer_dir, checkpoint_dir=checkpoint_dir)
+    ports = Ports.free()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trt_build.cli",
+            "serve",
+            "--repo",
+            str(repo),
+            "--http-port",
+            str(ports.http),
+            "--grpc-port",
+            str(ports.grpc),
+            "--metrics-port",
+            str(ports.metrics),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not any("Press Ctrl-C" in line for line in lines):
+            line = process.stdout.readline()
+            assert line or process.poll() is None, "".join(lines)
+            lines.append(line)
+        output = "".join(lines)
+        assert f"http://127.0.0.1:{ports.http}" in output and f"127.0.0.1:{ports.grpc}" in output
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports.http}/v2/health/ready", timeout=10) as response:
+            assert response.status == 200
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0 and "Stopped." in rest
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)  # the command's process group is gone
