@@ -4,7 +4,7 @@ Decoupled, with the Swallow ensemble's tensor names (text_input, max_tokens, str
 exclude_input_in_output / min_tokens / end_id / return_num_output_tokens -> text_output,
 num_output_tokens). Each request streams `max_tokens` responses of one token ("東京"): the first
 `ttft_ms` after the request reached the model, the rest `gap_ms` apart on an absolute schedule; the
-last response carries the final flag.
+last response carries the final flag. More than 1000 tokens is answered with an error response.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ TIMING_MODEL = textwrap.dedent(
     import numpy as np
     import triton_python_backend_utils as pb_utils
 
+    LIMIT = 1000
 
     class TritonPythonModel:
         def initialize(self, args):
@@ -49,6 +50,10 @@ TIMING_MODEL = textwrap.dedent(
             return None
 
         def stream(self, sender, arrived, count, counts):
+            if count > LIMIT:  # a server-side error, so tests can see errors counted
+                error = pb_utils.TritonError(f"max_tokens {count} exceeds {LIMIT}")
+                sender.send(pb_utils.InferenceResponse(error=error), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                return
             for k in range(count):
                 delay = arrived + self.ttft + k * self.gap - time.perf_counter()
                 if delay > 0:

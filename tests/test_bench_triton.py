@@ -76,3 +76,18 @@ def test_measured_latencies_match_the_timing_model(timing_server, tmp_path, prot
     check_level(tmp_path / "out" / "c4", 4, 8)
     config = json.loads((tmp_path / "out" / "c4" / "summary.json").read_text())["config"]
     assert config["server_notes"] == []  # the model declares every optional input the client uses
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_server_errors_are_counted_and_bad_model_names_explained(timing_server, tmp_path, protocol):
+    url = timing_server.grpc_url if protocol == "grpc" else timing_server.http_url
+    args = ["--url", url, "--protocol", protocol, "--num-requests", "3", "--warmup", "0", "--isl", "8",
+            "--osl", "2000", "--no-progress", "--output", str(tmp_path / "errors")]  # fmt: skip
+    result = CliRunner().invoke(bench, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "errors" / "summary.json").read_text())
+    assert summary["num_errors"] == 3 and summary["num_completed"] == 0
+    assert any("exceeds 1000" in message for message in summary["errors"]), summary["errors"]
+    wrong = CliRunner().invoke(bench, [*args[:-1], str(tmp_path / "wrong"), "--model", "no_such_model"])
+    assert wrong.exit_code != 0 and "no_such_model" in wrong.output and "--model" in wrong.output

@@ -43,17 +43,18 @@ class TritonHttpClient(StreamClient):
         metadata_url = f"{self.base}/v2/models/{self.options.model}"
         try:
             async with self.session.get(metadata_url, timeout=aiohttp.ClientTimeout(total=30)) as response:
-                if response.status != 200:
-                    raise click.ClickException(
-                        f"{metadata_url} answered HTTP {response.status}: {(await response.text())[:200]}. "
-                        "Check --model and that the model is loaded."
-                    )
-                metadata = await response.json()
+                status, body = response.status, await response.text()
         except (aiohttp.ClientError, asyncio.TimeoutError) as error:
             await self.session.close()
             raise click.ClickException(
                 f"Cannot reach the Triton HTTP server at {self.base} ({error}). Is it up (swallow-trt serve)?"
             ) from None
+        if status != 200:
+            await self.session.close()
+            raise click.ClickException(
+                f"{metadata_url} answered HTTP {status}: {body[:200]}. Check --model and that the model is loaded."
+            )
+        metadata = json.loads(body)
         self.declared = {entry["name"] for entry in metadata.get("inputs", [])}
         self.notes = triton_notes(self.declared, self.options.ignore_eos)
         self.stream_url = f"{self.base}/v2/models/{self.options.model}/generate_stream"
