@@ -53,6 +53,9 @@ def atomic_output_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
     refuse_existing(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the output should read like any other directory
     try:
         with _sigterm_raises():
             yield tmp
