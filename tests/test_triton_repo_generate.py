@@ -276,3 +276,5 @@ def test_serve_prints_the_endpoints_and_stops_cleanly_on_ctrl_c(tmp_path, tokeni
     assert process.returncode == 0 and "Stopped." in rest
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)  # the command's process group is gone
+    with pytest.raises(OSError):  # and tritonserver (its own session) no longer listens
+        urllib.request.urlopen(f"http://127.0.0.1:{ports.http}/v2/health/live", timeout=5)
