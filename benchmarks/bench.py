@@ -18,7 +18,7 @@ from benchmarks import results
 from benchmarks.clients import CLIENTS, ClientOptions
 from benchmarks.datasets import BUILTIN, load_dataset, load_tokenizer
 from benchmarks.load import ARRIVALS, LoadLevel, Runner, stop_on_ctrl_c
-from benchmarks.metrics import RequestRecord, Summary, parse_goodput, summarize
+from benchmarks.metrics import RequestRecord, Summary, parse_goodput, read_server_counts, summarize
 from trt_build.manifest import write_manifest
 from trt_build.outdir import atomic_output_dir
 
@@ -51,14 +51,20 @@ def parse_levels(
 
 
 def count_output_tokens(tokenizer: Any, records: list[RequestRecord]) -> None:
-    """Tokenizer counts for every completed request: the count where the server gave none, else a check."""
+    """Tokenizer counts for every completed request: the count where the server gave none, else a check
+    (and the referee between the per-response and cumulative readings of Triton's num_output_tokens)."""
     done = [r for r in records if r.ok]
     if not done:
         return
     counts = [len(ids) for ids in tokenizer([r.text for r in done], add_special_tokens=False)["input_ids"]]
     for record, count in zip(done, counts, strict=True):
         record.output_tokens_tokenizer = count
-        if record.output_tokens is None:
+        if record.server_counts:
+            record.output_tokens, record.server_count_reading = read_server_counts(
+                record.server_counts, count
+            )
+            record.output_tokens_source = "server"
+        elif record.output_tokens is None:
             record.output_tokens, record.output_tokens_source = count, "tokenizer"
 
 

@@ -31,6 +31,8 @@ class RequestRecord:
     output_tokens: int | None = None
     output_tokens_source: str = ""  # "server" (returned counts) or "tokenizer" (model's tokenizer)
     output_tokens_tokenizer: int | None = None  # the tokenizer's count, kept as a cross-check
+    server_counts: list[int] = field(default_factory=list, repr=False)  # num_output_tokens per response
+    server_count_reading: str = ""  # "per-response" or "cumulative": how server_counts were read
     input_tokens: int = 0  # prompt tokens counted with the model's tokenizer (no special tokens)
     requested_output_tokens: int = 0
     error: str | None = None
@@ -79,6 +81,7 @@ class RequestRecord:
             "output_tokens": self.output_tokens,
             "output_tokens_source": self.output_tokens_source,
             "output_tokens_tokenizer": self.output_tokens_tokenizer,
+            "server_count_reading": self.server_count_reading or None,
             "error": self.error,
             "cancelled": self.cancelled,
         }
@@ -169,6 +172,19 @@ class Summary:
                 value = getattr(dist, key)
                 row[f"{name}_{key}"] = None if value is None else round(value, 3)
         return row
+
+
+def read_server_counts(counts: list[int], tokenizer_count: int | None) -> tuple[int, str]:
+    """The request's output tokens from per-response `num_output_tokens` values.
+
+    Triton's OpenAI frontend treats them as the tokens of each response and sums them (vLLM backend);
+    other backends send the running total. Both readings are computed and the one nearer the
+    tokenizer's count of the streamed text wins; with no text to compare, per-response is assumed.
+    """
+    total, last = sum(counts), counts[-1]
+    if tokenizer_count is not None and abs(last - tokenizer_count) < abs(total - tokenizer_count):
+        return last, "cumulative"
+    return total, "per-response"
 
 
 def parse_goodput(spec: str | None) -> dict[str, float]:

@@ -6,17 +6,28 @@ import click
 import numpy as np
 import pytest
 
-from benchmarks.metrics import Distribution, RequestRecord, meets_slos, parse_goodput, summarize
+from benchmarks.metrics import (
+    Distribution,
+    RequestRecord,
+    meets_slos,
+    parse_goodput,
+    read_server_counts,
+    summarize,
+)
 
 
-def record(index: int, send: float, chunks: list[float], end: float | None = None, tokens: int | None = None, **kw):
+def record(
+    index: int, send: float, chunks: list[float], end: float | None = None, tokens: int | None = None, **kw
+):
     """A record whose times are given in ms after t=100 s; tokens default to one per chunk."""
     base = 100.0
     return RequestRecord(
         index=index,
         send_time=base + send / 1e3,
         chunk_times=[base + t / 1e3 for t in chunks],
-        end_time=None if end is None and not chunks else base + (end if end is not None else chunks[-1]) / 1e3,
+        end_time=None
+        if end is None and not chunks
+        else base + (end if end is not None else chunks[-1]) / 1e3,
         output_tokens=len(chunks) if tokens is None else tokens,
         output_tokens_source="server",
         input_tokens=10,
@@ -72,7 +83,9 @@ def test_goodput_counts_requests_within_every_slo():
     s = summarize(records, "x", {}, slo_ms=parse_goodput("ttft:200,tpot:50"))
     assert s.goodput_fraction == pytest.approx(1 / 3)
     assert s.goodput == pytest.approx(1 / s.duration_s)
-    assert summarize(records, "x", {}, slo_ms=parse_goodput("e2e:260")).goodput_fraction == pytest.approx(2 / 3)
+    assert summarize(records, "x", {}, slo_ms=parse_goodput("e2e:260")).goodput_fraction == pytest.approx(
+        2 / 3
+    )
     assert summarize(records, "x", {}).goodput is None
 
 
@@ -116,3 +129,11 @@ def test_bad_goodput_specs_are_rejected(spec):
 
 def test_goodput_spec_accepts_vllm_names():
     assert parse_goodput("ttft:200,tpot:50,e2el:5000") == {"ttft_ms": 200, "tpot_ms": 50, "e2e_ms": 5000}
+
+
+def test_server_counts_read_per_response_or_cumulative_whichever_fits_the_text():
+    assert read_server_counts([1, 1, 1, 1], tokenizer_count=4) == (4, "per-response")
+    assert read_server_counts([1, 2, 3, 4], tokenizer_count=4) == (4, "cumulative")
+    assert read_server_counts([2, 3, 2], tokenizer_count=7) == (7, "per-response")
+    assert read_server_counts([5], tokenizer_count=5) == (5, "per-response")
+    assert read_server_counts([1, 2, 3], tokenizer_count=None) == (6, "per-response")

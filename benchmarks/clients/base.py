@@ -18,8 +18,9 @@ TEXT_OUTPUT = "text_output"
 EXCLUDE_INPUT = "exclude_input_in_output"
 MIN_TOKENS_INPUTS = ("min_tokens", "min_length")  # the newer name first
 RETURN_NUM_OUTPUT_TOKENS = "return_num_output_tokens"
-# Per-response output token counts: the tokens *in that response* (the vLLM-backend convention that
-# Triton's OpenAI frontend sums), so the request's count is the sum over its responses.
+# Per-response output token counts. Triton's OpenAI frontend sums them (the tokens of each response,
+# as the vLLM backend sends); some backends send the running total instead. Clients keep every value
+# and `metrics.read_server_counts` decides which reading fits (bench.count_output_tokens).
 NUM_OUTPUT_TOKENS = "num_output_tokens"
 
 

@@ -141,10 +141,6 @@ class TritonGrpcClient(StreamClient):
         except grpc.aio.AioRpcError as error:
             record.error = f"gRPC {error.code().name}: {error.details()}"[:500]
         record.text = b"".join(decode_bytes(raw) for raw in texts).decode("utf-8", errors="replace")
-        if counts:
-            record.output_tokens = sum(
-                struct.unpack_from(INT_FORMATS[dtype], raw)[0]
-                for dtype, raw in counts
-                if dtype in INT_FORMATS
-            )
-            record.output_tokens_source = "server"
+        record.server_counts = [
+            struct.unpack_from(INT_FORMATS[dtype], raw)[0] for dtype, raw in counts if dtype in INT_FORMATS
+        ]

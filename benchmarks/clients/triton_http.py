@@ -74,7 +74,6 @@ class TritonHttpClient(StreamClient):
     async def send(self, request: BenchRequest, record: RequestRecord) -> None:
         payload = json.dumps(self.body(request), ensure_ascii=False).encode("utf-8")
         pieces: list[str] = []
-        server_tokens: int | None = None
         loads = json.loads
         record.send_time = time.perf_counter()
         try:
@@ -94,14 +93,10 @@ class TritonHttpClient(StreamClient):
                         pieces.append(text)
                     count = event.get(NUM_OUTPUT_TOKENS)
                     if count is not None:
-                        server_tokens = (server_tokens or 0) + int(
-                            count if not isinstance(count, list) else sum(count)
-                        )
+                        record.server_counts.append(int(count[0] if isinstance(count, list) else count))
                 record.end_time = time.perf_counter()
         except HttpError as error:
             record.error = str(error)[:500]
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
             record.error = f"{type(error).__name__}: {error}"[:500]
         record.text = "".join(pieces)
-        if server_tokens is not None:
-            record.output_tokens, record.output_tokens_source = server_tokens, "server"
