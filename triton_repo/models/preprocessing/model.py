@@ -4,7 +4,9 @@
   client, as Triton's OpenAI frontend does).
 - Chat: a `messages` JSON list, or `apply_chat_template` true around `text_input`, is rendered with the
   tokenizer's chat template (which carries the BOS itself).
-- Default end id: the tokenizer's eos token (`<|eot_id|>` 128009 for Llama-3.1-Swallow Instruct).
+- Default end id: the tokenizer's eos token (`<|eot_id|>` 128009 for Llama-3.1-Swallow Instruct); the
+  other end ids of `generation_config.json` (`<|end_of_text|>`, `<|eom_id|>`) become default stop words,
+  since the engine takes a single end id.
 - Stop/bad words: each string encoded alone, packed as [2, L] (ids; cumulative end offsets, -1 pad).
 """
 
@@ -26,6 +28,7 @@ from repo_common import (  # noqa: E402
     input_array,
     load_tokenizer,
     model_parameters,
+    repository_path,
     scalar,
     strings,
 )
@@ -42,6 +45,15 @@ class TritonPythonModel:
         self.bos_id = tok.bos_token_id
         self.end_id = tok.eos_token_id
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.default_stop_ids = self.other_end_ids(repository_path(args, parameters["tokenizer_dir"]))
+
+    def other_end_ids(self, tokenizer_dir: Path) -> list[int]:
+        path = tokenizer_dir / "generation_config.json"
+        if not path.is_file():
+            return []
+        ends = json.loads(path.read_text()).get("eos_token_id")
+        ends = ends if isinstance(ends, list) else [ends]
+        return [int(i) for i in ends if i is not None and i != self.end_id]
 
     def execute(self, requests):
         responses = []
@@ -79,14 +91,13 @@ class TritonPythonModel:
         )
         return self.tokenizer.encode(rendered, add_special_tokens=False)  # the template holds the BOS
 
-    def word_list(self, words: list[str]) -> np.ndarray:
+    def word_list(self, words: list[str], extra_ids: tuple[int, ...] = ()) -> np.ndarray:
         """[2, L]: concatenated ids, then cumulative end offsets padded with -1."""
         ids: list[int] = []
         offsets: list[int] = []
-        for word in words:
-            if not word:
-                continue
-            ids += self.tokenizer.encode(word, add_special_tokens=False)
+        encoded = [self.tokenizer.encode(word, add_special_tokens=False) for word in words if word]
+        for word_ids in encoded + [[i] for i in extra_ids]:
+            ids += word_ids
             offsets.append(len(ids))
         offsets += [-1] * (len(ids) - len(offsets))
         return np.array([ids, offsets], dtype=np.int32).reshape(2, len(ids))
@@ -118,12 +129,14 @@ class TritonPythonModel:
 
         width = max(len(ids) for ids in batch)
         pad_id = int(scalar(request, "PAD_ID", self.pad_id))
-        end_id = int(scalar(request, "END_ID", self.end_id))
+        requested_end_id = scalar(request, "END_ID")
+        end_id = int(self.end_id if requested_end_id is None else requested_end_id)
+        extra_stops = tuple(self.default_stop_ids) if requested_end_id is None else ()
         input_ids = np.full((len(batch), width), pad_id, dtype=np.int32)
         for row, ids in enumerate(batch):
             input_ids[row, : len(ids)] = ids
         column = lambda value, dtype=np.int32: np.full((len(batch), 1), value, dtype=dtype)  # noqa: E731
-        stop, bad = self.word_list(stop_words), self.word_list(bad_words)
+        stop, bad = self.word_list(stop_words, extra_stops), self.word_list(bad_words)
         outputs = [
             pb_utils.Tensor("INPUT_ID", input_ids),
             pb_utils.Tensor("REQUEST_INPUT_LEN", np.array([[len(ids)] for ids in batch], dtype=np.int32)),
