@@ -208,6 +208,10 @@ def test_cpu_engine_on_the_reference_runtime(checkpoint_dir):
     assert list(engine.generate(prompt, SamplingParams(6, end_id=first[2]))) == first[:2]
     banned = list(engine.generate(prompt, SamplingParams(6, bad_words=[[first[0]]])))
     assert banned[0] != first[0]
+    late_end = list(engine.generate(prompt, SamplingParams(6, end_id=first[2], min_tokens=4)))
+    assert late_end[:2] == first[:2] and len(late_end) >= 4
+    assert list(engine.generate(prompt, SamplingParams(6, temperature=1.0, top_k=1, seed=1))) == first
+    assert list(engine.generate(prompt, SamplingParams(6, temperature=1.0, top_p=1e-6, seed=1))) == first
     sampled = [list(engine.generate(prompt, SamplingParams(8, temperature=5.0, seed=3))) for _ in range(2)]
     assert sampled[0] == sampled[1]
     stopped = list(engine.generate(prompt, SamplingParams(6), cancelled=lambda: True))

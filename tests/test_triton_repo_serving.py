@@ -114,6 +114,13 @@ def test_http_generate_and_generate_stream_give_the_same_japanese(server, model)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
+def test_the_prompt_is_echoed_only_when_asked(server, model):
+    answer = generate(server, model, text_input=PROMPT, max_tokens=9, exclude_input_in_output=False)
+    assert answer["text_output"] == PROMPT + ANSWER_9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
 def test_token_counts_are_returned_when_asked(server, model):
     answer = generate(
         server,
