@@ -205,7 +205,9 @@ def describe_inputs(by_label: dict[str, list[LevelResult]]) -> list[str]:
             notes.append(f"{mismatches} server/tokenizer token-count mismatches > 1 %")
         sources = sorted({s for level in levels for s in level.summary.get("output_tokens_source", {})})
         notes.append("tokens: " + (", ".join(sources) or "-"))
-        lengths = f"{config.get('isl') or '-'} / {config.get('osl', '-')}"
+        done = sum(level.summary.get("num_completed", 0) for level in levels)
+        mean_input = sum(level.summary.get("total_input_tokens", 0) for level in levels) / max(done, 1)
+        lengths = f"{config.get('isl') or f'mean {mean_input:.0f}'} / {config.get('osl', '-')}"
         directory = levels[0].directory if len(levels) == 1 else levels[0].directory.parent
         lines.append(
             f"| {label} | `{directory}` | {config.get('protocol', '-')} | {config.get('dataset', '-')} | "

@@ -150,3 +150,16 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_measured(fake, tmp_path):
     assert summary["num_errors"] == 0
     assert "partial" in stdout.decode()
     assert not list(tmp_path.glob(".out.partial-*"))
+
+
+@pytest.mark.slow
+def test_duration_mode_sends_for_the_given_time(fake, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("--protocol", "grpc", "--url", fake.grpc_url, "--concurrency", "2", "--duration", "1",
+                    "--warmup", "0", "--isl", "16", "--osl", "4", "--output", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    per_request = (TTFT_MS + 3 * GAP_MS) / 1e3
+    assert 2 * int(1 / per_request) <= summary["num_completed"] <= 2 * (int(1 / per_request) + 1)
+    assert summary["num_errors"] == 0 and summary["num_cancelled"] == 0 and not summary["partial"]
+    assert 1.0 <= summary["duration_s"] <= 1.0 + per_request + 0.1
