@@ -316,7 +316,19 @@ def test_chat_command_streams_to_the_terminal(server):
     assert result.exit_code == 0, result.output
     assert result.output == ANSWER_9 + "\n"
     result = CliRunner().invoke(
-        chat_command, ["--url", server.grpc_url, "--protocol", "grpc", "--raw", "--max-tokens", "9", PROMPT]
+        chat_command,
+        [
+            "--url",
+            server.grpc_url,
+            "--protocol",
+            "grpc",
+            "--wait",
+            "30",
+            "--raw",
+            "--max-tokens",
+            "9",
+            PROMPT,
+        ],
     )
     assert result.exit_code == 0, result.output
     assert result.output == ANSWER_9 + "\n"

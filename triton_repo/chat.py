@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -95,6 +96,24 @@ def stream_grpc(url: str, model: str, body: dict[str, Any], timeout: float = 600
         client.close()
 
 
+def wait_until_ready(url: str, protocol: str, timeout_s: float) -> None:
+    """Poll the server's readiness (for scripts that start `serve` in the background)."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    address = url.removeprefix("http://").removeprefix("grpc://").rstrip("/")
+    client = (httpclient if protocol == "http" else grpcclient).InferenceServerClient(address)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if client.is_server_ready():
+                return
+        except Exception:  # not listening yet
+            pass
+        time.sleep(0.5)
+    raise click.ClickException(f"{url} was not ready after {timeout_s:.0f} s.")
+
+
 @click.command()
 @click.argument("prompt")
 @click.option(
@@ -108,6 +127,7 @@ def stream_grpc(url: str, model: str, body: dict[str, Any], timeout: float = 600
 @click.option("--top-p", type=float)
 @click.option("--top-k", type=int)
 @click.option("--seed", type=int)
+@click.option("--wait", "wait_s", type=float, default=0, help="Wait up to this many seconds for the server.")
 def command(
     prompt: str,
     url: str,
@@ -119,8 +139,11 @@ def command(
     top_p: float | None,
     top_k: int | None,
     seed: int | None,
+    wait_s: float,
 ) -> None:
     """Stream an answer to PROMPT from a running `swallow-trt serve`."""
+    if wait_s > 0:
+        wait_until_ready(url, protocol, wait_s)
     body = request_body(
         prompt, max_tokens, chat, True, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed
     )
