@@ -22,7 +22,7 @@ import torch
 from click.testing import CliRunner
 
 from triton_repo.chat import command as chat_command
-from triton_repo.chat import request_body, stream_grpc, stream_http
+from triton_repo.chat import request_body, stream_grpc, stream_http, stream_http_events
 from triton_repo.detokenizer import REPLACEMENT
 from triton_repo.generate import write_repository
 from triton_repo.server import TritonServer
@@ -131,6 +131,16 @@ def test_token_counts_are_returned_when_asked(server, model):
         return_num_output_tokens=True,
     )
     assert (answer["num_input_tokens"], answer["num_output_tokens"]) == (2, 9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_streamed_token_counts_are_per_response_and_add_up(server, model):
+    """Triton's OpenAI frontend sums num_output_tokens over responses, so each response counts its own."""
+    body = {"id": uuid.uuid4().hex, "stream": True, "text_input": PROMPT, "max_tokens": 9}
+    events = list(stream_http_events(server.http_url, model, {**body, "return_num_output_tokens": True}))
+    counts = [event["num_output_tokens"] for event in events if "num_output_tokens" in event]
+    assert sum(counts) == 9 and len(counts) > 1
 
 
 @pytest.mark.slow

@@ -31,6 +31,14 @@ def request_body(prompt: str, max_tokens: int, chat: bool, stream: bool, **sampl
 
 def stream_http(url: str, model: str, body: dict[str, Any], timeout: float = 600) -> Iterator[str]:
     """Text deltas from POST /v2/models/{model}/generate_stream (server-sent events)."""
+    for event in stream_http_events(url, model, body, timeout):
+        yield event.get("text_output", "")
+
+
+def stream_http_events(
+    url: str, model: str, body: dict[str, Any], timeout: float = 600
+) -> Iterator[dict[str, Any]]:
+    """Every response of POST /v2/models/{model}/generate_stream, as the server-sent JSON objects."""
     request = urllib.request.Request(
         f"{url.rstrip('/')}/v2/models/{model}/generate_stream",
         data=json.dumps(body).encode(),
@@ -53,7 +61,7 @@ def stream_http(url: str, model: str, body: dict[str, Any], timeout: float = 600
             event = json.loads(line[len("data:") :])
             if "error" in event:
                 raise click.ClickException(event["error"])
-            yield event.get("text_output", "")
+            yield event
 
 
 def stream_grpc(url: str, model: str, body: dict[str, Any], timeout: float = 600) -> Iterator[str]:

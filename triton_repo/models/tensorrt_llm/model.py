@@ -117,7 +117,7 @@ class TritonPythonModel:
         for token in self.engine.generate(prompt, params, cancelled):
             generated.append(token)
             if streaming:
-                sender.send(self.response([token], len(prompt), len(generated), counts))
+                sender.send(self.response([token], len(prompt), 1, counts))  # counts are per response
         if cancelled():
             pb_utils.Logger.log_info(
                 f"tensorrt_llm: request '{request.request_id()}' cancelled after {len(generated)} tokens"

@@ -89,7 +89,6 @@ PASS_THROUGH = (
     "total_accepted_draft_tokens",
     "total_draft_tokens",
     "num_input_tokens",
-    "num_output_tokens",
 )
 
 
@@ -151,13 +150,14 @@ class TritonPythonModel:
         responses = pb_utils.InferenceRequest(
             model_name=self.engine_name,
             inputs=engine_inputs,
-            requested_output_names=["output_ids", "sequence_length", *PASS_THROUGH],
+            requested_output_names=["output_ids", "sequence_length", "num_output_tokens", *PASS_THROUGH],
             request_id=engine_id,
         ).exec(decoupled=True)
 
         detokenizer = IncrementalDetokenizer(self.decode)
         texts: list[str] = []
         stats: dict[str, np.ndarray] = {}
+        unsent_tokens: int | None = None  # output tokens not yet reported to the client
         for response in responses:
             if response.has_error():
                 sender.send(_error(response.error().message()), flags=FINAL)
@@ -177,16 +177,22 @@ class TritonPythonModel:
                 tensor = pb_utils.get_output_tensor_by_name(response, name)
                 if tensor is not None:
                     stats[name] = tensor.as_numpy()
+            count = pb_utils.get_output_tensor_by_name(response, "num_output_tokens")
+            if count is not None:  # per response, like Triton's OpenAI frontend sums them
+                unsent_tokens = (unsent_tokens or 0) + int(count.as_numpy().reshape(-1)[0])
             delta = detokenizer.push(tokens.tolist())
             if streaming and delta:
-                sender.send(self.response(delta, stats))
+                sender.send(self.response(delta, stats, unsent_tokens))
+                unsent_tokens = None if unsent_tokens is None else 0
             elif not streaming:
                 texts.append(delta)
         rest = detokenizer.flush()
-        if streaming:
-            sender.send(self.response(rest, stats) if rest else None, flags=FINAL)
+        if not streaming:
+            sender.send(self.response("".join(texts) + rest, stats, unsent_tokens), flags=FINAL)
+        elif rest or unsent_tokens:  # held-back text, or tokens that made no text, end the stream
+            sender.send(self.response(rest, stats, unsent_tokens), flags=FINAL)
         else:
-            sender.send(self.response("".join(texts) + rest, stats), flags=FINAL)
+            sender.send(None, flags=FINAL)
 
     def cancel(self, engine_id: str) -> None:
         """Ask the engine to stop generating for `engine_id` (Triton 2.51 BLS has no request cancel)."""
@@ -206,9 +212,11 @@ class TritonPythonModel:
             pass
 
     @staticmethod
-    def response(text: str, stats: dict[str, np.ndarray]):
+    def response(text: str, stats: dict[str, np.ndarray], output_tokens: int | None):
         outputs = [text_tensor("text_output", [text], (1, 1))]
         outputs += [pb_utils.Tensor(name, value) for name, value in stats.items()]
+        if output_tokens is not None:
+            outputs.append(pb_utils.Tensor("num_output_tokens", np.array([[output_tokens]], dtype=np.int32)))
         return pb_utils.InferenceResponse(output_tensors=outputs)
 
     def finalize(self):
