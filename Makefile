@@ -17,6 +17,17 @@ GPU ?= h100# GPU profile: h100 h200 a100-80g a100-40g l40s b200
 MAX_SEQ_LEN ?= 8192# engine max_seq_len (always passed explicitly)
 MAX_BATCH_SIZE ?= 256# engine max_batch_size
 DRY_RUN ?=# 1 = make engine prints the trtllm-build command and its reasons instead of building
+REPO ?= $(WORK)/repo# Triton model repository written by `make repo` and served by `make serve`
+ENGINE ?=# engine dir for `make repo` (C++ tensorrtllm backend); empty = CPU engine on CHECKPOINT
+CHECKPOINT ?= $(WORK)/demo/tiny-ckpt# TensorRT-LLM checkpoint served by the CPU engine when ENGINE is empty
+TOKENIZER ?= $(WORK)/demo/tiny-swallow# tokenizer directory copied into the repository
+HTTP_PORT ?= 8000# tritonserver HTTP port (gRPC = +1, metrics = +2)
+BENCH_URL ?= 127.0.0.1:8001# server for `make bench` (grpc host:port; http/openai: http://host:port)
+BENCH_PROTOCOL ?= grpc# grpc | http | openai
+BENCH_MODEL ?= ensemble# model name on the server
+BENCH_LABEL ?= local# this build's name in reports (fp8-tp1, int4-tp1, ...)
+BENCH_ARGS ?= --concurrency 1,4,16 --num-requests 64 --isl 128 --osl 128 --ignore-eos# more bench options
+RESULTS ?= $(WORK)/bench# results directories, one per BENCH_LABEL; `make report` compares them all
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -47,10 +58,28 @@ lint: setup ## Check the code with ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The whole pipeline on the CPU: tiny model -> convert -> verify -> (what a GPU host would build) ->
+# Triton repository -> real tritonserver -> chat -> benchmark -> report.
+DEMO_PORT := 18000
 demo: setup ## Run the toolkit end to end on a tiny Swallow-architecture model on the CPU
 	$(CLI) tokenizer
 	$(CLI) tiny-model --output $(DEMO)/tiny-swallow --overwrite
-	$(CLI) models
+	$(CLI) convert --model-dir $(DEMO)/tiny-swallow --output $(DEMO)/tiny-ckpt --tp 1 --overwrite
+	$(CLI) verify --model-dir $(DEMO)/tiny-swallow --checkpoint $(DEMO)/tiny-ckpt
+	$(CLI) build --checkpoint $(DEMO)/tiny-ckpt --output $(DEMO)/tiny-engine --gpu h100 --max-seq-len 4096 --dry-run
+	$(CLI) repo --output $(DEMO)/repo --tokenizer $(DEMO)/tiny-swallow --checkpoint $(DEMO)/tiny-ckpt --overwrite
+	$(CLI) serve --repo $(DEMO)/repo --http-port $(DEMO_PORT) --grpc-port $$(($(DEMO_PORT)+1)) \
+		--metrics-port $$(($(DEMO_PORT)+2)) --log $(DEMO)/triton.log & server=$$!; \
+	trap 'kill $$server; wait $$server' EXIT; \
+	$(CLI) chat --url http://127.0.0.1:$(DEMO_PORT) --wait 300 --max-tokens 24 "東京の紅葉した公園で" && \
+	$(CLI) bench --protocol grpc --url 127.0.0.1:$$(($(DEMO_PORT)+1)) --concurrency 1,4 --num-requests 16 \
+		--warmup 2 --dataset ja-chat --osl 32 --ignore-eos --label cpu-grpc --output $(DEMO)/bench/cpu-grpc \
+		--overwrite --no-progress && \
+	$(CLI) bench --protocol http --url http://127.0.0.1:$(DEMO_PORT) --concurrency 1,4 --num-requests 16 \
+		--warmup 2 --isl 64 --osl 32 --ignore-eos --label cpu-http --output $(DEMO)/bench/cpu-http \
+		--overwrite --no-progress
+	$(CLI) report $(DEMO)/bench/cpu-grpc $(DEMO)/bench/cpu-http --output $(DEMO)/report --overwrite
+	@echo "Demo done: the report is $(DEMO)/report/REPORT.md"
 
 clean: ## Remove the virtual environment, caches and make-driven outputs
 	rm -rf $(VENV) $(WORK) .pytest_cache .ruff_cache *.egg-info
@@ -82,3 +111,21 @@ engine: setup ## fetch (unless MODEL is a dir) -> convert -> build into $(WORK)/
 		echo "engine exists: $(ENGINE_WORK)/engine (delete it to rebuild)"; \
 	else $(CLI) build --checkpoint $(ENGINE_WORK)/checkpoint --output $(ENGINE_WORK)/engine $(BUILD_ARGS) \
 		$(if $(DRY_RUN),--dry-run,); fi
+
+# ---- serving and benchmarking
+.PHONY: repo serve bench report
+
+repo: setup ## Write REPO (ENGINE=dir: C++ tensorrtllm backend; else the CPU engine on CHECKPOINT)
+	$(CLI) repo --output $(REPO) --tokenizer $(TOKENIZER) \
+		$(if $(ENGINE),--engine $(ENGINE),--checkpoint $(CHECKPOINT)) --overwrite
+
+serve: setup ## Serve REPO with tritonserver until Ctrl-C
+	$(CLI) serve --repo $(REPO) --http-port $(HTTP_PORT) --grpc-port $$(($(HTTP_PORT)+1)) \
+		--metrics-port $$(($(HTTP_PORT)+2))
+
+bench: setup ## Benchmark a running server into $(RESULTS)/$(BENCH_LABEL)
+	$(CLI) bench --url $(BENCH_URL) --protocol $(BENCH_PROTOCOL) --model $(BENCH_MODEL) --label $(BENCH_LABEL) \
+		$(BENCH_ARGS) --output $(RESULTS)/$(BENCH_LABEL) --overwrite
+
+report: setup ## Compare every results directory in RESULTS into $(WORK)/report/REPORT.md
+	$(CLI) report $(wildcard $(RESULTS)/*) --output $(WORK)/report --overwrite
