@@ -24,9 +24,11 @@ from typing import Any
 import click
 
 from trt_build.gpu_profiles import PROFILES, GpuProfile, get_profile, profile_for_compute_capability
+from trt_build.llmapi_options import KV_CACHE_DTYPE_CHOICES
 from trt_build.manifest import sha256_file, write_manifest
 from trt_build.outdir import atomic_output_dir, refuse_existing
 from trt_build.quant_memory import format_for_quant_algo
+from trt_build.targets import TARGET_CHOICES, resolve_target
 from trt_build.trtllm_build_rules import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_NUM_TOKENS,
@@ -67,7 +69,8 @@ def read_checkpoint(checkpoint: Path) -> CheckpointSettings:
     if "architecture" not in raw:
         raise click.ClickException(
             f"{config_path} has no 'architecture': this looks like a Hugging Face directory, not a TRT-LLM "
-            "checkpoint. Run `swallow-trt convert --model-dir DIR --output CKPT` first."
+            "checkpoint. Run `swallow-trt convert --model-dir DIR --output CKPT` first, or build for the "
+            "PyTorch backend, which loads it directly: --target pytorch."
         )
     quantization, mapping = raw.get("quantization") or {}, raw.get("mapping") or {}
     format_for_quant_algo(quantization.get("quant_algo"), str(config_path))
@@ -240,16 +243,37 @@ BUILD_TARGETS = {"engine": build_engine_target}
 
 @click.command()
 @click.option("--checkpoint", "checkpoint", required=True, type=click.Path(path_type=Path, file_okay=False))
-@click.option("--output", required=True, type=click.Path(path_type=Path), help="Engine directory to write.")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Engine (or pytorch deployment) directory to write.",
+)
 @click.option("--gpu", "gpu_name", required=True, type=click.Choice(sorted(PROFILES), case_sensitive=False))
 @click.option("--max-batch-size", type=click.IntRange(1), default=DEFAULT_MAX_BATCH_SIZE, show_default=True)
 @click.option("--max-seq-len", type=click.IntRange(1), default=DEFAULT_MAX_SEQ_LEN, show_default=True)
 @click.option("--max-input-len", type=click.IntRange(1), default=None, help="[default: max-seq-len]")
 @click.option("--max-num-tokens", type=click.IntRange(1), default=DEFAULT_MAX_NUM_TOKENS, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=None, help="[default: ranks on this node]")
-@click.option("--target", type=click.Choice(sorted(BUILD_TARGETS)), default="engine", show_default=True)
-@click.option("--overwrite", is_flag=True, help="Replace an existing engine directory.")
-@click.option("--dry-run", is_flag=True, help="Print the trtllm-build command with the reason for each flag.")
+@click.option(
+    "--target",
+    type=click.Choice(TARGET_CHOICES),
+    default="engine",
+    show_default=True,
+    help="engine: trtllm-build; pytorch: LLM-API options for an HF/ModelOpt checkpoint (no compilation); "
+    "auto: by the installed TensorRT-LLM version.",
+)
+@click.option("--tp", type=click.IntRange(1, 64), default=None, help="pytorch: tensor parallelism [1].")
+@click.option("--pp", type=click.IntRange(1, 64), default=None, help="pytorch: pipeline parallelism [1].")
+@click.option(
+    "--kv-cache-dtype",
+    type=click.Choice(KV_CACHE_DTYPE_CHOICES),
+    default="auto",
+    show_default=True,
+    help="pytorch: auto = the checkpoint's KV format, fp8 = force an FP8 KV cache.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing engine / deployment directory.")
+@click.option("--dry-run", is_flag=True, help="Print the command (or options) with the reason for each flag.")
 def command(
     checkpoint: Path,
     output: Path,
@@ -260,14 +284,45 @@ def command(
     max_num_tokens: int,
     workers: int | None,
     target: str,
+    tp: int | None,
+    pp: int | None,
+    kv_cache_dtype: str,
     overwrite: bool,
     dry_run: bool,
 ) -> None:
-    """Build a TensorRT engine from a TRT-LLM checkpoint (trtllm-build with flags chosen for the GPU).
+    """Build a TensorRT engine (trtllm-build), or a PyTorch-backend deployment (--target pytorch).
 
     Exit status 3: no trtllm-build / NVIDIA GPU here; the command to run on the GPU host is printed.
     """
+    target = resolve_target(target)
+    if target == "pytorch":
+        from trt_build.build_pytorch import build_pytorch_target, options_request
+
+        if max_input_len is not None or workers is not None:
+            raise click.ClickException("--max-input-len and --workers are engine-target options; drop them.")
+        request, kind = options_request(
+            checkpoint,
+            get_profile(gpu_name),
+            tp or 1,
+            pp or 1,
+            kv_cache_dtype,
+            max_batch_size,
+            max_seq_len,
+            max_num_tokens,
+        )
+        build_pytorch_target(checkpoint, output, request, kind, overwrite, dry_run)
+        return
     settings = read_checkpoint(checkpoint)
+    for option, given, converted in (("--tp", tp, settings.tp), ("--pp", pp, settings.pp)):
+        if given is not None and given != converted:
+            raise click.ClickException(
+                f"{option} {given}: this TRT-LLM checkpoint was converted for {option} {converted} (engines take "
+                "their mapping from the checkpoint); convert again, or leave the option out."
+            )
+    if kv_cache_dtype != "auto":
+        raise click.ClickException(
+            "--kv-cache-dtype is fixed at conversion for engines: `swallow-trt convert --kv-cache-dtype fp8`."
+        )
     request = BuildRequest(
         checkpoint_dir=str(checkpoint),
         output_dir=str(output),
