@@ -7,7 +7,9 @@ written from it, and then tensors are produced one group at a time (read only th
 transform, write, release), so peak memory is one tensor group whatever the number of layers.
 
 Quantization plugs in through `QUANT_SCHEMES`: a scheme decides what tensors a linear weight becomes
-(`linear_layout`, known before reading data) and produces them (`linear_transform`).
+(`linear_layout`, known before reading data) and produces them (`linear_transform`). Schemes that need
+data (FP8 activations, AWQ, an FP8 KV cache) get a `CalibrationResult`, computed first, layer by layer
+(`trt_build.calibrate`), or reused from a directory; the tensor math is `quant_schemes` (spec §4).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import math
 import queue
 import re
 import threading
@@ -31,11 +34,20 @@ from safetensors import safe_open
 from tqdm import tqdm
 
 from trt_build import __version__
+from trt_build import quant_schemes as qs
+from trt_build.calibrate import GROUP_OF, CalibrationResult
 from trt_build.hf_config import LlamaArchitecture, read_hf_config
 from trt_build.manifest import sha256_file, write_manifest
 from trt_build.outdir import Terminated, atomic_output_dir, refuse_existing
 from trt_build.safetensors_stream import StreamingSafetensorsWriter, TensorSpec, tensor_bytes
-from trt_build.weight_map import RankTensor, SourceSlice, check_parallelism, hf_shapes, rank_plan
+from trt_build.weight_map import (
+    RankTensor,
+    SourceSlice,
+    Split,
+    check_parallelism,
+    hf_shapes,
+    rank_plan,
+)
 
 # Keys TensorRT-LLM accepts in both 0.13 and recent versions; `Mapping(**d)` / `QuantConfig(**d)`
 # raise TypeError on anything else (spec §1.2, §1.3).
@@ -153,11 +165,23 @@ class LinearWeight:
     tp: int
     tp_rank: int
     source: SourceCheckpoint  # to read whole HF tensors when a scale must be shared by all ranks
+    calibration: CalibrationResult | None = None  # amaxes / AWQ scales, for schemes that need data
+    group_size: int = 128  # AWQ group size along the input dimension
 
     @property
     def prefix(self) -> str:
         """The module name, e.g. transformer.layers.0.attention.qkv (scale tensors hang off it)."""
         return self.tensor.name.removesuffix(".weight")
+
+    @property
+    def hf_linear(self) -> str:
+        """The first HF linear it is made of, inside the layer: self_attn.q_proj for qkv."""
+        return self.tensor.rule.hf[0].removeprefix("model.layers.{L}.").removesuffix(".weight")
+
+    def calibrated(self) -> CalibrationResult:
+        if self.calibration is None:
+            raise ValueError(f"{self.tensor.name}: this quantization scheme needs a calibration result")
+        return self.calibration
 
 
 @dataclass(frozen=True)
@@ -178,6 +202,78 @@ def _plain_transform(linear: LinearWeight, weight: torch.Tensor) -> Iterator[tup
     yield linear.tensor.name, weight.to(linear.dtype)
 
 
+def _fp8_layout(linear: LinearWeight) -> list[TensorSpec]:
+    """Spec §4.1: e4m3 weight, per-tensor f32 [1] weight and activation scales."""
+    return [
+        (f"{linear.prefix}.weight", torch.float8_e4m3fn, linear.tensor.shape),
+        (f"{linear.prefix}.weights_scaling_factor", torch.float32, (1,)),
+        (f"{linear.prefix}.activation_scaling_factor", torch.float32, (1,)),
+    ]
+
+
+def _fp8_input(linear: LinearWeight, weight: torch.Tensor) -> qs.LinearQuantInput:
+    """Amaxes of the whole fused group (qkv; fc+gate) over the full matrix: the same scale on every rank."""
+    calibration, layer, group = linear.calibrated(), linear.tensor.layer, GROUP_OF[linear.hf_linear]
+    return qs.LinearQuantInput(
+        weight.to(linear.dtype),
+        input_amax=calibration.group_input_amax(layer, group),
+        weight_amax=calibration.group_weight_amax(layer, group),
+        dtype=linear.dtype,
+    )
+
+
+def _awq_layout(linear: LinearWeight) -> list[TensorSpec]:
+    """Spec §4.2: int4 packed along out into int8 [out/2, in], scales [out, in/group], prequant [in]."""
+    out_features, in_features = linear.tensor.shape
+    return [
+        (f"{linear.prefix}.weight", torch.int8, (out_features // 2, in_features)),
+        (
+            f"{linear.prefix}.weights_scaling_factor",
+            torch.float32,
+            (out_features, in_features // linear.group_size),
+        ),
+        (f"{linear.prefix}.prequant_scaling_factor", linear.dtype, (in_features,)),
+    ]
+
+
+def _awq_input(linear: LinearWeight, weight: torch.Tensor) -> qs.LinearQuantInput:
+    """The pre-quant scale is replicated on column linears and split with the input on row linears; it
+    is rounded to the checkpoint dtype first, so the weight is smoothed with exactly the stored value."""
+    pre_quant = linear.calibrated().pre_quant_scale(linear.tensor.layer, linear.hf_linear)
+    if linear.tensor.rule.split is Split.ROW:
+        piece = linear.tensor.slices[0]
+        pre_quant = pre_quant[piece.col_start : piece.col_stop]
+    return qs.LinearQuantInput(
+        weight.to(linear.dtype),
+        pre_quant_scale=pre_quant.to(linear.dtype),
+        group_size=linear.group_size,
+        dtype=linear.dtype,
+    )
+
+
+def _quantized_scheme(
+    name: str,
+    layout: Callable[[LinearWeight], list[TensorSpec]],
+    make_input: Callable[[LinearWeight, torch.Tensor], qs.LinearQuantInput],
+    description: str,
+) -> QuantScheme:
+    """A scheme whose linears are written by `quant_schemes.SCHEMES[name].trtllm_linear`, in layout order."""
+    emit = qs.SCHEMES[name].trtllm_linear
+    assert emit is not None
+
+    def transform(linear: LinearWeight, weight: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
+        tensors = emit(make_input(linear, weight))
+        for tensor_name, dtype, _ in layout(linear):
+            yield tensor_name, tensors[tensor_name.removeprefix(linear.prefix + ".")].to(dtype).contiguous()
+
+    return QuantScheme(dict(qs.SCHEMES[name].quantization), layout, transform, description)
+
+
+def _weight_only_scheme(name: str, description: str) -> QuantScheme:
+    """Spec §4.3, the recommended path: bf16 weights, trtllm-build quantizes them per channel."""
+    return QuantScheme(dict(qs.SCHEMES[name].quantization), _plain_layout, _plain_transform, description)
+
+
 QUANT_SCHEMES: dict[str, QuantScheme] = {
     "none": QuantScheme(
         quantization={"quant_algo": None, "kv_cache_quant_algo": None},
@@ -185,7 +281,39 @@ QUANT_SCHEMES: dict[str, QuantScheme] = {
         linear_transform=_plain_transform,
         description="unquantized weights in --dtype",
     ),
+    "fp8": _quantized_scheme(
+        "fp8", _fp8_layout, _fp8_input, "FP8 e4m3 weights and activations, per-tensor static scales"
+    ),
+    "int4_awq": _quantized_scheme(
+        "int4_awq", _awq_layout, _awq_input, "INT4 AWQ weights (group-wise), bf16 activations"
+    ),
+    "int8_wo": _weight_only_scheme("int8_wo", "INT8 weight-only per channel, quantized by trtllm-build"),
+    "int4_wo": _weight_only_scheme("int4_wo", "INT4 weight-only per channel, quantized by trtllm-build"),
 }
+KV_CACHE_DTYPES = ("auto", "fp8")
+KV_CACHE_SCALE = "kv_cache_scaling_factor"  # per layer, beside attention.qkv (spec §4.1)
+
+
+def quantization_block(quant: str, group_size: int = 128, kv_cache_dtype: str = "auto") -> dict[str, Any]:
+    """The config.json `quantization` block of spec §1.3 for these options."""
+    block = dict(QUANT_SCHEMES[quant].quantization)
+    if "group_size" in block:
+        block["group_size"] = group_size
+    block["kv_cache_quant_algo"] = "FP8" if kv_cache_dtype == "fp8" else None
+    return block
+
+
+def check_group_size_per_rank(plans: list[list[RankTensor]], group_size: int, tp: int) -> None:
+    """AWQ groups run along each rank's input slice, so the group size must divide every rank's `in`."""
+    for tensor in (tensor for plan in plans for tensor in plan if tensor.rule.linear):
+        in_features = tensor.shape[1]
+        if in_features % group_size:
+            full = in_features * tp if tensor.rule.split is Split.ROW else in_features
+            raise click.ClickException(
+                f"--group-size {group_size} does not divide the input dimension {in_features} of "
+                f"{tensor.name} on a rank (full input {full}, --tp {tp}). Use a --group-size that divides "
+                f"{in_features} (for example {math.gcd(in_features, group_size)}), or a smaller --tp."
+            )
 
 
 # --- config.json -----------------------------------------------------------------------------------
@@ -198,12 +326,15 @@ def trtllm_config(
     pp: int,
     scheme: QuantScheme,
     use_parallel_embedding: bool = False,
+    quantization: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The checkpoint config.json of spec §1.5, with only keys TensorRT-LLM accepts in mapping/quantization."""
+    """The checkpoint config.json of spec §1.5, with only keys TensorRT-LLM accepts in mapping/quantization.
+
+    quantization: the block to write (`quantization_block`); default the scheme's own.
+    """
     mapping = {"world_size": tp * pp, "tp_size": tp, "pp_size": pp}
-    unknown = (mapping.keys() - ALLOWED_MAPPING_KEYS) | (
-        scheme.quantization.keys() - ALLOWED_QUANTIZATION_KEYS
-    )
+    quantization = dict(scheme.quantization if quantization is None else quantization)
+    unknown = (mapping.keys() - ALLOWED_MAPPING_KEYS) | (quantization.keys() - ALLOWED_QUANTIZATION_KEYS)
     if unknown:
         raise ValueError(f"keys TensorRT-LLM would reject in mapping/quantization: {sorted(unknown)}")
     return {
@@ -230,7 +361,7 @@ def trtllm_config(
         "embedding_sharding_dim": 0,
         "tie_word_embeddings": arch.tie_word_embeddings,
         "mapping": mapping,
-        "quantization": dict(scheme.quantization),
+        "quantization": quantization,
     }
 
 
@@ -246,9 +377,20 @@ class RankJob:
     scheme: QuantScheme
     source: SourceCheckpoint
     sha256: bool = True  # hash the rank file as it is written
+    calibration: CalibrationResult | None = None
+    group_size: int = 128
+    fp8_kv_cache: bool = False  # add attention.kv_cache_scaling_factor after each layer's qkv
 
     def linear(self, tensor: RankTensor) -> LinearWeight:
-        return LinearWeight(tensor, self.dtype, self.tp, self.rank % self.tp, self.source)
+        return LinearWeight(
+            tensor, self.dtype, self.tp, self.rank % self.tp, self.source, self.calibration, self.group_size
+        )
+
+    def _kv_scale_name(self, tensor: RankTensor) -> str | None:
+        """The KV cache scale that follows this tensor (the qkv of a layer), if any."""
+        if not (self.fp8_kv_cache and tensor.rule.split is Split.QKV):
+            return None
+        return tensor.name.rsplit(".", 2)[0] + "." + KV_CACHE_SCALE
 
     def layout(self) -> list[TensorSpec]:
         """Every (name, dtype, shape) of the rank file, computed before any data is read."""
@@ -258,6 +400,8 @@ class RankJob:
                 specs += self.scheme.linear_layout(self.linear(tensor))
             else:
                 specs.append((tensor.name, self.dtype, tensor.shape))
+            if kv_name := self._kv_scale_name(tensor):
+                specs.append((kv_name, torch.float32, (1,)))
         return specs
 
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
@@ -269,6 +413,10 @@ class RankJob:
                 del parts
                 yield from self.scheme.linear_transform(self.linear(tensor), weight)
                 del weight
+                if kv_name := self._kv_scale_name(tensor):
+                    assert self.calibration is not None
+                    scales = qs.kv_cache_trtllm(*self.calibration.kv_amax(tensor.layer))
+                    yield kv_name, scales[KV_CACHE_SCALE].float().reshape(1)
             else:
                 for piece in tensor.slices:
                     yield from self._row_blocks(tensor.name, piece)
@@ -519,6 +667,107 @@ def resolve_dtype(requested: str, arch: LlamaArchitecture) -> str:
     return arch.dtype if arch.dtype in ("bfloat16", "float16", "float32") else "bfloat16"
 
 
+@dataclass(frozen=True)
+class QuantOptions:
+    """Options of `--quant` schemes beyond the scheme name (the calibration and its inputs)."""
+
+    kv_cache_dtype: str = "auto"  # auto (the model dtype) | fp8
+    group_size: int = 128  # AWQ group size
+    calib_data: str = "builtin"  # builtin | FILE.jsonl | FILE.txt
+    calib_size: int = 128
+    calib_seq_len: int = 512
+    device: str = "cpu"  # where calibration runs
+    calibration_dir: Path | None = None  # reuse a saved CalibrationResult instead of calibrating
+
+
+CALIBRATION_SUBDIR = "calibration"  # inside the checkpoint: reusable with --calibration
+
+
+def _load_calibration(
+    directory: Path, quant: str, options: QuantOptions, arch: LlamaArchitecture
+) -> tuple[CalibrationResult, dict[str, Any]]:
+    """A saved CalibrationResult that fits this model and scheme, plus the description of its data."""
+    from trt_build.calibrate import CALIBRATION_ALGORITHMS
+
+    result = CalibrationResult.load(directory)
+    info = result.info
+    calibrated = {key: info.get("architecture", {}).get(key) for key in ("hidden_size", "num_hidden_layers")}
+    expected = {"hidden_size": arch.hidden_size, "num_hidden_layers": arch.num_hidden_layers}
+    if result.num_layers != arch.num_hidden_layers or calibrated != expected:
+        raise click.ClickException(
+            f"{directory} was calibrated for another model ({calibrated}, this one {expected}); "
+            "calibrate this model or pass its own calibration directory."
+        )
+    missing = set(CALIBRATION_ALGORITHMS[quant]) - set(info.get("algorithms", []))
+    if missing:
+        raise click.ClickException(
+            f"{directory} was calibrated for --quant {result.scheme} ({', '.join(info.get('algorithms', []))}); "
+            f"--quant {quant} also needs {', '.join(sorted(missing))}. Calibrate with --quant {quant}."
+        )
+    if "awq" in CALIBRATION_ALGORITHMS[quant] and info.get("group_size") != options.group_size:
+        raise click.ClickException(
+            f"{directory} holds AWQ scales searched with group size {info.get('group_size')}; pass "
+            f"--group-size {info.get('group_size')} or calibrate again with --group-size {options.group_size}."
+        )
+    manifest_path = Path(directory) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    data = manifest.get("calibration_data") or manifest.get("calibration", {}).get("data") or {}
+    return result, data
+
+
+def run_calibration(
+    model_dir: Path, quant: str, options: QuantOptions, arch: LlamaArchitecture
+) -> tuple[CalibrationResult, dict[str, Any], float]:
+    """(result, data description, seconds): calibrate layer by layer, or load `options.calibration_dir`."""
+    started = time.perf_counter()
+    if options.calibration_dir is not None:
+        result, data = _load_calibration(options.calibration_dir, quant, options, arch)
+        return result, data, time.perf_counter() - started
+    from trt_build.calib_data import calibration_tokens
+    from trt_build.calibrate import calibrate
+
+    batch = calibration_tokens(
+        options.calib_data,
+        options.calib_size,
+        options.calib_seq_len,
+        max_position_embeddings=arch.max_position_embeddings,
+    )
+    result = calibrate(model_dir, quant, batch.tokens, options.device, group_size=options.group_size)
+    return result, batch.describe(), time.perf_counter() - started
+
+
+def layer_scale_stats(result: CalibrationResult, quant: str, fp8_kv_cache: bool) -> list[dict[str, Any]]:
+    """Per layer and fused group (qkv, o, gate_up, down): the amaxes and the scales written from them."""
+    from trt_build import quant_formats as qf
+    from trt_build.calibrate import FUSED_GROUPS
+
+    layers = []
+    for layer in range(result.num_layers):
+        stats = result.stats.get(str(layer), {})
+        entry: dict[str, Any] = {"layer": layer, "seconds": stats.get("seconds")}
+        for group in FUSED_GROUPS:
+            input_amax = result.group_input_amax(layer, group)
+            weight_amax = result.group_weight_amax(layer, group)
+            figures: dict[str, Any] = {"input_amax": input_amax.item(), "weight_amax": weight_amax.item()}
+            if quant == "fp8":
+                figures["activation_scaling_factor"] = qf.fp8_scale(input_amax).item()
+                figures["weights_scaling_factor"] = qf.fp8_scale(weight_amax).item()
+            if quant == "int4_awq":
+                found = stats.get(group, {})
+                keys = ("alpha", "pre_quant_min", "pre_quant_max", "pre_quant_mean", "mse_rtn", "mse_awq")
+                figures.update({key: found.get(key) for key in keys})
+            entry[group] = figures
+        if fp8_kv_cache:
+            k_amax, v_amax = result.kv_amax(layer)
+            entry["kv_cache"] = {
+                "k_amax": k_amax.item(),
+                "v_amax": v_amax.item(),
+                KV_CACHE_SCALE: qs.kv_cache_trtllm(k_amax, v_amax)[KV_CACHE_SCALE].item(),
+            }
+        layers.append(entry)
+    return layers
+
+
 def convert_checkpoint(
     model_dir: Path,
     output: Path,
@@ -530,18 +779,27 @@ def convert_checkpoint(
     overwrite: bool = False,
     use_parallel_embedding: bool = False,
     sha256: bool = True,
+    quant_options: QuantOptions | None = None,
 ) -> Path:
     """Convert an HF Llama model directory into a TensorRT-LLM checkpoint directory; returns `output`.
 
     sha256: hash source and rank files for the manifest (about 1 s per GB of CPU; False skips it).
+    quant_options: KV cache dtype, AWQ group size and the calibration (run first when the scheme needs it).
     """
+    from trt_build.calibrate import needs_calibration
+
     started = time.perf_counter()
     release_freed_memory_eagerly()
     model_dir, output = Path(model_dir), Path(output)
+    options = quant_options or QuantOptions()
     refuse_existing(output, overwrite)
     if quant not in QUANT_SCHEMES:
         raise click.ClickException(
             f"--quant {quant!r} is not known; choose one of {', '.join(QUANT_SCHEMES)}."
+        )
+    if options.kv_cache_dtype not in KV_CACHE_DTYPES:
+        raise click.ClickException(
+            f"--kv-cache-dtype {options.kv_cache_dtype!r} is not known; choose one of {', '.join(KV_CACHE_DTYPES)}."
         )
     scheme = QUANT_SCHEMES[quant]
     arch = read_hf_config(model_dir)
@@ -549,16 +807,49 @@ def convert_checkpoint(
     dtype_name = resolve_dtype(dtype, arch)
     source = SourceCheckpoint(model_dir)
     plans = [rank_plan(arch, tp, pp, rank, use_parallel_embedding) for rank in range(tp * pp)]
+    if quant == "int4_awq":
+        check_group_size_per_rank(plans, options.group_size, tp)
     needed = {piece.hf for plan in plans for tensor in plan for piece in tensor.slices}
     source.validate(needed, hf_shapes(arch))
     torch_dtype = getattr(torch, dtype_name)
-    jobs = [RankJob(rank, tp, plan, torch_dtype, scheme, source, sha256) for rank, plan in enumerate(plans)]
-    options = {
+    fp8_kv_cache = options.kv_cache_dtype == "fp8"
+    calibration, calibration_record = None, None
+    if needs_calibration(quant, options.kv_cache_dtype):
+        calibration, data, seconds = run_calibration(model_dir, quant, options, arch)
+        calibration_record = {
+            "reused_from": str(options.calibration_dir) if options.calibration_dir else None,
+            "data": data,
+            "tokens_sha256": calibration.info.get("calib_tokens_sha256"),
+            "calib_size": calibration.info.get("calib_samples"),
+            "calib_seq_len": calibration.info.get("calib_seq_len"),
+            "device": calibration.info.get("device"),
+            "algorithms": calibration.info.get("algorithms"),
+            "group_size": calibration.info.get("group_size"),
+            "seconds": round(seconds, 3),
+            "seconds_per_layer": calibration.info.get("seconds_per_layer"),
+            "layers": layer_scale_stats(calibration, quant, fp8_kv_cache),
+        }
+        click.echo(
+            f"calibration: {calibration.num_layers} layers, "
+            + ", ".join(f"{s:.2f}" for s in calibration.info.get("seconds_per_layer", []))
+            + " s per layer",
+            err=True,
+        )
+    jobs = [
+        RankJob(
+            rank, tp, plan, torch_dtype, scheme, source, sha256, calibration, options.group_size, fp8_kv_cache
+        )
+        for rank, plan in enumerate(plans)
+    ]
+    quantization = quantization_block(quant, options.group_size, options.kv_cache_dtype)
+    options_record = {
         "model_dir": str(model_dir),
         "dtype": dtype_name,
         "tp": tp,
         "pp": pp,
         "quant": quant,
+        "kv_cache_dtype": options.kv_cache_dtype,
+        "group_size": options.group_size if quant == "int4_awq" else None,
         "workers": workers,
         "use_parallel_embedding": use_parallel_embedding,
         "sha256": sha256,
@@ -567,20 +858,30 @@ def convert_checkpoint(
     hasher.start()
     try:
         with atomic_output_dir(output, overwrite=overwrite) as tmp:
-            config = trtllm_config(arch, dtype_name, tp, pp, scheme, use_parallel_embedding)
+            config = trtllm_config(arch, dtype_name, tp, pp, scheme, use_parallel_embedding, quantization)
             (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
             convert_started = time.perf_counter()
             results = _run_ranks(jobs, tmp, max(1, min(workers, len(jobs))))
             convert_seconds = time.perf_counter() - convert_started
+            if (
+                calibration is not None
+            ):  # extra files are harmless to trtllm-build; reusable with --calibration
+                (tmp / CALIBRATION_SUBDIR).mkdir()
+                calibration.save(tmp / CALIBRATION_SUBDIR)
+                write_manifest(
+                    tmp / CALIBRATION_SUBDIR, "calibrate", scheme=calibration.scheme, calibration_data=data
+                )
             source_files = hasher.result()
             write_manifest(
                 tmp,
                 "convert",
                 tool_version=__version__,
-                options=options,
+                options=options_record,
                 source={"model_dir": str(model_dir.resolve()), "files": source_files},
                 ranks=[vars(result) for result in results],
+                calibration=calibration_record,
                 timings={
+                    "calibration_seconds": calibration_record["seconds"] if calibration_record else 0.0,
                     "convert_seconds": round(convert_seconds, 3),
                     "total_seconds": round(time.perf_counter() - started, 3),
                     "per_rank_seconds": [round(result.seconds, 3) for result in results],
@@ -624,6 +925,45 @@ def convert_checkpoint(
     help="Quantization scheme for linear weights.",
 )
 @click.option(
+    "--kv-cache-dtype",
+    type=click.Choice(KV_CACHE_DTYPES),
+    default="auto",
+    show_default=True,
+    help="fp8: FP8 KV cache, a per-layer kv_cache_scaling_factor (needs calibration).",
+)
+@click.option(
+    "--group-size",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="int4_awq: input channels per scale; must divide every rank's input dimension.",
+)
+@click.option(
+    "--calib-data",
+    default="builtin",
+    show_default=True,
+    help="Calibration text: builtin (Japanese-first set), FILE.jsonl (text or chat messages) or FILE.txt.",
+)
+@click.option(
+    "--calib-size", type=click.IntRange(min=1), default=128, show_default=True, help="Calibration rows."
+)
+@click.option(
+    "--calib-seq-len", type=click.IntRange(min=2), default=512, show_default=True, help="Tokens per row."
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="Where calibration runs (one decoder layer at a time).",
+)
+@click.option(
+    "--calibration",
+    "calibration_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Reuse a calibration directory (swallow-trt calibrate, or <checkpoint>/calibration).",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=1,
@@ -653,11 +993,34 @@ def command(
     overwrite: bool,
     use_parallel_embedding: bool,
     sha256: bool,
+    kv_cache_dtype: str,
+    group_size: int,
+    calib_data: str,
+    calib_size: int,
+    calib_seq_len: int,
+    device: str,
+    calibration_dir: Path | None,
 ) -> None:
-    """Convert a Hugging Face Llama checkpoint into a TensorRT-LLM checkpoint (config.json + rank files)."""
+    """Convert a Hugging Face Llama checkpoint into a TensorRT-LLM checkpoint (config.json + rank files).
+
+    With --quant fp8 / int4_awq or --kv-cache-dtype fp8 the model is calibrated first, layer by layer.
+    """
+    options = QuantOptions(
+        kv_cache_dtype, group_size, calib_data, calib_size, calib_seq_len, device, calibration_dir
+    )
     try:
         convert_checkpoint(
-            model_dir, output, dtype, tp, pp, quant, workers, overwrite, use_parallel_embedding, sha256
+            model_dir,
+            output,
+            dtype,
+            tp,
+            pp,
+            quant,
+            workers,
+            overwrite,
+            use_parallel_embedding,
+            sha256,
+            quant_options=options,
         )
     except (KeyboardInterrupt, Terminated) as error:
         reason = str(error) or "interrupted"
