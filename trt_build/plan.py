@@ -13,8 +13,14 @@ The memory model, per GPU (GB = 10^9 bytes everywhere):
   KV token  layers_on_stage x 2 x ceil(kv_heads / tp) x head_dim x bytes (bf16 2, FP8 1).
 Sequences of length L that fit use 32-token blocks (tokens_per_block 32).
 
-Targets are entries of TARGETS (memory reserve, checks, recommended flags): the engine target is here;
-another target (e.g. the PyTorch backend) is one more entry, not a rewrite.
+Targets are entries of TARGETS (memory reserve, KV fraction, quantizations, checks, recommended flags):
+  engine   the reserve above; flags from trtllm_build_rules.
+  pytorch  TensorRT-LLM's PyTorch backend on a HF / ModelOpt checkpoint: the same weights, a 3 GiB runtime
+           (CUDA context, PyTorch caching allocator, NCCL) [assumed], the same activation and logits
+           estimates, plus its CUDA graphs (one per captured batch size, up to ~200 MB each, counted at
+           200 MB) [upper bound, trtllm-pytorch-backend.md 3.1]; the KV fraction and the options (with
+           reasons) from llmapi_options. It also plans NVFP4 (Blackwell only).
+`--target auto` picks by the installed TensorRT-LLM version (targets.py).
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ import click
 
 from trt_build.gpu_profiles import PROFILES, GpuProfile, get_profile
 from trt_build.hf_config import LlamaArchitecture, read_hf_config
+from trt_build.llmapi_options import (
+    OptionsRequest,
+    compose_options,
+    cuda_graph_batch_sizes,
+    flat_keys,
+)
 from trt_build.quant_memory import (
     AWQ_GROUP_SIZE,
     BF16_BYTES,
@@ -42,6 +54,7 @@ from trt_build.quant_memory import (
     format_for_quant_algo,
 )
 from trt_build.registry import lookup, parameter_count
+from trt_build.targets import TARGET_CHOICES, hf_quantization, resolve_target
 from trt_build.trtllm_build_rules import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_NUM_TOKENS,
@@ -56,13 +69,27 @@ KV_CACHE_FREE_GPU_MEM_FRACTION = 0.9  # TensorRT-LLM KvCacheConfig default
 TOKENS_PER_BLOCK = 32  # recent trtllm-build default (64 on 0.13)
 TP_CHOICES = (1, 2, 4, 8)
 RECOMMENDED_MIN_SEQUENCES = 16  # recommend the smallest TP that holds this many full-length sequences
+CUDA_GRAPH_BYTES = 200 * 10**6  # per captured batch size, upper bound (trtllm-pytorch-backend.md 3.1)
+
+
+@dataclass(frozen=True)
+class Nvfp4Format(QuantFormat):
+    """NVFP4 (ModelOpt, PyTorch backend only): e2m1 weights, an fp8 scale per 16 inputs, two fp32 scalars."""
+
+    def linear_bytes(self, out_features: int, in_features: int) -> int:
+        elements = out_features * in_features
+        return elements // 2 + elements // 16 + 2 * FP32_BYTES
+
+
+NVFP4 = Nvfp4Format("nvfp4", "NVFP4", 4, True, False, "NVFP4 weights and activations, block 16 (Blackwell)")
+PLAN_QUANT_FORMATS: dict[str, QuantFormat] = {**QUANT_FORMATS, NVFP4.name: NVFP4}
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     arch: LlamaArchitecture
-    source: str  # "registry", "hf-dir" or "trtllm-checkpoint"
+    source: str  # "registry", "hf-dir", "modelopt-checkpoint" or "trtllm-checkpoint"
     quant_algo: str | None = None  # a TRT-LLM checkpoint's own settings
     kv_cache_quant_algo: str | None = None
     tp: int | None = None
@@ -189,12 +216,16 @@ def engine_reserve(s: Scenario, stage: int) -> dict[str, int]:
     }
 
 
-def memory(s: Scenario, reserve: Callable[[Scenario, int], dict[str, int]]) -> tuple[list[StageMemory], int]:
+def memory(
+    s: Scenario,
+    reserve: Callable[[Scenario, int], dict[str, int]],
+    kv_fraction: Callable[[Scenario], float] = lambda s: KV_CACHE_FREE_GPU_MEM_FRACTION,
+) -> tuple[list[StageMemory], int]:
     stages = []
     for stage, layers in enumerate(stage_layer_counts(s.arch.num_hidden_layers, s.pp)):
         weights, held = stage_weights(s, stage, layers), reserve(s, stage)
         left = s.gpu.memory_bytes - sum(weights.values()) - sum(held.values())
-        pool = max(0, int(left * KV_CACHE_FREE_GPU_MEM_FRACTION))
+        pool = max(0, int(left * kv_fraction(s)))
         per_token = kv_bytes_per_token(s, layers)
         stages.append(StageMemory(stage, layers, weights, held, per_token, pool, pool // per_token))
     blocks_per_sequence = math.ceil(s.max_seq_len / TOKENS_PER_BLOCK)
@@ -251,7 +282,7 @@ def target_refusals_and_warnings(s: Scenario) -> tuple[list[str], list[str]]:
 def feasible(s: Scenario, target: Target) -> bool:
     if structural_refusals(s) or target.checks(s)[0]:
         return False
-    return memory(s, target.reserve)[1] >= 1
+    return memory(s, target.reserve, target.kv_fraction)[1] >= 1
 
 
 def alternatives(s: Scenario, target: Target) -> list[str]:
@@ -263,7 +294,9 @@ def alternatives(s: Scenario, target: Target) -> list[str]:
             f"--tp {more_tp[0]}" + (f" (or {', '.join(map(str, more_tp[1:]))})" if more_tp[1:] else "")
         )
     quants = [
-        q.name for q in QUANT_FORMATS.values() if q != s.quant and feasible(replace(s, quant=q), target)
+        q.name
+        for name, q in PLAN_QUANT_FORMATS.items()
+        if name in target.quants and q != s.quant and feasible(replace(s, quant=q), target)
     ]
     if quants:
         out.append(f"--quant {' / '.join(quants)} at --tp {s.tp}")
@@ -279,7 +312,7 @@ def alternatives(s: Scenario, target: Target) -> list[str]:
 def recommend_tp(s: Scenario, target: Target) -> tuple[int | None, str]:
     wanted = min(RECOMMENDED_MIN_SEQUENCES, s.max_batch_size)
     sequences = {
-        t: memory(replace(s, tp=t), target.reserve)[1]
+        t: memory(replace(s, tp=t), target.reserve, target.kv_fraction)[1]
         for t in TP_CHOICES
         if t * s.pp <= 8 and feasible(replace(s, tp=t), target)
     }
@@ -306,6 +339,9 @@ class Target:
     checks: Callable[[Scenario], tuple[list[str], list[str]]]  # (refusals, warnings)
     flags: Callable[[Scenario], list[tuple[list[str], str]]]  # recommended settings with reasons
     command: Callable[[Scenario], str]
+    quants: tuple[str, ...] = tuple(QUANT_FORMATS)  # --quant names this target deploys
+    kv_fraction: Callable[[Scenario], float] = lambda s: KV_CACHE_FREE_GPU_MEM_FRACTION
+    settings_title: str = "trtllm-build flags"
 
 
 def engine_request(s: Scenario) -> BuildRequest:
@@ -331,14 +367,87 @@ def engine_command(s: Scenario) -> str:
     )
 
 
+def engine_checks(s: Scenario) -> tuple[list[str], list[str]]:
+    if s.quant.name not in QUANT_FORMATS:
+        return [f"the engine target does not build {s.quant.name}; plan it with --target pytorch."], []
+    return target_refusals_and_warnings(s)
+
+
+def options_request(s: Scenario) -> OptionsRequest:
+    """The pytorch target's options for a scenario (a ModelOpt checkpoint's KV format is its own)."""
+    forced = s.kv_cache_quant_algo == "FP8" and s.model.kv_cache_quant_algo != "FP8"
+    return OptionsRequest(
+        arch=s.arch,
+        gpu=s.gpu,
+        quant_algo=s.quant.quant_algo,
+        checkpoint_kv_cache_quant_algo=s.model.kv_cache_quant_algo
+        if s.model.source == "modelopt-checkpoint"
+        else s.kv_cache_quant_algo,
+        tp=s.tp,
+        pp=s.pp,
+        kv_cache_dtype="fp8" if forced else "auto",
+        max_batch_size=s.max_batch_size,
+        max_seq_len=s.max_seq_len,
+        max_num_tokens=s.max_num_tokens,
+    )
+
+
+def pytorch_reserve(s: Scenario, stage: int) -> dict[str, int]:
+    """Runtime memory besides weights and KV on the PyTorch backend (see the module docstring)."""
+    engine = engine_reserve(s, stage)
+    return {
+        "runtime": 3 * GIB,
+        "activations": engine["activations"],
+        "logits": engine["logits"],
+        "cuda_graphs": len(cuda_graph_batch_sizes(s.max_batch_size)) * CUDA_GRAPH_BYTES,
+    }
+
+
+def pytorch_checks(s: Scenario) -> tuple[list[str], list[str]]:
+    if s.quant.name not in TARGETS["pytorch"].quants:
+        return [f"the pytorch target deploys {', '.join(TARGETS['pytorch'].quants)}, not {s.quant.name}."], []
+    composition = compose_options(options_request(s))
+    return composition.refusals, composition.warnings
+
+
+def pytorch_options(s: Scenario) -> list[tuple[list[str], str]]:
+    return [
+        ([", ".join(flat_keys(values))], reason)
+        for values, reason in compose_options(options_request(s)).reasons
+    ]
+
+
+def pytorch_command(s: Scenario) -> str:
+    kv = " KV_CACHE_DTYPE=fp8" if options_request(s).kv_cache_dtype == "fp8" else ""
+    return (
+        f"make engine TARGET=pytorch MODEL={s.model.name} QUANT={s.quant.name}{kv} TP={s.tp} PP={s.pp} "
+        f"GPU={s.gpu.name} MAX_SEQ_LEN={s.max_seq_len} MAX_BATCH_SIZE={s.max_batch_size}"
+    )
+
+
+def pytorch_kv_fraction(s: Scenario) -> float:
+    return compose_options(options_request(s)).options["kv_cache_config"]["free_gpu_memory_fraction"]
+
+
 TARGETS: dict[str, Target] = {
     "engine": Target(
         name="engine",
         description="TRT-LLM checkpoint -> trtllm-build -> TensorRT engine -> Triton tensorrtllm backend",
         reserve=engine_reserve,
-        checks=target_refusals_and_warnings,
+        checks=engine_checks,
         flags=lambda s: compose(engine_request(s)).reasons,
         command=engine_command,
+    ),
+    "pytorch": Target(
+        name="pytorch",
+        description="HF / ModelOpt checkpoint -> LLM-API options -> Triton llmapi model or trtllm-serve",
+        reserve=pytorch_reserve,
+        checks=pytorch_checks,
+        flags=pytorch_options,
+        command=pytorch_command,
+        quants=("none", "fp8", "int4_awq", "nvfp4"),
+        kv_fraction=pytorch_kv_fraction,
+        settings_title="LLM-API options",
     ),
 }
 
@@ -350,7 +459,7 @@ def make_plan(s: Scenario, target_name: str = "engine") -> Plan:
     refusals += target_refusals
     if refusals:
         return Plan(s, target_name, [], 0, refusals, warnings)
-    stages, sequences = memory(s, target.reserve)
+    stages, sequences = memory(s, target.reserve, target.kv_fraction)
     plan = Plan(s, target_name, stages, sequences, [], warnings)
     worst = plan.worst
     if worst.weight_bytes + worst.reserve_bytes > s.gpu.memory_bytes:
@@ -419,6 +528,15 @@ def resolve_model(name: str) -> ModelSpec:
         raw = json.loads(config.read_text())
         if "architecture" in raw and "architectures" not in raw:
             return _checkpoint_model(path, raw)
+        quantization = hf_quantization(path)
+        if quantization is not None:
+            return ModelSpec(
+                path.resolve().name,
+                read_hf_config(path),
+                "modelopt-checkpoint",
+                quant_algo=quantization.get("quant_algo"),
+                kv_cache_quant_algo=quantization.get("kv_cache_quant_algo"),
+            )
         return ModelSpec(path.resolve().name, read_hf_config(path), "hf-dir")
     known = lookup(name)
     if known is None:
@@ -430,14 +548,24 @@ def resolve_model(name: str) -> ModelSpec:
 
 
 def _pick(option: str, given: Any, from_checkpoint: Any, default: Any, spec: ModelSpec) -> Any:
-    if spec.source != "trtllm-checkpoint":
+    fixed = spec.source == "trtllm-checkpoint" or (
+        spec.source == "modelopt-checkpoint" and option == "--quant"
+    )
+    if not fixed:
         return default if given is None else given
     if given is not None and given != from_checkpoint:
         raise click.ClickException(
-            f"{spec.name} is a TRT-LLM checkpoint converted with {option} {from_checkpoint}; "
+            f"{spec.name} is a {spec.source} converted with {option} {from_checkpoint}; "
             f"convert again to plan {option} {given}, or leave {option} out."
         )
     return from_checkpoint
+
+
+def _format_name(quant_algo: str | None, source: str) -> str:
+    for name, fmt in PLAN_QUANT_FORMATS.items():
+        if fmt.quant_algo == quant_algo:
+            return name
+    raise click.ClickException(f"{source}: quant_algo {quant_algo!r} is not one swallow-trt plans.")
 
 
 # ---------------------------------------------------------------- output
@@ -467,7 +595,7 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
         "refusals": plan.refusals,
         "warnings": plan.warnings,
         "assumptions": {
-            "kv_cache_free_gpu_mem_fraction": KV_CACHE_FREE_GPU_MEM_FRACTION,
+            "kv_cache_free_gpu_mem_fraction": TARGETS[plan.target].kv_fraction(s),
             "tokens_per_block": TOKENS_PER_BLOCK,
             "gb": GB,
         },
@@ -506,7 +634,7 @@ def render(plan: Plan) -> str:
             f"{title} (GB = 10^9 bytes; {s.gpu.name} {_gb(s.gpu.memory_bytes)}):",
             f"  weights             {_gb(st.weight_bytes):>12}  ({parts})",
             f"  runtime reserve     {_gb(st.reserve_bytes):>12}  ({held}; runtime assumed, activations estimated)",
-            f"  KV cache pool       {_gb(st.kv_pool_bytes):>12}  ({KV_CACHE_FREE_GPU_MEM_FRACTION} of {_gb(max(0, left))} left)",
+            f"  KV cache pool       {_gb(st.kv_pool_bytes):>12}  ({TARGETS[plan.target].kv_fraction(s)} of {_gb(max(0, left))} left)",
             f"  KV bytes per token  {st.kv_bytes_per_token:>12,}  ({st.layers} layers x 2 x {s.kv_heads_per_rank} KV heads "
             f"x {s.arch.head_dim} x {kv_bytes} B)",
             f"  KV tokens that fit  {st.kv_tokens:>12,}",
@@ -522,7 +650,7 @@ def render(plan: Plan) -> str:
     elif plan.recommended_tp_reason:
         lines.append(f"Recommended TP: none ({plan.recommended_tp_reason})")
     if plan.flags:
-        lines.append(f"trtllm-build flags ({plan.target} target) and why:")
+        lines.append(f"{TARGETS[plan.target].settings_title} ({plan.target} target) and why:")
         for flags, reason in plan.flags:
             if flags[0] in ("--checkpoint_dir", "--output_timing_cache"):
                 continue
@@ -542,7 +670,10 @@ def render(plan: Plan) -> str:
 )
 @click.option("--gpu", "gpu_name", required=True, type=click.Choice(sorted(PROFILES), case_sensitive=False))
 @click.option(
-    "--quant", type=click.Choice(list(QUANT_FORMATS)), default=None, help="Weight format [default: none]."
+    "--quant",
+    type=click.Choice(list(PLAN_QUANT_FORMATS)),
+    default=None,
+    help="Weight format [default: none; nvfp4: pytorch target, Blackwell].",
 )
 @click.option(
     "--kv-cache-dtype",
@@ -557,7 +688,13 @@ def render(plan: Plan) -> str:
 @click.option("--max-seq-len", type=click.IntRange(1), default=DEFAULT_MAX_SEQ_LEN, show_default=True)
 @click.option("--max-batch-size", type=click.IntRange(1), default=DEFAULT_MAX_BATCH_SIZE, show_default=True)
 @click.option("--max-num-tokens", type=click.IntRange(1), default=DEFAULT_MAX_NUM_TOKENS, show_default=True)
-@click.option("--target", type=click.Choice(sorted(TARGETS)), default="engine", show_default=True)
+@click.option(
+    "--target",
+    type=click.Choice(TARGET_CHOICES),
+    default="engine",
+    show_default=True,
+    help="auto: by the installed TensorRT-LLM version.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def command(
     model_name: str,
@@ -576,17 +713,22 @@ def command(
 
     Exits with status 1 (after printing the plan) when the combination cannot work.
     """
+    target = resolve_target(target)
     spec = resolve_model(model_name)
-    checkpoint_quant = (
-        format_for_quant_algo(spec.quant_algo).name if spec.source == "trtllm-checkpoint" else None
-    )
+    checkpoint_quant = None
+    if spec.source == "trtllm-checkpoint":
+        checkpoint_quant = format_for_quant_algo(spec.quant_algo).name
+    elif spec.source == "modelopt-checkpoint":
+        checkpoint_quant = _format_name(spec.quant_algo, str(Path(model_name) / "hf_quant_config.json"))
     checkpoint_kv = next((k for k, v in KV_CACHE_DTYPES.items() if v == spec.kv_cache_quant_algo), "auto")
     scenario = Scenario(
         model=spec,
         gpu=get_profile(gpu_name),
-        quant=QUANT_FORMATS[_pick("--quant", quant, checkpoint_quant, "none", spec)],
+        quant=PLAN_QUANT_FORMATS[_pick("--quant", quant, checkpoint_quant, "none", spec)],
         kv_cache_quant_algo=KV_CACHE_DTYPES[
             _pick("--kv-cache-dtype", kv_cache_dtype, checkpoint_kv, "auto", spec)
+            if spec.source != "modelopt-checkpoint"
+            else (kv_cache_dtype or checkpoint_kv)
         ],
         tp=1,
         pp=_pick("--pp", pp, spec.pp, 1, spec),
