@@ -19,10 +19,33 @@ import torch
 
 
 def load_model(checkpoint_dir: Path | str) -> torch.nn.Module:
-    """The one place the engine gets its weights: the reference runtime on a TRT-LLM checkpoint."""
-    from trt_build.reference_runtime import load_checkpoint
+    """The one place the engine gets its weights, by the directory's kind (trt_build/targets.py):
+    a TRT-LLM checkpoint through the reference runtime; an unquantized Hugging Face directory (the
+    pytorch target's input) through transformers, safetensors only and no code from the directory.
+    A quantized ModelOpt directory needs the reference runtime's reader of that format."""
+    from trt_build.targets import TRTLLM_CHECKPOINT, checkpoint_kind
 
-    return load_checkpoint(checkpoint_dir, device="cpu", dtype=torch.float32)
+    directory = Path(checkpoint_dir)
+    kind = checkpoint_kind(directory)
+    if kind.kind == TRTLLM_CHECKPOINT:
+        from trt_build.reference_runtime import load_checkpoint
+
+        return load_checkpoint(directory, device="cpu", dtype=torch.float32)
+    if kind.quant_algo is not None:
+        from trt_build import reference_runtime
+
+        loader = getattr(reference_runtime, "load_unified_checkpoint", None)
+        if loader is None:
+            raise RuntimeError(
+                f"{directory} is a {kind.quant_algo} ModelOpt checkpoint; this swallow-trt cannot load it on "
+                "the CPU yet (serve the unquantized HF directory, or use a GPU with TensorRT-LLM)."
+            )
+        return loader(directory, device="cpu", dtype=torch.float32)
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        directory, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
+    )
 
 
 class RequestError(ValueError):

@@ -5,6 +5,17 @@ code with the helper modules they import copied beside `model.py` (they run wher
 installed); the tokenizer copied into `preprocessing/tokenizer` and named by a path relative to the
 repository root; `manifest.json`. `--engine` serves with the C++ tensorrtllm backend, `--checkpoint`
 with the CPU reference engine.
+
+The pytorch target (llmapi_configs.py) has its own layout of two models: `--engine DEPLOY_DIR` (a
+`build --target pytorch` deployment) writes `tensorrt_llm` for TensorRT-LLM's stock llmapi model plus our
+front `tensorrt_llm_bls`; `--checkpoint HF_DIR` (a Hugging Face / ModelOpt directory rather than a TRT-LLM
+checkpoint) writes the same layout with the CPU stand-in of the llmapi model.
+
+The stock llmapi model contract: `REPO/tensorrt_llm/1/` must hold `model.py` and `helpers.py` from
+`triton_backend/all_models/llmapi/tensorrt_llm/1/` of the TensorRT-LLM git tag that matches the
+tensorrt_llm installed on the serving host (e.g. v1.2.1 for NGC 26.07; the container does not ship
+them). `--llmapi-model DIR` copies them in; without it the repository says what to copy, and
+`swallow-trt serve` refuses until they are there. We write `model.yaml` and `config.pbtxt` beside them.
 """
 
 from __future__ import annotations
@@ -16,11 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
-from triton_repo import model_configs
+from triton_repo import llmapi_configs, model_configs
 from triton_repo.model_configs import BLS, ENGINE, POST, PRE, RepoSettings
+from trt_build.build_pytorch import Deployment, is_pytorch_deployment, read_deployment
+from trt_build.hf_config import read_hf_config
 from trt_build.manifest import describe_files, write_manifest
 from trt_build.outdir import atomic_output_dir, refuse_existing
+from trt_build.targets import HF_CHECKPOINT, checkpoint_kind
 
 MODELS_DIR = Path(__file__).parent / "models"
 DETOKENIZER = Path(__file__).parent / "detokenizer.py"
@@ -40,6 +55,13 @@ MODEL_FILES: dict[str, tuple[Path, ...]] = {
     BLS: (MODELS_DIR / BLS / "model.py", MODELS_DIR / "repo_common.py", DETOKENIZER),
 }
 CPU_ENGINE_FILES = (MODELS_DIR / ENGINE / "model.py",)
+LLMAPI_FRONT_FILES = (
+    MODELS_DIR / "llmapi_front" / "model.py",
+    MODELS_DIR / "repo_common.py",
+    Path(__file__).parent / "text_deltas.py",
+)
+LLMAPI_CPU_FILES = (MODELS_DIR / "llmapi_cpu" / "model.py",)
+LLMAPI_STOCK_FILES = ("model.py", "helpers.py")
 
 DEFAULT_CPU_MAX_BATCH = 32
 DEFAULT_CPU_MAX_SEQ_LEN = 8192
@@ -125,12 +147,38 @@ def write_repository(
     max_input_len: int | None = None,
     max_seq_len: int | None = None,
     overwrite: bool = False,
+    llmapi_model: Path | None = None,
 ) -> Path:
     """Write the repository atomically; returns `output`."""
     if (engine_dir is None) == (checkpoint_dir is None):
         raise click.ClickException("Pass exactly one of --engine ENGINE_DIR or --checkpoint CKPT_DIR.")
     refuse_existing(output, overwrite)
     check_tokenizer(tokenizer_dir)
+    llmapi_args = dict(max_batch_size=max_batch_size, instances=instances, overwrite=overwrite)
+    if engine_dir is not None and is_pytorch_deployment(engine_dir):
+        if (
+            max_input_len
+            or max_seq_len
+            or kv_cache_reuse is not None
+            or kv_cache_free_gpu_mem_fraction != 0.9
+        ):
+            raise click.ClickException(
+                "A pytorch deployment takes its limits and KV-cache settings from its options: drop "
+                "--max-input-len/--max-seq-len/--kv-cache-*, or build the deployment again."
+            )
+        return write_llmapi_repository(
+            output,
+            tokenizer_dir,
+            deployment=read_deployment(engine_dir),
+            llmapi_model=llmapi_model,
+            **llmapi_args,
+        )
+    if checkpoint_dir is not None and checkpoint_kind(checkpoint_dir).kind == HF_CHECKPOINT:
+        return write_llmapi_repository(
+            output, tokenizer_dir, hf_checkpoint=checkpoint_dir, max_seq_len=max_seq_len, **llmapi_args
+        )
+    if llmapi_model is not None:
+        raise click.ClickException("--llmapi-model is for pytorch deployments (build --target pytorch).")
     world_size = 1
     if engine_dir is not None:
         engine_dir = engine_dir.resolve()
@@ -196,6 +244,95 @@ def write_repository(
     return output
 
 
+def check_llmapi_model_dir(directory: Path) -> None:
+    missing = [name for name in LLMAPI_STOCK_FILES if not (directory / name).is_file()]
+    if missing:
+        raise click.ClickException(
+            f"{directory} lacks {', '.join(missing)}: pass the `triton_backend/all_models/llmapi/tensorrt_llm/1` "
+            "directory of a TensorRT-LLM clone at the tag of the installed tensorrt_llm."
+        )
+
+
+def write_llmapi_repository(
+    output: Path,
+    tokenizer_dir: Path,
+    deployment: Deployment | None = None,
+    hf_checkpoint: Path | None = None,
+    llmapi_model: Path | None = None,
+    max_batch_size: int | None = None,
+    instances: int = 1,
+    max_seq_len: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """The pytorch-target repository: llmapi `tensorrt_llm` (stock, or the CPU stand-in) + our front."""
+    cpu = deployment is None
+    if cpu:
+        checkpoint = hf_checkpoint.resolve()
+        arch_max = read_hf_config(checkpoint).max_position_embeddings
+        seq_len = min(max_seq_len or DEFAULT_CPU_MAX_SEQ_LEN, arch_max)
+        options = {"max_batch_size": max_batch_size or DEFAULT_CPU_MAX_BATCH, "max_seq_len": seq_len}
+    else:
+        checkpoint, options = deployment.checkpoint, dict(deployment.options)
+        if max_batch_size is not None and max_batch_size > int(options.get("max_batch_size", max_batch_size)):
+            raise click.ClickException(
+                f"--max-batch-size {max_batch_size} exceeds the deployment's max_batch_size "
+                f"{options['max_batch_size']}."
+            )
+    if llmapi_model is not None:
+        check_llmapi_model_dir(llmapi_model)
+    has_tokenizer = all((checkpoint / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
+    tokenizer_for_llm = None if has_tokenizer else str(tokenizer_dir.resolve())
+    front_batch = max_batch_size or int(options.get("max_batch_size", DEFAULT_CPU_MAX_BATCH))
+    configs = {
+        ENGINE: llmapi_configs.llmapi_config(cpu_stand_in=cpu),
+        BLS: llmapi_configs.front_config(front_batch, instances, llmapi_configs.LLMAPI_FRONT_TOKENIZER),
+    }
+    engine_files: tuple[Path, ...] = LLMAPI_CPU_FILES if cpu else ()
+    if llmapi_model is not None:
+        engine_files = tuple(llmapi_model / name for name in LLMAPI_STOCK_FILES)
+    with atomic_output_dir(output, overwrite) as tmp:
+        for name, config in configs.items():
+            version = tmp / name / "1"
+            version.mkdir(parents=True)
+            (tmp / name / "config.pbtxt").write_text(model_configs.render(config))
+            for source in LLMAPI_FRONT_FILES if name == BLS else engine_files:
+                shutil.copy2(source, version / source.name)
+        yaml_data = llmapi_configs.model_yaml(options, str(checkpoint), tokenizer_for_llm)
+        (tmp / ENGINE / "1" / "model.yaml").write_text(yaml.safe_dump(yaml_data, sort_keys=False))
+        _copy_tokenizer(tokenizer_dir, tmp / llmapi_configs.LLMAPI_FRONT_TOKENIZER)
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        stock = "cpu-stand-in" if cpu else ("copied" if llmapi_model else "missing")
+        write_manifest(
+            tmp,
+            "repo",
+            target="pytorch",
+            backend="python-cpu-llmapi-stand-in" if cpu else "llmapi",
+            llmapi_model=stock,
+            llmapi_model_source=str(llmapi_model.resolve()) if llmapi_model else None,
+            deployment_dir=str(deployment.directory) if deployment else None,
+            checkpoint_dir=str(checkpoint),
+            tokenizer_source=str(tokenizer_dir.resolve()),
+            world_size=1,  # one tritonserver; the LLM API spawns its TP/PP workers itself
+            tensor_parallel_size=int(options.get("tensor_parallel_size", 1)),
+            pipeline_parallel_size=int(options.get("pipeline_parallel_size", 1)),
+            models=list(configs),
+            files=describe_files(files, tmp),
+        )
+    if stock == "missing":
+        click.echo(
+            f"Note: copy model.py and helpers.py from triton_backend/all_models/llmapi/tensorrt_llm/1/ of the "
+            f"TensorRT-LLM tag matching the serving host's tensorrt_llm into {output / ENGINE / '1'} (or "
+            "write the repository again with --llmapi-model DIR) before serving.",
+            err=True,
+        )
+    return output
+
+
+def repository_manifest(repo: Path) -> dict[str, Any]:
+    manifest = repo / "manifest.json"
+    return json.loads(manifest.read_text()) if manifest.is_file() else {}
+
+
 def repository_world_size(repo: Path) -> int:
     """World size recorded by `swallow-trt repo` (1 for the CPU engine)."""
     manifest = repo / "manifest.json"
@@ -220,13 +357,22 @@ def repository_world_size(repo: Path) -> int:
     "--engine",
     "engine_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="TensorRT-LLM engine directory: served by the C++ tensorrtllm backend (GPU).",
+    help="TensorRT-LLM engine directory (C++ tensorrtllm backend), or a `build --target pytorch` deployment "
+    "(TensorRT-LLM's llmapi model); GPU.",
 )
 @click.option(
     "--checkpoint",
     "checkpoint_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="TensorRT-LLM checkpoint directory: served by the CPU reference engine (no GPU needed).",
+    help="TensorRT-LLM checkpoint, or Hugging Face directory (pytorch-target layout): served by the CPU "
+    "reference engine (no GPU needed).",
+)
+@click.option(
+    "--llmapi-model",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="SWALLOW_TRT_LLMAPI_MODEL",
+    help="pytorch deployments: TensorRT-LLM's triton_backend/all_models/llmapi/tensorrt_llm/1 (model.py, "
+    "helpers.py) at the tag of the serving host's tensorrt_llm, copied into the repository.",
 )
 @click.option("--max-batch-size", type=click.IntRange(min=1), help="Triton max batch size [engine's / 32].")
 @click.option(
@@ -264,9 +410,11 @@ def command(
     kv_cache_reuse: bool | None,
     max_input_len: int | None,
     max_seq_len: int | None,
+    llmapi_model: Path | None,
     overwrite: bool,
 ) -> None:
-    """Write a Triton model repository (ensemble, preprocessing, tensorrt_llm, postprocessing, BLS)."""
+    """Write a Triton model repository (ensemble, preprocessing, tensorrt_llm, postprocessing, BLS;
+    for the pytorch target: the llmapi tensorrt_llm and our tensorrt_llm_bls front)."""
     write_repository(
         output,
         tokenizer_dir,
@@ -279,6 +427,14 @@ def command(
         max_input_len=max_input_len,
         max_seq_len=max_seq_len,
         overwrite=overwrite,
+        llmapi_model=llmapi_model,
     )
+    manifest = repository_manifest(output)
+    if manifest.get("target") == "pytorch":
+        click.echo(
+            f"Wrote {output} (pytorch target: {manifest['backend']}; send requests to tensorrt_llm_bls). "
+            f"Serve it with: swallow-trt serve --repo {output}"
+        )
+        return
     target = "C++ tensorrtllm backend" if engine_dir else "CPU reference engine"
     click.echo(f"Wrote {output} ({target}). Serve it with: swallow-trt serve --repo {output}")

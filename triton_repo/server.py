@@ -128,8 +128,13 @@ def server_command(
     world_size: int = 1,
     rank_models: tuple[str, ...] = ("tensorrt_llm",),
     exit_timeout_s: int = 15,  # the stubs of torch/transformers models take a few seconds to finalize
+    mpi_singleton: bool = False,
 ) -> list[str]:
-    """The command line; with world_size > 1, mpirun leader mode where ranks > 0 load only `rank_models`."""
+    """The command line; with world_size > 1, mpirun leader mode where ranks > 0 load only `rank_models`.
+
+    `mpi_singleton`: one server under `mpirun -n 1`, as launch_triton_server.py runs the llmapi model, so
+    the LLM API can spawn its tensor/pipeline-parallel workers (MPI_Comm_spawn) from it.
+    """
 
     def rank(index: int) -> list[str]:
         args = [
@@ -148,7 +153,7 @@ def server_command(
         return args
 
     if world_size == 1:
-        return rank(0)
+        return ["mpirun", "--allow-run-as-root", "-n", "1", *rank(0)] if mpi_singleton else rank(0)
     command = ["mpirun", "--allow-run-as-root"]
     for index in range(world_size):
         command += (["-n", "1"] if index == 0 else [":", "-n", "1"]) + rank(index)
@@ -165,10 +170,12 @@ class TritonServer:
         world_size: int = 1,
         log_path: Path | None = None,
         installation: TritonInstallation | None = None,
+        mpi_singleton: bool = False,
     ):
         self.repo = Path(repo).resolve()
         self.ports = ports or Ports.free()
         self.world_size = world_size
+        self.mpi_singleton = mpi_singleton
         self.installation = installation or find_tritonserver()
         self.shm_prefix = f"swallow{uuid.uuid4().hex[:8]}_"
         self.log_path = log_path or Path(tempfile.mkdtemp(prefix="swallow-triton-")) / "tritonserver.log"
@@ -187,11 +194,21 @@ class TritonServer:
         return f"http://127.0.0.1:{self.ports.metrics}/metrics"
 
     def command(self) -> list[str]:
-        return server_command(self.installation, self.repo, self.ports, self.shm_prefix, self.world_size)
+        return server_command(
+            self.installation,
+            self.repo,
+            self.ports,
+            self.shm_prefix,
+            self.world_size,
+            mpi_singleton=self.mpi_singleton,
+        )
 
     def start(self, timeout_s: float = 120.0) -> TritonServer:
-        if self.world_size > 1 and shutil.which("mpirun") is None:
-            raise click.ClickException("The engine has several ranks: install OpenMPI (mpirun) to serve it.")
+        if (self.world_size > 1 or self.mpi_singleton) and shutil.which("mpirun") is None:
+            raise click.ClickException(
+                "The model runs on several GPUs: install OpenMPI (mpirun) to serve it (the NGC "
+                "trtllm-python-py3 container has it)."
+            )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
