@@ -4,7 +4,8 @@ It is the proof of the converter (logits are compared with the source model) and
 behind the Triton repository on machines without a GPU. It inverts `weight_map.WEIGHT_MAP`: rank
 shards of every pipeline stage are merged, KV-head duplication and vocab padding are undone, and the
 HF names come back. Reading a linear weight goes through `LINEAR_READERS`, keyed by the checkpoint's
-`quant_algo`, so dequantizers (FP8, AWQ, ...) and fake-quant hooks plug in as table entries.
+`quant_algo`, so dequantizers (FP8, AWQ, weight-only) plug in as table entries; FP8 activation and KV
+cache scales become fake-quant hooks (`install_fake_quant`).
 
 Importing this module has no side effects (no click, no I/O); `load_checkpoint` is the public API.
 """
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from trt_build import quant_formats as qf
 from trt_build.hf_config import LlamaArchitecture
 from trt_build.weight_map import WEIGHT_MAP, Stage, WeightRule, merge, pp_layers
 
@@ -153,10 +155,51 @@ def _read_plain(shard: LinearShard, quantization: dict[str, Any]) -> torch.Tenso
     return shard.tensors["weight"]
 
 
+def _read_fp8(shard: LinearShard, quantization: dict[str, Any]) -> torch.Tensor:
+    """e4m3 weight times its per-tensor scale (spec §4.1)."""
+    return qf.fp8_dequantize(shard.tensors["weight"], shard.tensors["weights_scaling_factor"].reshape(()))
+
+
+def _read_awq(shard: LinearShard, quantization: dict[str, Any]) -> torch.Tensor:
+    """Unpack int4 rows, dequantize per group, multiply by the stored pre-quant scale: the weight the
+    engine applies to `x` (it computes (x * prequant) @ dequant.T), spec §4.2."""
+    packed, scales = shard.tensors["weight"], shard.tensors["weights_scaling_factor"]
+    pre_quant = shard.tensors["prequant_scaling_factor"].reshape(-1)
+    in_features = packed.shape[1]
+    group_size = in_features // scales.shape[1]
+    if (
+        group_size * scales.shape[1] != in_features
+        or quantization.get("group_size", group_size) != group_size
+    ):
+        raise CheckpointError(
+            f"{shard.prefix}: weights_scaling_factor {list(scales.shape)} does not match input "
+            f"{in_features} with group_size {quantization.get('group_size')}."
+        )
+    return qf.awq_dequantize(qf.unpack_int4_rows(packed), scales, pre_quant, group_size)
+
+
+def _weight_only_reader(bits: int) -> Callable[[LinearShard, dict[str, Any]], torch.Tensor]:
+    """bf16 weight as written; trtllm-build quantizes each rank's weight per output channel (amax/128,
+    amax/8), so the same fake quant is applied here, per shard, before merging."""
+
+    def read(shard: LinearShard, quantization: dict[str, Any]) -> torch.Tensor:
+        return qf.weight_only_fake_quant(shard.tensors["weight"], bits, "trtllm_build")
+
+    return read
+
+
 # quant_algo (None = unquantized) -> turns one rank's linear tensors into a dense weight in `dtype`
 LINEAR_READERS: dict[str | None, Callable[[LinearShard, dict[str, Any]], torch.Tensor]] = {
     None: _read_plain,
+    "FP8": _read_fp8,
+    "W4A16_AWQ": _read_awq,
+    "W8A16": _weight_only_reader(8),
+    "W4A16": _weight_only_reader(4),
 }
+# quant_algo -> the linears' inputs are quantized at run time with a static per-tensor scale
+ACTIVATION_SCALES: dict[str, str] = {"FP8": "activation_scaling_factor"}
+KV_CACHE_SCALE = "kv_cache_scaling_factor"
+FP8_KV_ATTENTION = "swallow_trt_fp8_kv_sdpa"
 
 
 # --- loading -----------------------------------------------------------------------------------------
@@ -184,6 +227,90 @@ class _RankFiles:
         return {
             name[len(start) :]: self.get(rank, name) for name in self.names[rank] if name.startswith(start)
         }
+
+
+def _places(rule: WeightRule, arch: LlamaArchitecture, pp: int) -> list[tuple[int, int | None, int | None]]:
+    """(pipeline stage, stage-local layer, global layer) of every instance of a weight-map row."""
+    if rule.stage is Stage.LAYER:
+        return [
+            (stage, local, layer)
+            for stage in range(pp)
+            for local, layer in enumerate(pp_layers(arch.num_hidden_layers, pp, stage))
+        ]
+    return [(0 if rule.stage is Stage.FIRST else pp - 1, None, None)]
+
+
+@dataclass(frozen=True)
+class FakeQuant:
+    """Run-time quantization the engine applies beyond the weights, keyed by HF module name."""
+
+    activation_scales: dict[str, float]  # model.layers.{L}.self_attn.q_proj -> FP8 input scale
+    kv_cache_scales: dict[str, float]  # model.layers.{L}.self_attn -> FP8 KV cache scale
+
+    def __bool__(self) -> bool:
+        return bool(self.activation_scales or self.kv_cache_scales)
+
+
+def checkpoint_fake_quant(checkpoint_dir: Path) -> FakeQuant:
+    """The static FP8 activation and KV cache scales of a checkpoint (rank 0 of each stage: every TP
+    rank holds the same per-tensor value), mapped onto the HF modules they act on."""
+    config = read_checkpoint_config(checkpoint_dir)
+    arch = architecture_from_checkpoint(config)
+    mapping = config.get("mapping", {})
+    tp, pp = int(mapping.get("tp_size", 1)), int(mapping.get("pp_size", 1))
+    quantization = config.get("quantization") or {}
+    activation_suffix = ACTIVATION_SCALES.get(quantization.get("quant_algo"))
+    kv_fp8 = quantization.get("kv_cache_quant_algo") == "FP8"
+    activations: dict[str, float] = {}
+    kv_cache: dict[str, float] = {}
+    if not (activation_suffix or kv_fp8):
+        return FakeQuant(activations, kv_cache)
+    files = _RankFiles(Path(checkpoint_dir), tp * pp)
+    for rule in (rule for rule in WEIGHT_MAP if rule.linear):
+        for stage, local, layer in _places(rule, arch, pp):
+            prefix = rule.trt.format(i=local).removesuffix(".weight")
+            if activation_suffix:
+                scale = float(files.get(stage * tp, f"{prefix}.{activation_suffix}").reshape(()))
+                for template in rule.hf:
+                    activations[template.format(L=layer).removesuffix(".weight")] = scale
+            if kv_fp8 and prefix.endswith("attention.qkv"):
+                attention = prefix.removesuffix(".qkv")
+                scale = float(files.get(stage * tp, f"{attention}.{KV_CACHE_SCALE}").reshape(()))
+                kv_cache[f"model.layers.{layer}.self_attn"] = scale
+    return FakeQuant(activations, kv_cache)
+
+
+def _register_fp8_kv_attention() -> None:
+    """SDPA over K/V that went through the FP8 cache: quantized and dequantized with the layer's scale."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    def attention(module, query, key, value, attention_mask, **kwargs):
+        scale = getattr(module, "kv_cache_scale", None)
+        if scale is not None:
+            key, value = qf.fp8_fake_quant(key, scale), qf.fp8_fake_quant(value, scale)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    AttentionInterface.register(FP8_KV_ATTENTION, attention)
+
+
+def install_fake_quant(model, fake_quant: FakeQuant):
+    """Forward pre-hooks that fake-quantize the inputs of FP8 linears, and FP8 KV cache attention."""
+
+    def quantize_input(scale: float):
+        def hook(module: torch.nn.Module, args: tuple[torch.Tensor, ...]):
+            return (qf.fp8_fake_quant(args[0], scale), *args[1:])
+
+        return hook
+
+    for name, scale in fake_quant.activation_scales.items():
+        model.get_submodule(name).register_forward_pre_hook(quantize_input(scale))
+    if fake_quant.kv_cache_scales:
+        _register_fp8_kv_attention()
+        for name, scale in fake_quant.kv_cache_scales.items():
+            model.get_submodule(name).kv_cache_scale = scale
+        model.config._attn_implementation = FP8_KV_ATTENTION
+    return model
 
 
 def checkpoint_state_dict(
@@ -218,15 +345,7 @@ def checkpoint_state_dict(
 
     state: dict[str, torch.Tensor] = {}
     for rule in WEIGHT_MAP:
-        if rule.stage is Stage.LAYER:
-            places = [
-                (stage, local, layer)
-                for stage in range(pp)
-                for local, layer in enumerate(pp_layers(arch.num_hidden_layers, pp, stage))
-            ]
-        else:
-            places = [(0 if rule.stage is Stage.FIRST else pp - 1, None, None)]
-        for stage, local, layer in places:
+        for stage, local, layer in _places(rule, arch, pp):
             merged = merge(rule, pieces(rule, stage, local), arch, parallel_embedding)
             for template, tensor in zip(rule.hf, merged, strict=True):
                 state[template.format(L=layer)] = tensor.to(target).contiguous()
@@ -236,7 +355,9 @@ def checkpoint_state_dict(
 def load_checkpoint(checkpoint_dir: Path | str, device: str = "cpu", dtype: torch.dtype | None = None):
     """A transformers LlamaForCausalLM (eval mode) holding the weights of a TensorRT-LLM checkpoint.
 
-    dtype: compute dtype; default the checkpoint's `dtype`.
+    dtype: compute dtype; default the checkpoint's `dtype`. Quantized weights are dequantized; FP8
+    activations and an FP8 KV cache are fake-quantized with the checkpoint's static scales, so the model
+    computes what the engine will.
     """
     arch, state = checkpoint_state_dict(Path(checkpoint_dir), dtype)
-    return build_model(arch, state, device)
+    return install_fake_quant(build_model(arch, state, device), checkpoint_fake_quant(Path(checkpoint_dir)))
