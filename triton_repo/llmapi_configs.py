@@ -126,7 +126,7 @@ def front_config(max_batch_size: int, instances: int, tokenizer_dir: str) -> mc.
     config = mc.ModelConfig(name=BLS, backend="python", max_batch_size=max_batch_size)
     config.model_transaction_policy.decoupled = True
     for row in CLIENT_INPUTS:
-        if row.name in FRONT_INPUT_NAMES:
+        if row.tensor.name in FRONT_INPUT_NAMES:
             _add_input(config, row.tensor)
     for tensor in FRONT_OUTPUTS:
         _add_output(config, tensor)
