@@ -16,7 +16,8 @@ PP ?= 1# pipeline parallelism
 GPU ?= h100# GPU profile: h100 h200 a100-80g a100-40g l40s b200
 MAX_SEQ_LEN ?= 8192# engine max_seq_len (always passed explicitly)
 MAX_BATCH_SIZE ?= 256# engine max_batch_size
-DRY_RUN ?=# 1 = make engine prints the trtllm-build command and its reasons instead of building
+DRY_RUN ?=# 1 = make engine prints the trtllm-build command (or LLM-API options) and reasons instead
+TARGET ?= engine# engine (trtllm-build, TensorRT-LLM <= 1.3.0rc20) | pytorch (PyTorch backend) | auto (by version)
 REPO ?= $(WORK)/repo# Triton model repository written by `make repo` and served by `make serve`
 ENGINE ?=# engine dir for `make repo` (C++ tensorrtllm backend); empty = CPU engine on CHECKPOINT
 CHECKPOINT ?= $(WORK)/demo/tiny-ckpt# TensorRT-LLM checkpoint served by the CPU engine when ENGINE is empty
@@ -97,20 +98,42 @@ BUILD_ARGS := --gpu $(GPU) --max-seq-len $(MAX_SEQ_LEN) --max-batch-size $(MAX_B
 
 plan: setup ## Memory plan: weights and KV cache per GPU, sequences that fit, TP and flags
 	$(CLI) plan --model $(MODEL) --gpu $(GPU) --quant $(QUANT) --kv-cache-dtype $(KV_CACHE_DTYPE) \
-		--tp $(TP) --pp $(PP) --max-seq-len $(MAX_SEQ_LEN) --max-batch-size $(MAX_BATCH_SIZE)
+		--tp $(TP) --pp $(PP) --max-seq-len $(MAX_SEQ_LEN) --max-batch-size $(MAX_BATCH_SIZE) --target $(TARGET)
 
-# Without a GPU / trtllm-build, `swallow-trt build` exits 3 after printing the command for the GPU host,
-# so `make engine` fails there: the engine was NOT built.
-engine: setup ## fetch (unless MODEL is a dir) -> convert -> build into $(WORK)/<model>-<quant>-tp<T>pp<P>
+# TARGET=engine: convert to a TRT-LLM checkpoint, then trtllm-build. Without a GPU / trtllm-build,
+# `swallow-trt build` exits 3 after printing the command for the GPU host, so `make engine` fails there:
+# the engine was NOT built.
+# TARGET=pytorch: nothing is compiled; `build --target pytorch` writes $(ENGINE_WORK)/deploy (LLM-API
+# options + manifest) around the checkpoint: the HF directory itself for QUANT=none, else the ModelOpt
+# unified checkpoint of `convert --target pytorch`. TARGET=auto picks one by the installed TensorRT-LLM.
+PT_CKPT := $(ENGINE_WORK)/checkpoint-pytorch
+PT_KV := $(if $(filter none,$(QUANT)),$(KV_CACHE_DTYPE),auto)
+engine: setup ## fetch (unless MODEL is a dir) -> convert -> build into $(WORK)/<model>-<quant>-tp<T>pp<P> (TARGET=)
 	@if [ -d "$(MODEL)" ]; then echo "MODEL is a local directory ($(MODEL)): nothing to fetch"; \
 	else $(CLI) fetch $(MODEL) --revision $(REVISION) --output $(HF_DIR); fi
-	@if [ -f $(ENGINE_WORK)/checkpoint/config.json ]; then echo "checkpoint exists: $(ENGINE_WORK)/checkpoint"; \
-	else $(CLI) convert --model-dir $(HF_DIR) --output $(ENGINE_WORK)/checkpoint --quant $(QUANT) \
-		--tp $(TP) --pp $(PP) $(KV_FLAG); fi
-	@if [ -z "$(DRY_RUN)" ] && [ -f $(ENGINE_WORK)/engine/manifest.json ]; then \
-		echo "engine exists: $(ENGINE_WORK)/engine (delete it to rebuild)"; \
-	else $(CLI) build --checkpoint $(ENGINE_WORK)/checkpoint --output $(ENGINE_WORK)/engine $(BUILD_ARGS) \
-		$(if $(DRY_RUN),--dry-run,); fi
+	@target="$(TARGET)"; \
+	if [ "$$target" = auto ]; then \
+		target=$$($(BIN)/python -c "from trt_build.targets import resolve_target; print(resolve_target('auto'))") \
+			|| exit 1; fi; \
+	case "$$target" in \
+	engine) \
+		if [ -f $(ENGINE_WORK)/checkpoint/config.json ]; then echo "checkpoint exists: $(ENGINE_WORK)/checkpoint"; \
+		else $(CLI) convert --model-dir $(HF_DIR) --output $(ENGINE_WORK)/checkpoint --quant $(QUANT) \
+			--tp $(TP) --pp $(PP) $(KV_FLAG) || exit 1; fi; \
+		if [ -z "$(DRY_RUN)" ] && [ -f $(ENGINE_WORK)/engine/manifest.json ]; then \
+			echo "engine exists: $(ENGINE_WORK)/engine (delete it to rebuild)"; \
+		else $(CLI) build --checkpoint $(ENGINE_WORK)/checkpoint --output $(ENGINE_WORK)/engine $(BUILD_ARGS) \
+			$(if $(DRY_RUN),--dry-run,); fi ;; \
+	pytorch) \
+		ckpt=$(HF_DIR); \
+		if [ "$(QUANT)" != none ]; then ckpt=$(PT_CKPT); \
+			if [ -f $(PT_CKPT)/config.json ]; then echo "checkpoint exists: $(PT_CKPT)"; \
+			else $(CLI) convert --model-dir $(HF_DIR) --output $(PT_CKPT) --target pytorch --quant $(QUANT) \
+				$(KV_FLAG) || exit 1; fi; fi; \
+		$(CLI) build --target pytorch --checkpoint $$ckpt --output $(ENGINE_WORK)/deploy $(BUILD_ARGS) \
+			--tp $(TP) --pp $(PP) --kv-cache-dtype $(PT_KV) --overwrite $(if $(DRY_RUN),--dry-run,) ;; \
+	*) echo "TARGET must be engine, pytorch or auto (got $$target)"; exit 2 ;; \
+	esac
 
 # ---- serving and benchmarking
 .PHONY: repo serve bench report
