@@ -302,3 +302,24 @@ def test_bad_inputs_are_clear_errors(tiny_model_dir: Path, tmp_path: Path) -> No
     run = cli("--quant", "fp8", "--calib-seq-len", "200000")
     assert run.exit_code != 0 and "context" in run.output
     assert not (tmp_path / "out").exists()
+
+
+def test_fp8_pipeline_parallel_merges_like_tensor_parallel(
+    fp8_tp2: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    pp2 = convert_checkpoint(
+        tiny_model_dir,
+        tmp_path / "pp2",
+        tp=2,
+        pp=2,
+        quant="fp8",
+        sha256=False,
+        quant_options=QuantOptions(kv_cache_dtype="fp8", calibration_dir=fp8_tp2 / "calibration"),
+    )
+    _, tp_state = checkpoint_state_dict(fp8_tp2, torch.float32)
+    _, pp_state = checkpoint_state_dict(pp2, torch.float32)
+    assert tp_state.keys() == pp_state.keys()
+    assert all(torch.equal(tp_state[name], pp_state[name]) for name in tp_state)
+    assert checkpoint_fake_quant(pp2) == checkpoint_fake_quant(fp8_tp2)
+    stage1 = load_file(pp2 / "rank2.safetensors")
+    assert "transformer.layers.0.attention.kv_cache_scaling_factor" in stage1  # global layer 1, local 0

@@ -1029,7 +1029,10 @@ def command(
         ) from None
     manifest = json.loads((output / "manifest.json").read_text())
     size = sum(rank["bytes"] for rank in manifest["ranks"])
+    calibrated = manifest["timings"].get("calibration_seconds") or 0.0
     click.echo(
         f"wrote {output}: {len(manifest['ranks'])} rank file(s), {size / 1e9:.2f} GB, "
-        f"{manifest['timings']['convert_seconds']:.1f} s, peak RSS {manifest['peak_rss_bytes'] / 1e9:.2f} GB"
+        f"{manifest['timings']['convert_seconds']:.1f} s"
+        + (f" after {calibrated:.1f} s of calibration" if calibrated else "")
+        + f", peak RSS {manifest['peak_rss_bytes'] / 1e9:.2f} GB"
     )
