@@ -221,6 +221,18 @@ def test_cpu_stand_in_serves_the_pytorch_repository_end_to_end(cpu_server):
     assert echoed["text_output"] == PROMPT + ANSWER_9
 
 
+@pytest.mark.slow
+def test_chat_template_prompt_carries_one_bos(cpu_server, tokenizer):
+    messages = [{"role": "user", "content": "紅葉の名所は?"}]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert rendered.startswith(tokenizer.bos_token)
+    expected = len(tokenizer.encode(rendered, add_special_tokens=False))  # the template's own single BOS
+    for fields in ({"messages": json.dumps(messages, ensure_ascii=False), "text_input": ""},
+                   {"text_input": "紅葉の名所は?", "apply_chat_template": True}):  # fmt: skip
+        answer = generate(cpu_server, max_tokens=3, return_num_input_tokens=True, **fields)
+        assert answer["num_input_tokens"] == expected  # the template's BOS, not a second one
+
+
 # ---------------------------------------------------------------- the real LLM API (GPU hosts)
 
 
