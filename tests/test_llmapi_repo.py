@@ -4,6 +4,7 @@ end to end on a real tritonserver with the CPU stand-in, and the real LLM API wh
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -183,7 +184,7 @@ def cpu_server(tmp_path_factory, tiny_model_dir, tokenizer):
     root = tmp_path_factory.mktemp("pt-serving")
     model_dir = root / "cycle-model"
     write_cycle_model(tiny_model_dir, model_dir, tokenizer)
-    repo = write_repository(root / "repo", model_dir, checkpoint_dir=model_dir, max_seq_len=256)
+    repo = write_repository(root / "repo", model_dir, checkpoint_dir=model_dir, max_seq_len=4096)
     with TritonServer(repo, log_path=root / "tritonserver.log") as running:
         yield running
 
@@ -257,3 +258,20 @@ def test_real_llm_api_loads_the_checkpoint_with_our_options(tmp_path):
         assert len(outputs[0].outputs[0].token_ids) > 0
     finally:
         llm.shutdown()
+
+
+@pytest.mark.slow
+def test_a_client_hang_up_stops_the_llmapi_request_through_the_front(cpu_server):
+    from test_triton_repo_serving import ANSWER_9, PROMPT, hang_up_after_first_event
+
+    request_id = f"hangup-{uuid.uuid4().hex}"
+    hang_up_after_first_event(cpu_server, "tensorrt_llm_bls", request_id, 3000)
+    deadline = time.monotonic() + 60
+    lines: list[str] = []
+    while not lines and time.monotonic() < deadline:
+        log = cpu_server.log_path.read_text(errors="replace").splitlines()
+        lines = [line for line in log if request_id in line and "cancelled after" in line]
+        time.sleep(0.2)
+    assert lines, cpu_server.log_tail()
+    assert int(lines[0].split("cancelled after", 1)[1].split()[0]) < 3000
+    assert generate(cpu_server, text_input=PROMPT, max_tokens=9)["text_output"] == ANSWER_9

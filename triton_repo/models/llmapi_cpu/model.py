@@ -136,6 +136,10 @@ class TritonPythonModel:
                     sender.send(held)
                 held = self.response(echo + self.decode(generated), None)
         if cancelled():
+            pb_utils.Logger.log_info(
+                f"tensorrt_llm (llmapi CPU stand-in): request '{request.request_id()}' cancelled after "
+                f"{len(generated)} tokens"
+            )
             error = pb_utils.TritonError("Request cancelled by client")
             sender.send(pb_utils.InferenceResponse(error=error), flags=FINAL)
             return
