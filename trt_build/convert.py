@@ -40,6 +40,7 @@ from trt_build.hf_config import LlamaArchitecture, read_hf_config
 from trt_build.manifest import sha256_file, write_manifest
 from trt_build.outdir import Terminated, atomic_output_dir, refuse_existing
 from trt_build.safetensors_stream import StreamingSafetensorsWriter, TensorSpec, tensor_bytes
+from trt_build.targets import TARGET_CHOICES, resolve_target
 from trt_build.weight_map import (
     RankTensor,
     SourceSlice,
@@ -972,6 +973,14 @@ def convert_checkpoint(
 )
 @click.option("--overwrite", is_flag=True, help="Replace the output directory if it exists.")
 @click.option(
+    "--target",
+    type=click.Choice(TARGET_CHOICES),
+    default="engine",
+    show_default=True,
+    help="engine: TensorRT-LLM checkpoint for trtllm-build; pytorch: ModelOpt unified HF checkpoint for the "
+    "PyTorch backend (--quant fp8|int4_awq); auto: by the installed TensorRT-LLM version.",
+)
+@click.option(
     "--sha256/--no-sha256",
     default=True,
     show_default=True,
@@ -1000,6 +1009,7 @@ def command(
     calib_seq_len: int,
     device: str,
     calibration_dir: Path | None,
+    target: str = "engine",
 ) -> None:
     """Convert a Hugging Face Llama checkpoint into a TensorRT-LLM checkpoint (config.json + rank files).
 
@@ -1008,6 +1018,11 @@ def command(
     options = QuantOptions(
         kv_cache_dtype, group_size, calib_data, calib_size, calib_seq_len, device, calibration_dir
     )
+    if resolve_target(target) == "pytorch":
+        from trt_build.hf_export import unified_command
+
+        unified_command(model_dir, output, dtype, tp, pp, quant, overwrite, sha256, options, workers)
+        return
     try:
         convert_checkpoint(
             model_dir,
