@@ -361,3 +361,137 @@ def load_checkpoint(checkpoint_dir: Path | str, device: str = "cpu", dtype: torc
     """
     arch, state = checkpoint_state_dict(Path(checkpoint_dir), dtype)
     return install_fake_quant(build_model(arch, state, device), checkpoint_fake_quant(Path(checkpoint_dir)))
+
+
+# --- ModelOpt unified HF checkpoints (`swallow-trt convert --target pytorch`) -----------------------
+
+
+def _unified_fp8(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """e4m3 weight times its scalar `weight_scale` (trtllm-pytorch-backend.md §2.2)."""
+    return qf.fp8_dequantize(tensors["weight"], tensors["weight_scale"].reshape(()))
+
+
+def _unified_awq(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """uint8 rows packed along `out`, per-group scales; times `pre_quant_scale` where the linear keeps one
+    (o_proj, down_proj). For q/k/v and gate/up the scale lives in the RMSNorm weight in front, which the
+    model applies as stored, so the dequantized weight alone reproduces (norm * prequant * x) @ W.T."""
+    packed, scales = tensors["weight"], tensors["weight_scale"]
+    group_size = packed.shape[1] // scales.shape[1]
+    if group_size * scales.shape[1] != packed.shape[1]:
+        raise CheckpointError(
+            f"weight_scale {list(scales.shape)} does not divide the input {packed.shape[1]}."
+        )
+    weight = qf.int4_group_dequantize(qf.unpack_int4_rows(packed), scales, group_size)
+    if "pre_quant_scale" in tensors:
+        weight = weight * tensors["pre_quant_scale"].float().reshape(1, -1)
+    return weight
+
+
+# quant_algo (hf_quant_config.json) -> one linear's tensors (suffix -> tensor) into a dense weight
+UNIFIED_LINEAR_READERS: dict[str | None, Callable[[dict[str, torch.Tensor]], torch.Tensor]] = {
+    None: lambda tensors: tensors["weight"],
+    "FP8": _unified_fp8,
+    "W4A16_AWQ": _unified_awq,
+}
+UNIFIED_ACTIVATION_SCALE = {"FP8": "input_scale"}
+UNIFIED_LINEARS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
+# TensorRT-LLM's PyTorch backend runs an FP8 KV cache with a fixed scale of 1.0 and ignores the checkpoint's
+# k_scale / v_scale (trtllm-pytorch-backend.md §2.3), so that is what the reference runtime simulates.
+UNIFIED_KV_CACHE_SCALE = 1.0
+
+
+def _unified_tensors(directory: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the checkpoint's safetensors (sharded through the index, or model.safetensors)."""
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted({directory / name for name in json.loads(index.read_text())["weight_map"].values()})
+    else:
+        files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"{directory} holds no *.safetensors.")
+    tensors: dict[str, torch.Tensor] = {}
+    for path in files:
+        if not path.is_file():
+            raise CheckpointError(f"{path} is listed in {index.name} but missing.")
+        with safe_open(path, framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
+                tensors[name] = handle.get_tensor(name)
+    return tensors
+
+
+def unified_quantization(directory: Path) -> dict[str, Any]:
+    """The checkpoint's quantization block: hf_quant_config.json (what TensorRT-LLM reads), {} if none."""
+    path = Path(directory) / "hf_quant_config.json"
+    if path.is_file():
+        return dict(json.loads(path.read_text()).get("quantization") or {})
+    inline = json.loads((Path(directory) / "config.json").read_text()).get("quantization_config")
+    if inline:
+        raise CheckpointError(
+            f"{directory} has a quantization_config but no hf_quant_config.json, which TensorRT-LLM 1.1/1.2 need."
+        )
+    return {}
+
+
+def unified_state_dict(
+    directory: Path, dtype: torch.dtype | None = None
+) -> tuple[LlamaArchitecture, dict[str, torch.Tensor], FakeQuant]:
+    """HF state dict (dequantized), architecture and run-time fake quant of a ModelOpt unified checkpoint."""
+    from trt_build.hf_config import parse_hf_config
+
+    directory = Path(directory)
+    arch = parse_hf_config(
+        json.loads((directory / "config.json").read_text()), str(directory / "config.json")
+    )
+    quantization = unified_quantization(directory)
+    quant_algo = quantization.get("quant_algo")
+    if quant_algo not in UNIFIED_LINEAR_READERS:
+        raise CheckpointError(
+            f"quant_algo {quant_algo!r} is not supported by the reference runtime "
+            f"(known: {', '.join(str(key) for key in UNIFIED_LINEAR_READERS)})."
+        )
+    read_linear = UNIFIED_LINEAR_READERS[quant_algo]
+    activation_suffix = UNIFIED_ACTIVATION_SCALE.get(quant_algo)
+    kv_fp8 = quantization.get("kv_cache_quant_algo") == "FP8"
+    target = dtype or DTYPES.get(arch.dtype, torch.bfloat16)
+    raw = _unified_tensors(directory)
+    state: dict[str, torch.Tensor] = {}
+    activations: dict[str, float] = {}
+    kv_cache: dict[str, float] = {}
+    consumed: set[str] = set()
+    for layer in range(arch.num_hidden_layers):
+        for linear in UNIFIED_LINEARS:
+            prefix = f"model.layers.{layer}.{linear}"
+            tensors = {name[len(prefix) + 1 :]: t for name, t in raw.items() if name.startswith(prefix + ".")}
+            if "weight" not in tensors:
+                raise CheckpointError(f"{prefix}.weight is missing from {directory}.")
+            state[f"{prefix}.weight"] = read_linear(tensors).to(target).contiguous()
+            consumed.update(f"{prefix}.{suffix}" for suffix in tensors)
+            if activation_suffix:
+                if activation_suffix not in tensors:
+                    raise CheckpointError(f"{prefix}.{activation_suffix} is missing ({quant_algo} needs it).")
+                activations[prefix] = float(tensors[activation_suffix].reshape(()))
+        if kv_fp8:
+            kv_cache[f"model.layers.{layer}.self_attn"] = UNIFIED_KV_CACHE_SCALE
+    for name, tensor in raw.items():
+        if name not in consumed:
+            state[name] = tensor.to(target).contiguous()
+    return arch, state, FakeQuant(activations, kv_cache)
+
+
+def load_unified_checkpoint(directory: Path | str, device: str = "cpu", dtype: torch.dtype | None = None):
+    """A transformers LlamaForCausalLM (eval mode) holding a ModelOpt unified HF checkpoint, dequantized,
+    with FP8 activations fake-quantized by their static `input_scale` and an FP8 KV cache at the scale the
+    PyTorch backend uses (1.0): the model computes what TensorRT-LLM's PyTorch backend will.
+
+    dtype: compute dtype; default the checkpoint's config dtype.
+    """
+    arch, state, fake_quant = unified_state_dict(Path(directory), dtype)
+    return install_fake_quant(build_model(arch, state, device), fake_quant)
