@@ -1,4 +1,7 @@
-"""`swallow-trt verify`: does a TensorRT-LLM checkpoint compute what its Hugging Face source computes?
+"""`swallow-trt verify`: does a converted checkpoint compute what its Hugging Face source computes?
+
+Both convert targets are read: TensorRT-LLM checkpoints and ModelOpt unified HF checkpoints (the
+reference runtime's `load_checkpoint` / `load_unified_checkpoint`); the thresholds are keyed by precision.
 
 The source model and the checkpoint (loaded back by the reference runtime) run on the same Japanese and
 English texts. Metrics (over every next-token position of every text):
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +30,10 @@ from trt_build.reference_runtime import (
     architecture_from_checkpoint,
     build_model,
     load_checkpoint,
+    load_unified_checkpoint,
     read_checkpoint_config,
 )
+from trt_build.targets import TRTLLM_CHECKPOINT, checkpoint_kind
 
 # (language, text): short, everyday and technical, so both scripts and number/code tokens appear.
 BUILTIN_TEXTS: tuple[tuple[str, str], ...] = (
@@ -347,16 +353,29 @@ def _checkpoint_calibration(checkpoint_dir: Path) -> dict[str, Any] | None:
     return json.loads(manifest.read_text()).get("calibration")
 
 
+def checkpoint_view(checkpoint_dir: Path) -> tuple[dict[str, Any], LlamaArchitecture, Callable[[Path], Any]]:
+    """(config with `dtype` and `quantization` keys, architecture, loader) of either checkpoint kind
+    (`targets.checkpoint_kind`): a TRT-LLM checkpoint, or a Hugging Face / ModelOpt unified one whose
+    hf_quant_config.json quantization block takes the place of the TRT-LLM `quantization` block."""
+    kind = checkpoint_kind(Path(checkpoint_dir))
+    if kind.kind == TRTLLM_CHECKPOINT:
+        config = read_checkpoint_config(checkpoint_dir)
+        return config, architecture_from_checkpoint(config), load_checkpoint
+    arch = read_hf_config(checkpoint_dir)
+    config = {"dtype": arch.dtype, "quantization": dict(kind.quant_config or {}), "kind": kind.kind}
+    return config, arch, load_unified_checkpoint
+
+
 def verify_checkpoint(
     model_dir: Path, checkpoint_dir: Path, texts: list[tuple[str, str]] | None = None
 ) -> Report:
     """Compare the checkpoint with its source on `texts`; by default the built-in texts for unquantized
     checkpoints and the held-out JA/EN evaluation set for quantized ones."""
     try:
-        config = read_checkpoint_config(checkpoint_dir)
-        _check_same_model(read_hf_config(model_dir), architecture_from_checkpoint(config))
+        config, checkpoint_arch, loader = checkpoint_view(checkpoint_dir)
+        _check_same_model(read_hf_config(model_dir), checkpoint_arch)
         arch, source_model = load_hf_model(model_dir)
-        checkpoint_model = load_checkpoint(checkpoint_dir)
+        checkpoint_model = loader(checkpoint_dir)
     except CheckpointError as error:
         raise click.ClickException(f"cannot load {checkpoint_dir}: {error}") from error
     precision = precision_key(config, arch.dtype)
@@ -505,7 +524,8 @@ def write_quant_report(report: Report, checkpoint_dir: Path) -> Path:
     "--checkpoint",
     required=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="TensorRT-LLM checkpoint directory written by `swallow-trt convert`.",
+    help="Checkpoint written by `swallow-trt convert`: TensorRT-LLM (--target engine) or ModelOpt unified HF "
+    "(--target pytorch).",
 )
 @click.option(
     "--prompts",
@@ -527,7 +547,7 @@ def command(
     Quantized checkpoints are compared on the held-out Japanese/English evaluation set, per language.
     """
     report = verify_checkpoint(model_dir, checkpoint, read_prompts(prompts) if prompts else None)
-    if write_report if write_report is not None else is_quantized(read_checkpoint_config(checkpoint)):
+    if write_report if write_report is not None else is_quantized(checkpoint_view(checkpoint)[0]):
         path = write_quant_report(report, checkpoint)
         if not as_json:
             click.echo(f"wrote {path}")
