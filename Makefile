@@ -152,3 +152,23 @@ bench: setup ## Benchmark a running server into $(RESULTS)/$(BENCH_LABEL)
 
 report: setup ## Compare every results directory in RESULTS into $(WORK)/report/REPORT.md
 	$(CLI) report $(wildcard $(RESULTS)/*) --output $(WORK)/report --overwrite
+
+# ---- ModelOpt peer: NVIDIA ModelOpt 0.47.0 in its own venv, exporting the same tiny model on the CPU as
+# the reference for `convert --target pytorch` (tests/test_hf_export.py, marker `peer`). torch first, so
+# pip takes the CPU wheel (here from /opt/wheels; elsewhere add --index-url https://download.pytorch.org/whl/cpu
+# to MODELOPT_TORCH); diffusers breaks ModelOpt's HF plugins next to transformers 4.57 (modelopt-cpu-export.md).
+MODELOPT_VENV ?= .venv-modelopt
+MODELOPT_PYTHON ?= python3.11
+MODELOPT_TORCH ?= torch==2.13.0
+MODELOPT_STAMP := $(MODELOPT_VENV)/.swallow-trt-modelopt-0.47.0
+.PHONY: modelopt-peer
+modelopt-peer: $(MODELOPT_STAMP) ## ModelOpt 0.47.0 peer venv for tests/peer (~1.7 GB, about a minute; quick when present)
+
+$(MODELOPT_STAMP):
+	$(MODELOPT_PYTHON) -m venv $(MODELOPT_VENV)
+	$(MODELOPT_VENV)/bin/pip install -q $(MODELOPT_TORCH)
+	$(MODELOPT_VENV)/bin/pip install -q "nvidia-modelopt[hf]==0.47.0" "transformers==4.57.6" "datasets<5" safetensors accelerate
+	$(MODELOPT_VENV)/bin/pip uninstall -y -q diffusers || true
+	$(MODELOPT_VENV)/bin/python -c "import modelopt, transformers, modelopt.torch.export; \
+		assert modelopt.__version__ == '0.47.0' and transformers.__version__ == '4.57.6', 'unexpected versions'"
+	touch $@
