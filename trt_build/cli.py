@@ -12,22 +12,25 @@ import click
 
 from trt_build import __version__
 
-# name: (where the click command lives, one-line description shown by --help)
+# name: (where the click command lives, one-line description shown by --help), in pipeline order
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("trt_build.registry:command", "List the known Swallow checkpoints and their shapes."),
-    "tokenizer": ("trt_build.tokenizer:command", "Build the Llama 3.1 tokenizer offline (cached)."),
-    "tiny-model": ("trt_build.tiny_model:command", "Write a Swallow-architecture model with random weights."),
+    "fetch": ("trt_build.fetch:command", "Download a model's safetensors, configs and tokenizer."),
+    "plan": ("trt_build.plan:command", "Plan GPU memory: weights, KV cache, sequences that fit, TP, flags."),
     "calibrate": ("trt_build.calibrate:command", "Calibrate FP8 / INT4-AWQ scales layer by layer."),
-    "bench": ("benchmarks.bench:command", "Benchmark a server: TTFT, ITL, TPOT, throughput, goodput per load level."),
-    "report": ("benchmarks.report:command", "Compare benchmark results: REPORT.md with tables and plots."),
-    "convert": ("trt_build.convert:command", "Convert an HF checkpoint to a TensorRT-LLM checkpoint."),
-    "fetch": ("trt_build.fetch:command", "Download a model's safetensors, configs and tokenizer from the HF hub."),
-    "plan": ("trt_build.plan:command", "Plan GPU memory: weights, KV cache, sequences that fit, TP and flags."),
-    "build": ("trt_build.build_engine:command", "Build a TensorRT engine with trtllm-build (--dry-run prints it)."),
-    "verify": ("trt_build.verify:command", "Compare a TRT-LLM checkpoint's logits with its HF source."),
-    "repo": ("triton_repo.generate:command", "Write a Triton model repository for an engine or a checkpoint."),
+    "convert": (
+        "trt_build.convert:command",
+        "Convert HF weights for TensorRT-LLM (engine or pytorch target).",
+    ),
+    "verify": ("trt_build.verify:command", "Compare a converted checkpoint's logits with its HF source."),
+    "build": ("trt_build.build_engine:command", "Build an engine (trtllm-build) or a PyTorch deployment."),
+    "repo": ("triton_repo.generate:command", "Write a Triton model repository (engine, deployment, CPU)."),
     "serve": ("triton_repo.serve:command", "Serve a model repository with tritonserver until Ctrl-C."),
     "chat": ("triton_repo.chat:command", "Stream an answer from a running server to the terminal."),
+    "bench": ("benchmarks.bench:command", "Benchmark a server: TTFT, ITL, TPOT, throughput, goodput."),
+    "report": ("benchmarks.report:command", "Compare benchmark results: REPORT.md with tables and plots."),
+    "tokenizer": ("trt_build.tokenizer:command", "Build the Llama 3.1 tokenizer offline (cached)."),
+    "tiny-model": ("trt_build.tiny_model:command", "Write a Swallow-architecture model with random weights."),
 }
 
 
@@ -35,7 +38,7 @@ class LazyGroup(click.Group):
     """A click group that imports a subcommand's module only when it is invoked."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
