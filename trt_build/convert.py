@@ -903,7 +903,10 @@ def convert_checkpoint(
     help="Hugging Face model directory (config.json + *.safetensors).",
 )
 @click.option(
-    "--output", required=True, type=click.Path(path_type=Path), help="TensorRT-LLM checkpoint dir to write."
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Checkpoint dir to write: TensorRT-LLM (--target engine) or ModelOpt unified HF (--target pytorch).",
 )
 @click.option(
     "--dtype",
@@ -1011,7 +1014,8 @@ def command(
     calibration_dir: Path | None,
     target: str = "engine",
 ) -> None:
-    """Convert a Hugging Face Llama checkpoint into a TensorRT-LLM checkpoint (config.json + rank files).
+    """Convert a Hugging Face Llama checkpoint into a TensorRT-LLM checkpoint (config.json + rank files),
+    or with --target pytorch into a quantized ModelOpt unified HF checkpoint for TensorRT-LLM's PyTorch backend.
 
     With --quant fp8 / int4_awq or --kv-cache-dtype fp8 the model is calibrated first, layer by layer.
     """
