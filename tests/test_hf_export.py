@@ -102,6 +102,13 @@ def awq(tiny_model_dir: Path, work: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+def awq_kv(tiny_model_dir: Path, awq: Path, work: Path) -> Path:
+    """AWQ + FP8 KV from the AWQ run's calibration (it always records K/V amaxes)."""
+    options = {"group_size": 16, "kv_cache_dtype": "fp8", "calibration_dir": awq / "calibration"}
+    return export(tiny_model_dir, work / "awq-kv", "int4_awq", **options)
+
+
+@pytest.fixture(scope="module")
 def source(tiny_model_dir: Path) -> dict[str, torch.Tensor]:
     return tensors_of(tiny_model_dir)
 
@@ -160,7 +167,12 @@ def test_quant_config_files_agree_with_the_reference(request, name, quant_algo, 
 
 @pytest.mark.parametrize(
     ("name", "quant", "kv", "group"),
-    [("fp8", "fp8", False, 128), ("fp8_kv", "fp8", True, 128), ("awq", "int4_awq", False, 16)],
+    [
+        ("fp8", "fp8", False, 128),
+        ("fp8_kv", "fp8", True, 128),
+        ("awq", "int4_awq", False, 16),
+        ("awq_kv", "int4_awq", True, 16),
+    ],
 )
 def test_every_tensor_name_dtype_and_shape_is_the_reference_one(
     request, name, quant, kv, group, tiny_model_dir
@@ -251,7 +263,9 @@ def test_awq_folds_pre_quant_scales_into_the_norms_and_keeps_them_on_o_and_down(
 # ---------------------------------------------------------------- reading it back
 
 
-@pytest.mark.parametrize(("name", "precision"), [("fp8_kv", "FP8+FP8_KV"), ("awq", "W4A16_AWQ")])
+@pytest.mark.parametrize(
+    ("name", "precision"), [("fp8_kv", "FP8+FP8_KV"), ("awq", "W4A16_AWQ"), ("awq_kv", "W4A16_AWQ+FP8_KV")]
+)
 def test_verify_passes_within_the_thresholds(request, name, precision, tiny_model_dir):
     checkpoint: Path = request.getfixturevalue(name)
     result = CliRunner().invoke(
