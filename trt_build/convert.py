@@ -36,7 +36,7 @@ from tqdm import tqdm
 from trt_build import __version__
 from trt_build import quant_schemes as qs
 from trt_build.calibrate import GROUP_OF, CalibrationResult
-from trt_build.hf_config import LlamaArchitecture, read_hf_config
+from trt_build.hf_config import LlamaArchitecture, hf_tensor_shapes, read_hf_config
 from trt_build.manifest import sha256_file, write_manifest
 from trt_build.outdir import Terminated, atomic_output_dir, refuse_existing
 from trt_build.safetensors_stream import StreamingSafetensorsWriter, TensorSpec, tensor_bytes
@@ -46,7 +46,6 @@ from trt_build.weight_map import (
     SourceSlice,
     Split,
     check_parallelism,
-    hf_shapes,
     rank_plan,
 )
 
@@ -811,7 +810,7 @@ def convert_checkpoint(
     if quant == "int4_awq":
         check_group_size_per_rank(plans, options.group_size, tp)
     needed = {piece.hf for plan in plans for tensor in plan for piece in tensor.slices}
-    source.validate(needed, hf_shapes(arch))
+    source.validate(needed, hf_tensor_shapes(arch))
     torch_dtype = getattr(torch, dtype_name)
     fp8_kv_cache = options.kv_cache_dtype == "fp8"
     calibration, calibration_record = None, None

@@ -145,3 +145,26 @@ def hf_config_dict(arch: LlamaArchitecture, form: str = "both") -> dict[str, Any
     if form not in ("v4", "v5", "both"):
         raise ValueError(f"unknown config form {form!r}")
     return dict(sorted(config.items()))
+
+
+def hf_tensor_shapes(arch: LlamaArchitecture) -> dict[str, tuple[int, ...]]:
+    """Every tensor of a Hugging Face LlamaForCausalLM checkpoint and its shape, in file order."""
+    d, i = arch.hidden_size, arch.intermediate_size
+    per_layer = {
+        "input_layernorm.weight": (d,),
+        "self_attn.q_proj.weight": (arch.q_size, d),
+        "self_attn.k_proj.weight": (arch.kv_size, d),
+        "self_attn.v_proj.weight": (arch.kv_size, d),
+        "self_attn.o_proj.weight": (d, arch.q_size),
+        "post_attention_layernorm.weight": (d,),
+        "mlp.gate_proj.weight": (i, d),
+        "mlp.up_proj.weight": (i, d),
+        "mlp.down_proj.weight": (d, i),
+    }
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (arch.vocab_size, d)}
+    for layer in range(arch.num_hidden_layers):
+        shapes.update({f"model.layers.{layer}.{name}": shape for name, shape in per_layer.items()})
+    shapes["model.norm.weight"] = (d,)
+    if not arch.tie_word_embeddings:
+        shapes["lm_head.weight"] = (arch.vocab_size, d)
+    return shapes

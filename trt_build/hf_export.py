@@ -40,12 +40,10 @@ from trt_build import __version__
 from trt_build import quant_formats as qf
 from trt_build import quant_schemes as qs
 from trt_build.calibrate import GROUP_OF, CalibrationResult, needs_calibration
-from trt_build.hf_config import LlamaArchitecture, hf_config_dict, read_hf_config
+from trt_build.hf_config import LlamaArchitecture, hf_config_dict, hf_tensor_shapes, read_hf_config
 from trt_build.manifest import write_manifest
 from trt_build.outdir import atomic_output_dir, refuse_existing
 from trt_build.safetensors_stream import TensorSpec, tensor_bytes
-from trt_build.tiny_model import hf_tensor_layout
-from trt_build.weight_map import hf_shapes
 
 # The ModelOpt release whose export this format follows (reference §2.0). Runtimes recognise the format by
 # `producer.name == "modelopt"` (vLLM's ModelOpt detection, TRT-LLM's flat-config routing), so the
@@ -181,7 +179,7 @@ class HfTensor:
 
 def hf_tensors(arch: LlamaArchitecture) -> list[HfTensor]:
     tensors = []
-    for name, _, shape in hf_tensor_layout(arch, torch.bfloat16):
+    for name, shape in hf_tensor_shapes(arch).items():
         parts = name.split(".")
         if parts[:2] == ["model", "layers"]:
             tensors.append(HfTensor(name, shape, int(parts[2]), ".".join(parts[3:-1])))
@@ -425,7 +423,7 @@ def export_unified_checkpoint(
         for tensor in (t for t in hf_tensors(arch) if t.is_linear):
             qf.check_group_size(tensor.shape[1], options.group_size, tensor.name)
     source = SourceCheckpoint(model_dir)
-    source.validate({t.name for t in hf_tensors(arch)}, hf_shapes(arch))
+    source.validate({t.name for t in hf_tensors(arch)}, hf_tensor_shapes(arch))
     assert needs_calibration(quant, options.kv_cache_dtype)
     calibration, data, calib_seconds = run_calibration(model_dir, quant, options, arch)
     calibration_record = {

@@ -62,6 +62,7 @@ from trt_build.trtllm_build_rules import (
     BuildRequest,
     compose,
 )
+from trt_build.trtllm_config import CheckpointError, architecture_from_checkpoint
 
 GIB = 1 << 30
 GB = 10**9
@@ -490,19 +491,11 @@ def _checkpoint_model(directory: Path, raw: dict[str, Any]) -> ModelSpec:
     """A TRT-LLM checkpoint's config.json: shape numbers plus its own quantization and mapping."""
     source = str(directory / "config.json")
     try:
-        heads = int(raw["num_attention_heads"])
-        arch = LlamaArchitecture(
-            vocab_size=int(raw["vocab_size"]),
-            hidden_size=int(raw["hidden_size"]),
-            intermediate_size=int(raw["intermediate_size"]),
-            num_hidden_layers=int(raw["num_hidden_layers"]),
-            num_attention_heads=heads,
-            num_key_value_heads=int(raw.get("num_key_value_heads") or heads),
-            head_dim=int(raw.get("head_size") or int(raw["hidden_size"]) // heads),
-            max_position_embeddings=int(raw.get("max_position_embeddings") or 131072),
-        )
+        arch = architecture_from_checkpoint(raw)
     except KeyError as missing:
         raise click.ClickException(f"{source}: TRT-LLM checkpoint config lacks {missing}.") from None
+    except CheckpointError as error:
+        raise click.ClickException(f"{source}: {error}") from None
     quantization, mapping = raw.get("quantization") or {}, raw.get("mapping") or {}
     format_for_quant_algo(quantization.get("quant_algo"), source)
     return ModelSpec(

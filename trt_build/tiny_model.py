@@ -17,7 +17,7 @@ import click
 import torch
 from tqdm import tqdm
 
-from trt_build.hf_config import LlamaArchitecture, hf_config_dict
+from trt_build.hf_config import LlamaArchitecture, hf_config_dict, hf_tensor_shapes
 from trt_build.manifest import write_manifest
 from trt_build.outdir import atomic_output_dir
 from trt_build.safetensors_stream import StreamingSafetensorsWriter, TensorSpec, tensor_bytes
@@ -75,26 +75,8 @@ GENERATION_CONFIG = {
 
 
 def hf_tensor_layout(arch: LlamaArchitecture, dtype: torch.dtype) -> list[TensorSpec]:
-    """Every tensor of a Hugging Face LlamaForCausalLM checkpoint, in file order."""
-    d, i = arch.hidden_size, arch.intermediate_size
-    per_layer = {
-        "input_layernorm.weight": (d,),
-        "self_attn.q_proj.weight": (arch.q_size, d),
-        "self_attn.k_proj.weight": (arch.kv_size, d),
-        "self_attn.v_proj.weight": (arch.kv_size, d),
-        "self_attn.o_proj.weight": (d, arch.q_size),
-        "post_attention_layernorm.weight": (d,),
-        "mlp.gate_proj.weight": (i, d),
-        "mlp.up_proj.weight": (i, d),
-        "mlp.down_proj.weight": (d, i),
-    }
-    layout: list[TensorSpec] = [("model.embed_tokens.weight", dtype, (arch.vocab_size, d))]
-    for layer in range(arch.num_hidden_layers):
-        layout += [(f"model.layers.{layer}.{name}", dtype, shape) for name, shape in per_layer.items()]
-    layout.append(("model.norm.weight", dtype, (d,)))
-    if not arch.tie_word_embeddings:
-        layout.append(("lm_head.weight", dtype, (arch.vocab_size, d)))
-    return layout
+    """Every tensor of a Hugging Face LlamaForCausalLM checkpoint, in file order, all in `dtype`."""
+    return [(name, dtype, shape) for name, shape in hf_tensor_shapes(arch).items()]
 
 
 def random_tensor(name: str, dtype: torch.dtype, shape: tuple[int, ...], seed: int) -> torch.Tensor:

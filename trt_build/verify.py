@@ -25,15 +25,9 @@ import click
 import torch
 
 from trt_build.hf_config import LlamaArchitecture, read_hf_config
-from trt_build.reference_runtime import (
-    CheckpointError,
-    architecture_from_checkpoint,
-    build_model,
-    load_checkpoint,
-    load_unified_checkpoint,
-    read_checkpoint_config,
-)
+from trt_build.reference_runtime import build_model, load_checkpoint, load_unified_checkpoint
 from trt_build.targets import TRTLLM_CHECKPOINT, checkpoint_kind
+from trt_build.trtllm_config import CheckpointError, architecture_from_checkpoint, read_checkpoint_config
 
 # (language, text): short, everyday and technical, so both scripts and number/code tokens appear.
 BUILTIN_TEXTS: tuple[tuple[str, str], ...] = (

@@ -17,7 +17,7 @@ from enum import Enum
 import click
 import torch
 
-from trt_build.hf_config import LlamaArchitecture
+from trt_build.hf_config import LlamaArchitecture, hf_tensor_shapes
 
 
 class Split(Enum):
@@ -156,27 +156,6 @@ def check_parallelism(arch: LlamaArchitecture, tp: int, pp: int) -> None:
         )
 
 
-def hf_shapes(arch: LlamaArchitecture) -> dict[str, tuple[int, ...]]:
-    """Shape of every HF source tensor that config.json implies."""
-    d, i, v = arch.hidden_size, arch.intermediate_size, arch.vocab_size
-    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,)}
-    shapes["lm_head.weight"] = (v, d)
-    per_layer = {
-        "input_layernorm.weight": (d,),
-        "self_attn.q_proj.weight": (arch.q_size, d),
-        "self_attn.k_proj.weight": (arch.kv_size, d),
-        "self_attn.v_proj.weight": (arch.kv_size, d),
-        "self_attn.o_proj.weight": (d, arch.q_size),
-        "post_attention_layernorm.weight": (d,),
-        "mlp.gate_proj.weight": (i, d),
-        "mlp.up_proj.weight": (i, d),
-        "mlp.down_proj.weight": (d, i),
-    }
-    for layer in range(arch.num_hidden_layers):
-        shapes.update({f"model.layers.{layer}.{name}": shape for name, shape in per_layer.items()})
-    return shapes
-
-
 # --- forward: which slices of which HF tensors make up a rank's tensor ------------------------------
 
 
@@ -265,7 +244,7 @@ def rank_plan(
 ) -> list[RankTensor]:
     """Every tensor of `rank{rank}.safetensors`, in file order, with the HF slices it is made of."""
     tp_rank, pp_rank = rank_coordinates(rank, tp)
-    shapes = hf_shapes(arch)
+    shapes = hf_tensor_shapes(arch)
     placements: list[tuple[WeightRule, int | None, int | None]] = []
     layers = pp_layers(arch.num_hidden_layers, pp, pp_rank)
     for stage, wanted in ((Stage.FIRST, pp_rank == 0), (Stage.LAYER, True), (Stage.LAST, pp_rank == pp - 1)):
