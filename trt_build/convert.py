@@ -717,12 +717,39 @@ def _load_calibration(
 
 def run_calibration(
     model_dir: Path, quant: str, options: QuantOptions, arch: LlamaArchitecture
-) -> tuple[CalibrationResult, dict[str, Any], float]:
-    """(result, data description, seconds): calibrate layer by layer, or load `options.calibration_dir`."""
+) -> tuple[CalibrationResult, dict[str, Any]]:
+    """(result, the manifest's `calibration` record): calibrate layer by layer, or load a saved one."""
     started = time.perf_counter()
     if options.calibration_dir is not None:
         result, data = _load_calibration(options.calibration_dir, quant, options, arch)
-        return result, data, time.perf_counter() - started
+    else:
+        result, data = _calibrate(model_dir, quant, options, arch)
+    seconds = time.perf_counter() - started
+    record = {
+        "reused_from": str(options.calibration_dir) if options.calibration_dir else None,
+        "data": data,
+        "tokens_sha256": result.info.get("calib_tokens_sha256"),
+        "calib_size": result.info.get("calib_samples"),
+        "calib_seq_len": result.info.get("calib_seq_len"),
+        "device": result.info.get("device"),
+        "algorithms": result.info.get("algorithms"),
+        "group_size": result.info.get("group_size"),
+        "seconds": round(seconds, 3),
+        "seconds_per_layer": result.info.get("seconds_per_layer"),
+        "layers": layer_scale_stats(result, quant, options.kv_cache_dtype == "fp8"),
+    }
+    click.echo(
+        f"calibration: {result.num_layers} layers, "
+        + ", ".join(f"{s:.2f}" for s in result.info.get("seconds_per_layer", []))
+        + " s per layer",
+        err=True,
+    )
+    return result, record
+
+
+def _calibrate(
+    model_dir: Path, quant: str, options: QuantOptions, arch: LlamaArchitecture
+) -> tuple[CalibrationResult, dict[str, Any]]:
     from trt_build.calib_data import calibration_tokens
     from trt_build.calibrate import calibrate
 
@@ -733,7 +760,7 @@ def run_calibration(
         max_position_embeddings=arch.max_position_embeddings,
     )
     result = calibrate(model_dir, quant, batch.tokens, options.device, group_size=options.group_size)
-    return result, batch.describe(), time.perf_counter() - started
+    return result, batch.describe()
 
 
 def layer_scale_stats(result: CalibrationResult, quant: str, fp8_kv_cache: bool) -> list[dict[str, Any]]:
@@ -815,26 +842,7 @@ def convert_checkpoint(
     fp8_kv_cache = options.kv_cache_dtype == "fp8"
     calibration, calibration_record = None, None
     if needs_calibration(quant, options.kv_cache_dtype):
-        calibration, data, seconds = run_calibration(model_dir, quant, options, arch)
-        calibration_record = {
-            "reused_from": str(options.calibration_dir) if options.calibration_dir else None,
-            "data": data,
-            "tokens_sha256": calibration.info.get("calib_tokens_sha256"),
-            "calib_size": calibration.info.get("calib_samples"),
-            "calib_seq_len": calibration.info.get("calib_seq_len"),
-            "device": calibration.info.get("device"),
-            "algorithms": calibration.info.get("algorithms"),
-            "group_size": calibration.info.get("group_size"),
-            "seconds": round(seconds, 3),
-            "seconds_per_layer": calibration.info.get("seconds_per_layer"),
-            "layers": layer_scale_stats(calibration, quant, fp8_kv_cache),
-        }
-        click.echo(
-            f"calibration: {calibration.num_layers} layers, "
-            + ", ".join(f"{s:.2f}" for s in calibration.info.get("seconds_per_layer", []))
-            + " s per layer",
-            err=True,
-        )
+        calibration, calibration_record = run_calibration(model_dir, quant, options, arch)
     jobs = [
         RankJob(
             rank, tp, plan, torch_dtype, scheme, source, sha256, calibration, options.group_size, fp8_kv_cache
@@ -869,7 +877,10 @@ def convert_checkpoint(
                 (tmp / CALIBRATION_SUBDIR).mkdir()
                 calibration.save(tmp / CALIBRATION_SUBDIR)
                 write_manifest(
-                    tmp / CALIBRATION_SUBDIR, "calibrate", scheme=calibration.scheme, calibration_data=data
+                    tmp / CALIBRATION_SUBDIR,
+                    "calibrate",
+                    scheme=calibration.scheme,
+                    calibration_data=calibration_record["data"],
                 )
             source_files = hasher.result()
             write_manifest(

@@ -43,7 +43,7 @@ from trt_build.calibrate import GROUP_OF, CalibrationResult, needs_calibration
 from trt_build.hf_config import LlamaArchitecture, hf_config_dict, hf_tensor_shapes, read_hf_config
 from trt_build.manifest import write_manifest
 from trt_build.outdir import atomic_output_dir, refuse_existing
-from trt_build.safetensors_stream import TensorSpec, tensor_bytes
+from trt_build.safetensors_stream import TensorSpec, shard_layout, tensor_bytes
 
 # The ModelOpt release whose export this format follows (reference §2.0). Runtimes recognise the format by
 # `producer.name == "modelopt"` (vLLM's ModelOpt detection, TRT-LLM's flat-config routing), so the
@@ -305,25 +305,6 @@ def produce(
 # ---------------------------------------------------------------- shards
 
 
-def shard_layout(layout: list[TensorSpec], max_shard_bytes: int) -> list[tuple[str, list[TensorSpec]]]:
-    """Consecutive groups of tensors of at most `max_shard_bytes` (a larger tensor gets its own shard),
-    named as transformers names them."""
-    shards: list[list[TensorSpec]] = [[]]
-    size = 0
-    for spec in layout:
-        nbytes = tensor_bytes(spec[1], spec[2])
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(spec)
-        size += nbytes
-    if len(shards) == 1:
-        return [("model.safetensors", shards[0])]
-    return [
-        (f"model-{i:05d}-of-{len(shards):05d}.safetensors", shard) for i, shard in enumerate(shards, start=1)
-    ]
-
-
 def write_shards(
     directory: Path,
     shards: list[tuple[str, list[TensorSpec]]],
@@ -400,7 +381,6 @@ def export_unified_checkpoint(
         CALIBRATION_SUBDIR,
         SourceCheckpoint,
         SourceHasher,
-        layer_scale_stats,
         release_freed_memory_eagerly,
         resolve_dtype,
         run_calibration,
@@ -425,20 +405,7 @@ def export_unified_checkpoint(
     source = SourceCheckpoint(model_dir)
     source.validate({t.name for t in hf_tensors(arch)}, hf_tensor_shapes(arch))
     assert needs_calibration(quant, options.kv_cache_dtype)
-    calibration, data, calib_seconds = run_calibration(model_dir, quant, options, arch)
-    calibration_record = {
-        "reused_from": str(options.calibration_dir) if options.calibration_dir else None,
-        "data": data,
-        "tokens_sha256": calibration.info.get("calib_tokens_sha256"),
-        "calib_size": calibration.info.get("calib_samples"),
-        "calib_seq_len": calibration.info.get("calib_seq_len"),
-        "device": calibration.info.get("device"),
-        "algorithms": calibration.info.get("algorithms"),
-        "group_size": calibration.info.get("group_size"),
-        "seconds": round(calib_seconds, 3),
-        "seconds_per_layer": calibration.info.get("seconds_per_layer"),
-        "layers": layer_scale_stats(calibration, quant, plan.fp8_kv_cache),
-    }
+    calibration, calibration_record = run_calibration(model_dir, quant, options, arch)
     shards = shard_layout(plan.layout(), max_shard_bytes)
     hasher = SourceHasher([*source.files, model_dir / "config.json"], model_dir, compute=sha256)
     hasher.start()
@@ -461,7 +428,10 @@ def export_unified_checkpoint(
             (tmp / CALIBRATION_SUBDIR).mkdir()
             calibration.save(tmp / CALIBRATION_SUBDIR)
             write_manifest(
-                tmp / CALIBRATION_SUBDIR, "calibrate", scheme=calibration.scheme, calibration_data=data
+                tmp / CALIBRATION_SUBDIR,
+                "calibrate",
+                scheme=calibration.scheme,
+                calibration_data=calibration_record["data"],
             )
             write_manifest(
                 tmp,

@@ -93,3 +93,22 @@ class StreamingSafetensorsWriter:
             self.close()
         else:
             self._handle.close()
+
+
+def shard_layout(layout: list[TensorSpec], max_shard_bytes: int) -> list[tuple[str, list[TensorSpec]]]:
+    """Consecutive groups of tensors of at most `max_shard_bytes` (a larger tensor gets its own shard),
+    named as transformers names them."""
+    shards: list[list[TensorSpec]] = [[]]
+    size = 0
+    for spec in layout:
+        nbytes = tensor_bytes(spec[1], spec[2])
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(spec)
+        size += nbytes
+    if len(shards) == 1:
+        return [("model.safetensors", shards[0])]
+    return [
+        (f"model-{i:05d}-of-{len(shards):05d}.safetensors", shard) for i, shard in enumerate(shards, start=1)
+    ]

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from trt_build.hf_config import LlamaArchitecture, hf_config_dict, hf_tensor_shapes
 from trt_build.manifest import write_manifest
 from trt_build.outdir import atomic_output_dir
-from trt_build.safetensors_stream import StreamingSafetensorsWriter, TensorSpec, tensor_bytes
+from trt_build.safetensors_stream import StreamingSafetensorsWriter, TensorSpec, shard_layout, tensor_bytes
 from trt_build.tokenizer import copy_tokenizer
 
 LLAMA31_ROPE_SCALING = {
@@ -93,19 +93,6 @@ def random_tensor(name: str, dtype: torch.dtype, shape: tuple[int, ...], seed: i
     return out
 
 
-def _shards(layout: list[TensorSpec], max_shard_bytes: int) -> list[list[TensorSpec]]:
-    shards: list[list[TensorSpec]] = [[]]
-    size = 0
-    for spec in layout:
-        nbytes = tensor_bytes(spec[1], spec[2])
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(spec)
-        size += nbytes
-    return shards
-
-
 def write_tiny_model(
     output: Path,
     preset: str = "tiny",
@@ -124,17 +111,12 @@ def write_tiny_model(
     )
     dtype = getattr(torch, arch.dtype)
     layout = hf_tensor_layout(arch, dtype)
-    shards = _shards(layout, max_shard_bytes)
+    shards = shard_layout(layout, max_shard_bytes)
     total = sum(tensor_bytes(dt, shape) for _, dt, shape in layout)
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
         weight_map: dict[str, str] = {}
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"{preset} weights", leave=False) as bar:
-            for index, shard in enumerate(shards, start=1):
-                file_name = (
-                    "model.safetensors"
-                    if len(shards) == 1
-                    else f"model-{index:05d}-of-{len(shards):05d}.safetensors"
-                )
+            for file_name, shard in shards:
                 with StreamingSafetensorsWriter(tmp / file_name, shard, metadata={"format": "pt"}) as writer:
                     for name, dt, shape in shard:
                         writer.write(name, random_tensor(name, dt, shape, seed))
