@@ -747,6 +747,18 @@ def run_calibration(
     return result, record
 
 
+def save_calibration(checkpoint: Path, calibration: CalibrationResult, record: dict[str, Any]) -> None:
+    """Keep the calibration inside the checkpoint, so `--calibration CKPT/calibration` can reuse it."""
+    (checkpoint / CALIBRATION_SUBDIR).mkdir()
+    calibration.save(checkpoint / CALIBRATION_SUBDIR)
+    write_manifest(
+        checkpoint / CALIBRATION_SUBDIR,
+        "calibrate",
+        scheme=calibration.scheme,
+        calibration_data=record["data"],
+    )
+
+
 def _calibrate(
     model_dir: Path, quant: str, options: QuantOptions, arch: LlamaArchitecture
 ) -> tuple[CalibrationResult, dict[str, Any]]:
@@ -871,17 +883,8 @@ def convert_checkpoint(
             convert_started = time.perf_counter()
             results = _run_ranks(jobs, tmp, max(1, min(workers, len(jobs))))
             convert_seconds = time.perf_counter() - convert_started
-            if (
-                calibration is not None
-            ):  # extra files are harmless to trtllm-build; reusable with --calibration
-                (tmp / CALIBRATION_SUBDIR).mkdir()
-                calibration.save(tmp / CALIBRATION_SUBDIR)
-                write_manifest(
-                    tmp / CALIBRATION_SUBDIR,
-                    "calibrate",
-                    scheme=calibration.scheme,
-                    calibration_data=calibration_record["data"],
-                )
+            if calibration is not None:  # extra files are harmless to trtllm-build
+                save_calibration(tmp, calibration, calibration_record)
             source_files = hasher.result()
             write_manifest(
                 tmp,

@@ -378,12 +378,12 @@ def export_unified_checkpoint(
 ) -> Path:
     """Calibrate (or load `options.calibration_dir`) and write the ModelOpt unified checkpoint; returns output."""
     from trt_build.convert import (
-        CALIBRATION_SUBDIR,
         SourceCheckpoint,
         SourceHasher,
         release_freed_memory_eagerly,
         resolve_dtype,
         run_calibration,
+        save_calibration,
     )
 
     started = time.perf_counter()
@@ -425,14 +425,7 @@ def export_unified_checkpoint(
                 (tmp / "model.safetensors.index.json").write_text(
                     json.dumps(weight_index(shards), indent=2) + "\n"
                 )
-            (tmp / CALIBRATION_SUBDIR).mkdir()
-            calibration.save(tmp / CALIBRATION_SUBDIR)
-            write_manifest(
-                tmp / CALIBRATION_SUBDIR,
-                "calibrate",
-                scheme=calibration.scheme,
-                calibration_data=calibration_record["data"],
-            )
+            save_calibration(tmp, calibration, calibration_record)
             write_manifest(
                 tmp,
                 "convert",
