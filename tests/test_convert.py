@@ -19,15 +19,15 @@ from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from trt_build import convert as convert_module
 from trt_build.convert import (
     ALLOWED_MAPPING_KEYS,
     ALLOWED_QUANTIZATION_KEYS,
-    RankFileWriter,
     convert_checkpoint,
 )
+from trt_build.convert_quant import QUANT_SCHEMES
 from trt_build.hf_config import hf_config_dict
 from trt_build.manifest import sha256_file
+from trt_build.rank_writer import RankFileWriter
 from trt_build.tiny_model import PRESETS, hf_tensor_layout, random_tensor, write_tiny_model
 from trt_build.weight_map import check_parallelism, pp_layers
 
@@ -387,7 +387,7 @@ def test_interrupt_mid_write_leaves_nothing(
 def test_sigterm_mid_write_leaves_nothing(tiny_model_dir: Path, tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
-        "from trt_build.convert import RankFileWriter\n"
+        "from trt_build.rank_writer import RankFileWriter\n"
         "from trt_build.cli import main\n"
         "write = RankFileWriter.write\n"
         "def slow(self, name, tensor):\n"
@@ -422,8 +422,8 @@ def test_a_failing_rank_cancels_the_others(
             raise RuntimeError("disk on fire")
         yield linear.tensor.name, weight.to(linear.dtype)
 
-    scheme = dataclasses.replace(convert_module.QUANT_SCHEMES["none"], linear_transform=broken)
-    monkeypatch.setitem(convert_module.QUANT_SCHEMES, "broken", scheme)
+    scheme = dataclasses.replace(QUANT_SCHEMES["none"], linear_transform=broken)
+    monkeypatch.setitem(QUANT_SCHEMES, "broken", scheme)
     with pytest.raises(RuntimeError, match="disk on fire"):
         convert_checkpoint(tiny_model_dir, tmp_path / "ckpt", tp=2, quant="broken", workers=2)
     assert leftovers(tmp_path) == []

@@ -14,7 +14,8 @@ from safetensors.torch import load_file, save_file
 from trt_build import quant_formats as qf
 from trt_build.calibrate import CalibrationResult
 from trt_build.cli import main
-from trt_build.convert import ALLOWED_QUANTIZATION_KEYS, QuantOptions, convert_checkpoint
+from trt_build.convert import ALLOWED_QUANTIZATION_KEYS, convert_checkpoint
+from trt_build.convert_calibration import QuantOptions
 from trt_build.reference_runtime import checkpoint_fake_quant, checkpoint_state_dict, load_checkpoint
 
 D, H, K, HEAD, INTER = 64, 8, 2, 8, 128  # the tiny preset

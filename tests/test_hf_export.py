@@ -21,7 +21,8 @@ from safetensors.torch import load_file, save_file
 from trt_build import quant_formats as qf
 from trt_build.calibrate import FUSED_GROUPS, CalibrationResult
 from trt_build.cli import main
-from trt_build.convert import QuantOptions, convert_checkpoint
+from trt_build.convert import convert_checkpoint
+from trt_build.convert_calibration import QuantOptions
 from trt_build.hf_config import hf_config_dict, read_hf_config
 from trt_build.hf_export import export_unified_checkpoint
 from trt_build.reference_runtime import load_unified_checkpoint, unified_state_dict

@@ -3,7 +3,7 @@
 TensorRT-LLM's PyTorch backend (and vLLM / SGLang for FP8) load it directly. Facts:
 `shared/reference/trtllm-pytorch-backend.md` §2 (2.1 files and config, 2.2 per-linear tensors).
 
-The same layer-by-layer calibration as the engine target (`convert.run_calibration`, reusable with
+The same layer-by-layer calibration as the engine target (`convert_calibration.run_calibration`, reusable with
 `--calibration DIR`) is written in ModelOpt naming instead of TRT-LLM naming:
 
   config.json              the source config in both transformers forms + `quantization_config` (flat)
@@ -40,10 +40,13 @@ from trt_build import __version__
 from trt_build import quant_formats as qf
 from trt_build import quant_schemes as qs
 from trt_build.calibrate import GROUP_OF, CalibrationResult, needs_calibration
+from trt_build.convert_calibration import QuantOptions, run_calibration, save_calibration
 from trt_build.hf_config import LlamaArchitecture, hf_config_dict, hf_tensor_shapes, read_hf_config
 from trt_build.manifest import write_manifest
 from trt_build.outdir import atomic_output_dir, refuse_existing
+from trt_build.rank_writer import RankFileWriter, release_freed_memory_eagerly
 from trt_build.safetensors_stream import TensorSpec, shard_layout, tensor_bytes
+from trt_build.source_checkpoint import SourceCheckpoint, SourceHasher, resolve_dtype
 
 # The ModelOpt release whose export this format follows (reference §2.0). Runtimes recognise the format by
 # `producer.name == "modelopt"` (vLLM's ModelOpt detection, TRT-LLM's flat-config routing), so the
@@ -312,8 +315,6 @@ def write_shards(
     sha256: bool,
 ) -> list[dict[str, Any]]:
     """Stream `tensors` into the shard files in order; returns name, bytes and sha256 of each."""
-    from trt_build.convert import RankFileWriter
-
     shard_of = {name: index for index, (_, shard) in enumerate(shards) for name, _, _ in shard}
     total = sum(tensor_bytes(dtype, shape) for _, shard in shards for _, dtype, shape in shard)
     metadata = {"format": "pt", "producer": f"swallow-trt {__version__}"}
@@ -370,22 +371,13 @@ def export_unified_checkpoint(
     model_dir: Path,
     output: Path,
     quant: str,
-    options: Any,  # convert.QuantOptions
+    options: QuantOptions,
     dtype: str = "auto",
     overwrite: bool = False,
     sha256: bool = True,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
 ) -> Path:
     """Calibrate (or load `options.calibration_dir`) and write the ModelOpt unified checkpoint; returns output."""
-    from trt_build.convert import (
-        SourceCheckpoint,
-        SourceHasher,
-        release_freed_memory_eagerly,
-        resolve_dtype,
-        run_calibration,
-        save_calibration,
-    )
-
     started = time.perf_counter()
     release_freed_memory_eagerly()
     model_dir, output = Path(model_dir), Path(output)
@@ -467,7 +459,7 @@ def unified_command(
     quant: str,
     overwrite: bool,
     sha256: bool,
-    options: Any,  # convert.QuantOptions
+    options: QuantOptions,
     workers: int = 1,
 ) -> None:
     """The `convert --target pytorch` branch of the CLI: checks, export, one summary line."""

@@ -167,7 +167,7 @@ def load_hf_model(model_dir: Path, device: str = "cpu"):
     """The source model from its safetensors (never pickle, never repo code), in its config dtype."""
     from safetensors import safe_open
 
-    from trt_build.convert import SourceCheckpoint
+    from trt_build.source_checkpoint import SourceCheckpoint
 
     arch = read_hf_config(model_dir)
     source = SourceCheckpoint(model_dir)
