@@ -59,7 +59,8 @@ lint: setup ## Check the code with ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The whole pipeline on the CPU: tiny model -> convert -> verify -> (what a GPU host would build) ->
+# The whole pipeline on the CPU: tiny model -> convert (bf16, and FP8 calibrated on Japanese) -> verify ->
+# (what a GPU host would build) ->
 # Triton repository -> real tritonserver -> chat -> benchmark -> report.
 DEMO_PORT := 18000
 demo: setup ## Run the toolkit end to end on a tiny Swallow-architecture model on the CPU
@@ -67,7 +68,10 @@ demo: setup ## Run the toolkit end to end on a tiny Swallow-architecture model o
 	$(CLI) tiny-model --output $(DEMO)/tiny-swallow --overwrite
 	$(CLI) convert --model-dir $(DEMO)/tiny-swallow --output $(DEMO)/tiny-ckpt --tp 1 --overwrite
 	$(CLI) verify --model-dir $(DEMO)/tiny-swallow --checkpoint $(DEMO)/tiny-ckpt
-	$(CLI) build --checkpoint $(DEMO)/tiny-ckpt --output $(DEMO)/tiny-engine --gpu h100 --max-seq-len 4096 --dry-run
+	$(CLI) convert --model-dir $(DEMO)/tiny-swallow --output $(DEMO)/tiny-ckpt-fp8 --quant fp8 --kv-cache-dtype fp8 \
+		--calib-size 16 --calib-seq-len 64 --overwrite
+	$(CLI) verify --model-dir $(DEMO)/tiny-swallow --checkpoint $(DEMO)/tiny-ckpt-fp8
+	$(CLI) build --checkpoint $(DEMO)/tiny-ckpt-fp8 --output $(DEMO)/tiny-engine-fp8 --gpu h100 --max-seq-len 4096 --dry-run
 	$(CLI) repo --output $(DEMO)/repo --tokenizer $(DEMO)/tiny-swallow --checkpoint $(DEMO)/tiny-ckpt --overwrite
 	$(CLI) serve --repo $(DEMO)/repo --http-port $(DEMO_PORT) --grpc-port $$(($(DEMO_PORT)+1)) \
 		--metrics-port $$(($(DEMO_PORT)+2)) --log $(DEMO)/triton.log & server=$$!; \
