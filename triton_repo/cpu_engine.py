@@ -21,8 +21,8 @@ import torch
 def load_model(checkpoint_dir: Path | str) -> torch.nn.Module:
     """The one place the engine gets its weights, by the directory's kind (trt_build/targets.py):
     a TRT-LLM checkpoint through the reference runtime; an unquantized Hugging Face directory (the
-    pytorch target's input) through transformers, safetensors only and no code from the directory.
-    A quantized ModelOpt directory needs the reference runtime's reader of that format."""
+    pytorch target's input) through transformers, safetensors only and no code from the directory;
+    a quantized ModelOpt directory through the reference runtime's reader of that format."""
     from trt_build.targets import TRTLLM_CHECKPOINT, checkpoint_kind
 
     directory = Path(checkpoint_dir)
@@ -32,15 +32,9 @@ def load_model(checkpoint_dir: Path | str) -> torch.nn.Module:
 
         return load_checkpoint(directory, device="cpu", dtype=torch.float32)
     if kind.quant_algo is not None:
-        from trt_build import reference_runtime
+        from trt_build.reference_runtime import load_unified_checkpoint
 
-        loader = getattr(reference_runtime, "load_unified_checkpoint", None)
-        if loader is None:
-            raise RuntimeError(
-                f"{directory} is a {kind.quant_algo} ModelOpt checkpoint; this swallow-trt cannot load it on "
-                "the CPU yet (serve the unquantized HF directory, or use a GPU with TensorRT-LLM)."
-            )
-        return loader(directory, device="cpu", dtype=torch.float32)
+        return load_unified_checkpoint(directory, device="cpu", dtype=torch.float32)
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(
