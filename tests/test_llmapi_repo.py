@@ -14,6 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from triton_repo import model_configs
+from triton_repo.chat import command as chat_command
 from triton_repo.chat import stream_grpc, stream_http
 from triton_repo.generate import write_repository
 from triton_repo.serve import check_repository
@@ -220,6 +221,17 @@ def test_cpu_stand_in_serves_the_pytorch_repository_end_to_end(cpu_server):
     assert generate(cpu_server, text_input=PROMPT, max_tokens=9, stop_words=["野"])["text_output"] == "葉😀𠮷"
     echoed = generate(cpu_server, text_input=PROMPT, max_tokens=9, exclude_input_in_output=False)
     assert echoed["text_output"] == PROMPT + ANSWER_9
+
+
+@pytest.mark.slow
+def test_chat_finds_the_front_of_a_pytorch_repository(cpu_server):
+    """A pytorch repository has no `ensemble`: `chat` without --model uses its tensorrt_llm_bls front."""
+    from test_triton_repo_serving import ANSWER_9, PROMPT
+
+    args = ["--url", cpu_server.http_url, "--raw", "--max-tokens", "9", PROMPT]
+    result = CliRunner().invoke(chat_command, args)
+    assert result.exit_code == 0, result.output
+    assert result.output == ANSWER_9 + "\n"
 
 
 @pytest.mark.slow

@@ -104,13 +104,20 @@ def stream_grpc(url: str, model: str, body: dict[str, Any], timeout: float = 600
         client.close()
 
 
-def wait_until_ready(url: str, protocol: str, timeout_s: float) -> None:
-    """Poll the server's readiness (for scripts that start `serve` in the background)."""
+FRONT_MODELS = ("ensemble", "tensorrt_llm_bls")  # engine repositories have both; pytorch ones the BLS only
+
+
+def _client(url: str, protocol: str):
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
     address = url.removeprefix("http://").removeprefix("grpc://").rstrip("/")
-    client = (httpclient if protocol == "http" else grpcclient).InferenceServerClient(address)
+    return (httpclient if protocol == "http" else grpcclient).InferenceServerClient(address)
+
+
+def wait_until_ready(url: str, protocol: str, timeout_s: float) -> None:
+    """Poll the server's readiness (for scripts that start `serve` in the background)."""
+    client = _client(url, protocol)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -122,13 +129,25 @@ def wait_until_ready(url: str, protocol: str, timeout_s: float) -> None:
     raise click.ClickException(f"{url} was not ready after {timeout_s:.0f} s.")
 
 
+def front_model(url: str, protocol: str) -> str:
+    """The first of FRONT_MODELS the server has ready."""
+    client = _client(url, protocol)
+    for name in FRONT_MODELS:
+        try:
+            if client.is_model_ready(name):
+                return name
+        except Exception:  # unknown model, or the server is not answering yet
+            continue
+    raise click.ClickException(f"{url} serves neither {' nor '.join(FRONT_MODELS)}; name one with --model.")
+
+
 @click.command()
 @click.argument("prompt")
 @click.option(
     "--url", default="http://localhost:8000", show_default=True, help="HTTP URL, or host:port for gRPC."
 )
 @click.option("--protocol", type=click.Choice(["http", "grpc"]), default="http", show_default=True)
-@click.option("--model", default="ensemble", show_default=True, help="ensemble or tensorrt_llm_bls.")
+@click.option("--model", help="ensemble or tensorrt_llm_bls [the first of them the server has].")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--chat/--raw", default=True, show_default=True, help="Apply the chat template to the prompt.")
 @click.option("--temperature", type=float, help="0 = greedy (the default when no sampling option is given).")
@@ -140,7 +159,7 @@ def command(
     prompt: str,
     url: str,
     protocol: str,
-    model: str,
+    model: str | None,
     max_tokens: int,
     chat: bool,
     temperature: float | None,
@@ -152,6 +171,7 @@ def command(
     """Stream an answer to PROMPT from a running `swallow-trt serve`."""
     if wait_s > 0:
         wait_until_ready(url, protocol, wait_s)
+    model = model or front_model(url, protocol)
     body = request_body(
         prompt, max_tokens, chat, True, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed
     )
