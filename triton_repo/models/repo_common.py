@@ -7,6 +7,7 @@ swallow-trt is not installed, so this file imports only numpy, transformers and 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,44 @@ TRUE_WORDS = {"1", "true", "t", "yes", "y", "on"}
 FALSE_WORDS = {"0", "false", "f", "no", "n", "off"}
 
 
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
 class BadRequest(ValueError):
     """A client error: answered with a clear message, the server keeps serving."""
+
+
+class ThreadPerRequestModel:
+    """A decoupled model that answers each request on its own thread, so streams run concurrently on one
+    instance. Subclasses define `run(request, sender)`; every request gets a final response, whatever
+    happens in it."""
+
+    name = "model"  # shown in unexpected-error messages
+
+    def __init__(self) -> None:
+        self.threads: set[threading.Thread] = set()
+
+    def execute(self, requests):
+        for request in requests:
+            thread = threading.Thread(target=self.serve, args=(request,), daemon=True)
+            self.threads.add(thread)
+            thread.start()
+        return None
+
+    def serve(self, request) -> None:
+        sender = request.get_response_sender()
+        try:
+            self.run(request, sender)
+        except BadRequest as error:
+            sender.send(error_response(str(error)), flags=FINAL)
+        except Exception as error:  # never leave a client without a final response
+            sender.send(error_response(f"{self.name} failed: {error!r}"), flags=FINAL)
+        finally:
+            self.threads.discard(threading.current_thread())
+
+    def finalize(self) -> None:
+        for thread in list(self.threads):
+            thread.join(timeout=5)
 
 
 def model_parameters(args: dict[str, str]) -> dict[str, str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import uuid
 from pathlib import Path
 
@@ -28,7 +27,10 @@ import triton_python_backend_utils as pb_utils
 sys.path.insert(0, str(Path(__file__).parent))
 
 from repo_common import (  # noqa: E402
+    FINAL,
     BadRequest,
+    ThreadPerRequestModel,
+    error_response,
     flag,
     input_array,
     load_tokenizer,
@@ -38,8 +40,6 @@ from repo_common import (  # noqa: E402
     text_tensor,
 )
 from text_deltas import CumulativeText  # noqa: E402
-
-FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 # client input -> (llmapi input, numpy dtype); scalars
 TO_LLMAPI = {
@@ -71,36 +71,15 @@ PASS_THROUGH = {
 }
 
 
-def _error(message: str):
-    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+class TritonPythonModel(ThreadPerRequestModel):
+    name = "tensorrt_llm_bls"
 
-
-class TritonPythonModel:
     def initialize(self, args):
         parameters = model_parameters(args)
         self.tokenizer = load_tokenizer(args, parameters)
         self.bos_text = self.tokenizer.bos_token or ""
         self.engine_name = parameters.get("tensorrt_llm_model_name") or "tensorrt_llm"
         self.exclude_input_default = flag(parameters.get("exclude_input_in_output"), True)
-        self.threads: set[threading.Thread] = set()
-
-    def execute(self, requests):
-        for request in requests:
-            thread = threading.Thread(target=self.serve, args=(request,), daemon=True)
-            self.threads.add(thread)
-            thread.start()
-        return None
-
-    def serve(self, request):
-        sender = request.get_response_sender()
-        try:
-            self.run(request, sender)
-        except BadRequest as error:
-            sender.send(_error(str(error)), flags=FINAL)
-        except Exception as error:  # never leave a client without a final response
-            sender.send(_error(f"tensorrt_llm_bls failed: {error!r}"), flags=FINAL)
-        finally:
-            self.threads.discard(threading.current_thread())
 
     def prompt(self, request) -> str:
         """The text the LLM API tokenizes (it adds the one BOS itself)."""
@@ -172,11 +151,11 @@ class TritonPythonModel:
         last, stats, counted = "", {}, 0
         for response in responses:
             if response.has_error():
-                sender.send(_error(response.error().message()), flags=FINAL)
+                sender.send(error_response(response.error().message()), flags=FINAL)
                 return
             if request.is_cancelled() or sender.is_cancelled():
                 self.cancel(engine_id)
-                sender.send(_error("The request was cancelled."), flags=FINAL)
+                sender.send(error_response("The request was cancelled."), flags=FINAL)
                 return
             output = pb_utils.get_output_tensor_by_name(response, "text_output")
             if output is None:
@@ -231,7 +210,3 @@ class TritonPythonModel:
         if output_count is not None:
             outputs.append(pb_utils.Tensor("num_output_tokens", column(output_count)))
         return pb_utils.InferenceResponse(output_tensors=outputs)
-
-    def finalize(self):
-        for thread in list(self.threads):
-            thread.join(timeout=5)

@@ -12,7 +12,6 @@ with a `stop` request carrying the same request id.
 from __future__ import annotations
 
 import sys
-import threading
 import uuid
 from pathlib import Path
 
@@ -22,9 +21,15 @@ import triton_python_backend_utils as pb_utils
 sys.path.insert(0, str(Path(__file__).parent))
 
 from detokenizer import IncrementalDetokenizer  # noqa: E402
-from repo_common import flag, load_tokenizer, model_parameters, text_tensor  # noqa: E402
-
-FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+from repo_common import (  # noqa: E402
+    FINAL,
+    ThreadPerRequestModel,
+    error_response,
+    flag,
+    load_tokenizer,
+    model_parameters,
+    text_tensor,
+)
 
 # client input -> preprocessing input (the rest go to the engine under the names below)
 TO_PREPROCESSING = {
@@ -92,10 +97,6 @@ PASS_THROUGH = (
 )
 
 
-def _error(message: str):
-    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
-
-
 def _inputs(request, mapping: dict[str, str]) -> list:
     found = []
     for client_name, target in mapping.items():
@@ -105,30 +106,15 @@ def _inputs(request, mapping: dict[str, str]) -> list:
     return found
 
 
-class TritonPythonModel:
+class TritonPythonModel(ThreadPerRequestModel):
+    name = "tensorrt_llm_bls"
+
     def initialize(self, args):
         parameters = model_parameters(args)
         self.tokenizer = load_tokenizer(args, parameters)
         skip = flag(parameters.get("skip_special_tokens"), True)
         self.decode = lambda ids: self.tokenizer.decode(list(ids), skip_special_tokens=skip)
         self.engine_name = parameters.get("tensorrt_llm_model_name") or "tensorrt_llm"
-        self.threads: set[threading.Thread] = set()
-
-    def execute(self, requests):
-        for request in requests:
-            thread = threading.Thread(target=self.serve, args=(request,), daemon=True)
-            self.threads.add(thread)
-            thread.start()
-        return None
-
-    def serve(self, request):
-        sender = request.get_response_sender()
-        try:
-            self.run(request, sender)
-        except Exception as error:  # never leave a client without a final response
-            sender.send(_error(f"tensorrt_llm_bls failed: {error!r}"), flags=FINAL)
-        finally:
-            self.threads.discard(threading.current_thread())
 
     def run(self, request, sender):
         pre = pb_utils.InferenceRequest(
@@ -137,7 +123,7 @@ class TritonPythonModel:
             requested_output_names=list(PRE_TO_ENGINE),
         ).exec()
         if pre.has_error():
-            sender.send(_error(pre.error().message()), flags=FINAL)
+            sender.send(error_response(pre.error().message()), flags=FINAL)
             return
         engine_inputs = _inputs(request, TO_ENGINE)
         for name, target in PRE_TO_ENGINE.items():
@@ -160,11 +146,11 @@ class TritonPythonModel:
         unsent_tokens: int | None = None  # output tokens not yet reported to the client
         for response in responses:
             if response.has_error():
-                sender.send(_error(response.error().message()), flags=FINAL)
+                sender.send(error_response(response.error().message()), flags=FINAL)
                 return
             if request.is_cancelled() or sender.is_cancelled():
                 self.cancel(engine_id)
-                sender.send(_error("The request was cancelled."), flags=FINAL)
+                sender.send(error_response("The request was cancelled."), flags=FINAL)
                 return
             ids = pb_utils.get_output_tensor_by_name(response, "output_ids")
             if ids is None:
@@ -218,7 +204,3 @@ class TritonPythonModel:
         if output_tokens is not None:
             outputs.append(pb_utils.Tensor("num_output_tokens", np.array([[output_tokens]], dtype=np.int32)))
         return pb_utils.InferenceResponse(output_tensors=outputs)
-
-    def finalize(self):
-        for thread in list(self.threads):
-            thread.join(timeout=5)
