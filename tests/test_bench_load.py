@@ -162,4 +162,5 @@ def test_duration_mode_sends_for_the_given_time(fake, tmp_path):
     per_request = (TTFT_MS + 3 * GAP_MS) / 1e3
     assert 2 * int(1 / per_request) <= summary["num_completed"] <= 2 * (int(1 / per_request) + 1)
     assert summary["num_errors"] == 0 and summary["num_cancelled"] == 0 and not summary["partial"]
-    assert 1.0 <= summary["duration_s"] <= 1.0 + per_request + 0.1
+    # the clock starts a moment before the first send, and the last request may end just at the deadline
+    assert 1.0 - 0.02 <= summary["duration_s"] <= 1.0 + per_request + 0.1
