@@ -53,6 +53,18 @@ class ThreadPerRequestModel:
         finally:
             self.threads.discard(threading.current_thread())
 
+    def ended_early(self, request, sender, response, engine_id: str) -> bool:
+        """Pass an engine error on, or stop the engine when the client went away; True if either happened.
+        Subclasses define `cancel(engine_id)` with their engine's stop request."""
+        if response.has_error():
+            sender.send(error_response(response.error().message()), flags=FINAL)
+            return True
+        if request.is_cancelled() or sender.is_cancelled():
+            self.cancel(engine_id)
+            sender.send(error_response("The request was cancelled."), flags=FINAL)
+            return True
+        return False
+
     def finalize(self) -> None:
         for thread in list(self.threads):
             thread.join(timeout=5)

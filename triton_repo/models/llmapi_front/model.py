@@ -30,7 +30,6 @@ from repo_common import (  # noqa: E402
     FINAL,
     BadRequest,
     ThreadPerRequestModel,
-    error_response,
     flag,
     input_array,
     load_tokenizer,
@@ -150,12 +149,7 @@ class TritonPythonModel(ThreadPerRequestModel):
         text = CumulativeText()
         last, stats, counted = "", {}, 0
         for response in responses:
-            if response.has_error():
-                sender.send(error_response(response.error().message()), flags=FINAL)
-                return
-            if request.is_cancelled() or sender.is_cancelled():
-                self.cancel(engine_id)
-                sender.send(error_response("The request was cancelled."), flags=FINAL)
+            if self.ended_early(request, sender, response, engine_id):
                 return
             output = pb_utils.get_output_tensor_by_name(response, "text_output")
             if output is None:

@@ -145,12 +145,7 @@ class TritonPythonModel(ThreadPerRequestModel):
         stats: dict[str, np.ndarray] = {}
         unsent_tokens: int | None = None  # output tokens not yet reported to the client
         for response in responses:
-            if response.has_error():
-                sender.send(error_response(response.error().message()), flags=FINAL)
-                return
-            if request.is_cancelled() or sender.is_cancelled():
-                self.cancel(engine_id)
-                sender.send(error_response("The request was cancelled."), flags=FINAL)
+            if self.ended_early(request, sender, response, engine_id):
                 return
             ids = pb_utils.get_output_tensor_by_name(response, "output_ids")
             if ids is None:
