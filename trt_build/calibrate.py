@@ -464,6 +464,43 @@ def write_calibration(result: CalibrationResult, output: Path, overwrite: bool, 
     return Path(output)
 
 
+CALIBRATION_OPTIONS = (
+    click.option(
+        "--group-size",
+        type=click.IntRange(min=1),
+        default=128,
+        show_default=True,
+        help="int4_awq: input channels per scale; must divide every rank's input dimension.",
+    ),
+    click.option(
+        "--calib-data",
+        default="builtin",
+        show_default=True,
+        help="Calibration text: builtin (Japanese-first set), FILE.jsonl (text or chat messages) or FILE.txt.",
+    ),
+    click.option(
+        "--calib-size", type=click.IntRange(min=1), default=128, show_default=True, help="Calibration rows."
+    ),
+    click.option(
+        "--calib-seq-len", type=click.IntRange(min=2), default=512, show_default=True, help="Tokens per row."
+    ),
+    click.option(
+        "--device",
+        type=click.Choice(["cpu", "cuda"]),
+        default="cpu",
+        show_default=True,
+        help="Where calibration runs (one decoder layer at a time).",
+    ),
+)
+
+
+def calibration_options(command):
+    """The calibration options shared by `calibrate` and `convert`."""
+    for option in reversed(CALIBRATION_OPTIONS):
+        command = option(command)
+    return command
+
+
 @click.command()
 @click.option(
     "--model-dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="HF model directory."
@@ -472,13 +509,7 @@ def write_calibration(result: CalibrationResult, output: Path, overwrite: bool, 
 @click.option(
     "--output", required=True, type=click.Path(path_type=Path), help="Calibration directory to write."
 )
-@click.option("--calib-data", default="builtin", show_default=True, help="builtin, FILE.jsonl or FILE.txt.")
-@click.option("--calib-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--calib-seq-len", type=click.IntRange(min=2), default=512, show_default=True)
-@click.option(
-    "--group-size", type=click.IntRange(min=1), default=128, show_default=True, help="AWQ group size."
-)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@calibration_options
 @click.option("--overwrite", is_flag=True, help="Replace the output directory if it exists.")
 def command(
     model_dir: Path,

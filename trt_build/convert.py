@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from trt_build import __version__
 from trt_build import quant_schemes as qs
-from trt_build.calibrate import CalibrationResult
+from trt_build.calibrate import CalibrationResult, calibration_options
 from trt_build.convert_calibration import QuantOptions, run_calibration, save_calibration
 from trt_build.convert_quant import (
     KV_CACHE_DTYPES,
@@ -392,32 +392,7 @@ def convert_checkpoint(
     show_default=True,
     help="fp8: FP8 KV cache, a per-layer kv_cache_scaling_factor (needs calibration).",
 )
-@click.option(
-    "--group-size",
-    type=click.IntRange(min=1),
-    default=128,
-    show_default=True,
-    help="int4_awq: input channels per scale; must divide every rank's input dimension.",
-)
-@click.option(
-    "--calib-data",
-    default="builtin",
-    show_default=True,
-    help="Calibration text: builtin (Japanese-first set), FILE.jsonl (text or chat messages) or FILE.txt.",
-)
-@click.option(
-    "--calib-size", type=click.IntRange(min=1), default=128, show_default=True, help="Calibration rows."
-)
-@click.option(
-    "--calib-seq-len", type=click.IntRange(min=2), default=512, show_default=True, help="Tokens per row."
-)
-@click.option(
-    "--device",
-    type=click.Choice(["cpu", "cuda"]),
-    default="cpu",
-    show_default=True,
-    help="Where calibration runs (one decoder layer at a time).",
-)
+@calibration_options
 @click.option(
     "--calibration",
     "calibration_dir",
