@@ -2,7 +2,7 @@
 
 The fake server (benchmarks/fake_server.py, loopback, in a thread) answers the first token after 80 ms
 and the next ones 20 ms apart. Tolerances as in test_bench_triton.py: TTFT and E2E within -2 / +15 ms,
-ITL p50 +-5 ms, ITL and TPOT means +-3 ms.
+ITL p50 +-5 ms, ITL and TPOT means +-3 ms; a few measurements per check (tests/timing.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from benchmarks.bench import command as bench
 from benchmarks.bench import parse_levels
 from benchmarks.fake_server import FakeServer, Timing
 from benchmarks.load import arrival_gaps
+from tests.timing import on_time
 from triton_repo.server import free_port
 
 TTFT_MS, GAP_MS, TOKENS = 80.0, 20.0, 6
@@ -66,39 +67,48 @@ def test_load_levels_parse_and_reject_bad_values():
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["synthetic", "ja-chat"])  # completions / chat completions
 def test_openai_protocol_measures_the_known_timing(fake, tmp_path, dataset):
-    out = tmp_path / "out"
-    result = invoke("--protocol", "openai", "--url", fake.http_url, "--model", "swallow", "--dataset", dataset,
-                    "--concurrency", "4", "--num-requests", "8", "--warmup", "2", "--isl", "32",
-                    "--osl", str(TOKENS), "--ignore-eos", "--output", str(out))  # fmt: skip
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
-    m = summary["metrics"]
-    e2e = TTFT_MS + (TOKENS - 1) * GAP_MS
-    assert summary["num_completed"] == 8 and summary["num_errors"] == 0
-    assert TTFT_MS - 2 <= m["ttft_ms"]["p50"] <= TTFT_MS + 15
-    assert e2e - 2 <= m["e2e_ms"]["p50"] <= e2e + 15
-    assert abs(m["itl_ms"]["p50"] - GAP_MS) <= 5 and abs(m["tpot_ms"]["mean"] - GAP_MS) <= 3
-    assert summary["output_tokens_source"] == {"server": 8}  # usage.completion_tokens
-    expected = 8 * TOKENS / (2 * e2e / 1e3)  # two rounds of 4 concurrent requests
-    assert 0.85 * expected <= summary["output_token_throughput"] <= 1.05 * expected
-    rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
-    spans = [(r["send_ms"], r["send_ms"] + r["e2e_ms"]) for r in rows]
-    in_flight = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
-    assert in_flight == 4  # closed loop keeps exactly `concurrency` requests in flight
+    def measure(out: Path) -> None:
+        result = invoke("--protocol", "openai", "--url", fake.http_url, "--model", "swallow", "--dataset",
+                        dataset, "--concurrency", "4", "--num-requests", "8", "--warmup", "2", "--isl", "32",
+                        "--osl", str(TOKENS), "--ignore-eos", "--output", str(out))  # fmt: skip
+        assert result.exit_code == 0, result.output
+
+    def check(out: Path) -> None:
+        summary = json.loads((out / "summary.json").read_text())
+        m = summary["metrics"]
+        e2e = TTFT_MS + (TOKENS - 1) * GAP_MS
+        assert summary["num_completed"] == 8 and summary["num_errors"] == 0
+        assert summary["output_tokens_source"] == {"server": 8}  # usage.completion_tokens
+        rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+        spans = [(r["send_ms"], r["send_ms"] + r["e2e_ms"]) for r in rows]
+        in_flight = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+        assert in_flight == 4  # closed loop keeps exactly `concurrency` requests in flight
+        assert TTFT_MS - 2 <= m["ttft_ms"]["p50"] <= TTFT_MS + 15, m["ttft_ms"]
+        assert e2e - 2 <= m["e2e_ms"]["p50"] <= e2e + 15, m["e2e_ms"]
+        assert abs(m["itl_ms"]["p50"] - GAP_MS) <= 5 and abs(m["tpot_ms"]["mean"] - GAP_MS) <= 3, m
+        expected = 8 * TOKENS / (2 * e2e / 1e3)  # two rounds of 4 concurrent requests
+        assert 0.85 * expected <= summary["output_token_throughput"] <= 1.05 * expected, summary
+
+    on_time(measure, check, tmp_path)
 
 
 @pytest.mark.slow
 def test_request_rate_mode_sends_at_the_rate(fake, tmp_path):
-    out = tmp_path / "out"
-    result = invoke("--protocol", "http", "--url", fake.http_url, "--request-rate", "20", "--arrival", "constant",
-                    "--num-requests", "10", "--warmup", "0", "--isl", "16", "--osl", "3", "--output", str(out))  # fmt: skip
-    assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
-    sends = sorted(r["send_ms"] for r in rows)
-    gaps = [b - a for a, b in zip(sends[:-1], sends[1:], strict=True)]
-    assert all(45 <= g <= 60 for g in gaps), gaps  # 50 ms apart at 20 req/s
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["config"]["load"] == {"kind": "rate", "value": 20.0, "max_concurrency": None}
+    def measure(out: Path) -> None:
+        result = invoke("--protocol", "http", "--url", fake.http_url, "--request-rate", "20", "--arrival",
+                        "constant", "--num-requests", "10", "--warmup", "0", "--isl", "16", "--osl", "3",
+                        "--output", str(out))  # fmt: skip
+        assert result.exit_code == 0, result.output
+
+    def check(out: Path) -> None:
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["config"]["load"] == {"kind": "rate", "value": 20.0, "max_concurrency": None}
+        rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+        sends = sorted(r["send_ms"] for r in rows)
+        gaps = [b - a for a, b in zip(sends[:-1], sends[1:], strict=True)]
+        assert all(45 <= g <= 60 for g in gaps), gaps  # 50 ms apart at 20 req/s
+
+    on_time(measure, check, tmp_path)
 
 
 def test_unreachable_server_errors_are_counted(tmp_path):
@@ -154,13 +164,17 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_measured(fake, tmp_path):
 
 @pytest.mark.slow
 def test_duration_mode_sends_for_the_given_time(fake, tmp_path):
-    out = tmp_path / "out"
-    result = invoke("--protocol", "grpc", "--url", fake.grpc_url, "--concurrency", "2", "--duration", "1",
-                    "--warmup", "0", "--isl", "16", "--osl", "4", "--output", str(out))  # fmt: skip
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
-    per_request = (TTFT_MS + 3 * GAP_MS) / 1e3
-    assert 2 * int(1 / per_request) <= summary["num_completed"] <= 2 * (int(1 / per_request) + 1)
-    assert summary["num_errors"] == 0 and summary["num_cancelled"] == 0 and not summary["partial"]
-    # the clock starts a moment before the first send, and the last request may end just at the deadline
-    assert 1.0 - 0.02 <= summary["duration_s"] <= 1.0 + per_request + 0.1
+    def measure(out: Path) -> None:
+        result = invoke("--protocol", "grpc", "--url", fake.grpc_url, "--concurrency", "2", "--duration", "1",
+                        "--warmup", "0", "--isl", "16", "--osl", "4", "--output", str(out))  # fmt: skip
+        assert result.exit_code == 0, result.output
+
+    def check(out: Path) -> None:
+        summary = json.loads((out / "summary.json").read_text())
+        per_request = (TTFT_MS + 3 * GAP_MS) / 1e3
+        assert summary["num_errors"] == 0 and summary["num_cancelled"] == 0 and not summary["partial"]
+        assert 2 * int(1 / per_request) <= summary["num_completed"] <= 2 * (int(1 / per_request) + 1), summary
+        # the clock starts a moment before the first send, and the last request may end just at the deadline
+        assert 1.0 - 0.02 <= summary["duration_s"] <= 1.0 + per_request + 0.1, summary["duration_s"]
+
+    on_time(measure, check, tmp_path)
