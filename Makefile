@@ -25,7 +25,7 @@ TOKENIZER ?= $(WORK)/demo/tiny-swallow# tokenizer directory copied into the repo
 HTTP_PORT ?= 8000# tritonserver HTTP port (gRPC = +1, metrics = +2)
 BENCH_URL ?= 127.0.0.1:8001# server for `make bench` (grpc host:port; http/openai: http://host:port)
 BENCH_PROTOCOL ?= grpc# grpc | http | openai
-BENCH_MODEL ?= ensemble# model name on the server
+BENCH_MODEL ?=# model name on the server (default: ensemble, else tensorrt_llm_bls)
 BENCH_LABEL ?= local# this build's name in reports (fp8-tp1, int4-tp1, ...)
 BENCH_ARGS ?= --concurrency 1,4,16 --num-requests 64 --isl 128 --osl 128 --ignore-eos# more bench options
 RESULTS ?= $(WORK)/bench# results directories, one per BENCH_LABEL; `make report` compares them all
@@ -151,7 +151,7 @@ serve: setup ## Serve REPO with tritonserver until Ctrl-C
 		--metrics-port $$(($(HTTP_PORT)+2))
 
 bench: setup ## Benchmark a running server into $(RESULTS)/$(BENCH_LABEL)
-	$(CLI) bench --url $(BENCH_URL) --protocol $(BENCH_PROTOCOL) --model $(BENCH_MODEL) --label $(BENCH_LABEL) \
+	$(CLI) bench --url $(BENCH_URL) --protocol $(BENCH_PROTOCOL) $(if $(BENCH_MODEL),--model $(BENCH_MODEL)) --label $(BENCH_LABEL) \
 		$(BENCH_ARGS) --output $(RESULTS)/$(BENCH_LABEL) --overwrite
 
 report: setup ## Compare every results directory in RESULTS into $(WORK)/report/REPORT.md

@@ -7,8 +7,10 @@ server (`openai`). With `--engine-dir` it wraps `trtllm-bench` instead (engine l
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,28 @@ from trt_build.outdir import atomic_output_dir
 
 DURATION_POOL = 512  # prompts prepared for a --duration run (cycled)
 CLIENT_BUSY = 0.8  # client CPU time / wall time above which the client may be the bottleneck
+
+
+def default_model(url: str, protocol: str) -> str:
+    """What to benchmark when --model is not given: a Triton server's front model (engine repositories
+    have `ensemble`, pytorch ones only `tensorrt_llm_bls`), or the first model an OpenAI server lists."""
+    if protocol != "openai":
+        from triton_repo.chat import front_model
+
+        return front_model(url, protocol)
+    from benchmarks.clients.triton_http import base_url
+
+    address = base_url(url).removesuffix("/v1") + "/v1/models"
+    try:
+        with urllib.request.urlopen(address, timeout=30) as response:
+            listed = [entry["id"] for entry in json.load(response).get("data", [])]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise click.ClickException(
+            f"Cannot list the models at {address} ({error}); name one with --model."
+        ) from None
+    if not listed:
+        raise click.ClickException(f"{address} lists no models; name one with --model.")
+    return listed[0]
 
 
 def parse_levels(
@@ -125,7 +149,11 @@ async def run_sweep(
 @click.option(
     "--url", help="Server address (grpc: host:8001; http: http://host:8000; openai: http://host:9000)."
 )
-@click.option("--model", default="ensemble", show_default=True, help="Model name on the server.")
+@click.option(
+    "--model",
+    help="Model name on the server [Triton: the first of ensemble, tensorrt_llm_bls it has; OpenAI: the first "
+    "model it lists]. With --engine-dir: the Hugging Face model id trtllm-bench reads.",
+)
 @click.option("--protocol", type=click.Choice(sorted(CLIENTS)), default="grpc", show_default=True)
 @click.option(
     "--tokenizer",
@@ -212,7 +240,7 @@ async def run_sweep(
 @click.option("--overwrite", is_flag=True, help="Replace the results directory if it exists.")
 def command(
     url: str | None,
-    model: str,
+    model: str | None,
     protocol: str,
     tokenizer_dir: Path | None,
     concurrency: str | None,
@@ -284,8 +312,10 @@ def command(
         warmup if warmup is not None else max(level.slots or 1 for level in levels)
     )
     pool = load_dataset(dataset, tokenizer, pool_size, isl, isl_stddev, osl, osl_stddev, seed)
+    url = url or CLIENTS[protocol].default_url
+    model = model or default_model(url, protocol)
     options = ClientOptions(
-        url=url or CLIENTS[protocol].default_url,
+        url=url,
         model=model,
         ignore_eos=ignore_eos,
         request_timeout_s=request_timeout,

@@ -23,6 +23,7 @@ from aiohttp import web
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 PIECE = "東京"  # one Llama 3.1 token, and N copies are N tokens
+OPENAI_MODEL = "swallow"  # the one model the OpenAI endpoints list; Triton endpoints answer for any name
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,19 @@ def make_app(timing: Timing) -> web.Application:
     async def metadata(request: web.Request) -> web.Response:
         return web.json_response({"name": request.match_info["model"], "inputs": TRITON_INPUTS_JSON})
 
+    async def ready(request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": OPENAI_MODEL, "object": "model"}]})
+
     app = web.Application()
     app.router.add_post("/v1/completions", openai)
     app.router.add_post("/v1/chat/completions", openai)
     app.router.add_post("/v2/models/{model}/generate_stream", generate_stream)
     app.router.add_get("/v2/models/{model}", metadata)
+    app.router.add_get("/v2/models/{model}/ready", ready)
+    app.router.add_get("/v1/models", models)
     return app
 
 
@@ -121,6 +130,9 @@ class FakeTritonService(service_pb2_grpc.GRPCInferenceServiceServicer):
         for name, datatype in TRITON_INPUTS.items():
             answer.inputs.add(name=name, datatype=datatype, shape=[-1, 1])
         return answer
+
+    async def ModelReady(self, request, context):  # noqa: N802
+        return service_pb2.ModelReadyResponse(ready=True)
 
     async def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
         """Requests on one stream run concurrently, as in Triton; responses are interleaved."""

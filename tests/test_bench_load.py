@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from benchmarks.bench import command as bench
-from benchmarks.bench import parse_levels
+from benchmarks.bench import default_model, parse_levels
 from benchmarks.fake_server import FakeServer, Timing
 from benchmarks.load import arrival_gaps
 from tests.timing import on_time
@@ -113,16 +113,26 @@ def test_request_rate_mode_sends_at_the_rate(fake, tmp_path):
 
 def test_unreachable_server_errors_are_counted(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
-    result = invoke("--protocol", "openai", "--url", url, "--num-requests", "3", "--warmup", "0", "--isl", "8",
-                    "--osl", "4", "--output", str(tmp_path / "out"))  # fmt: skip
+    result = invoke("--protocol", "openai", "--url", url, "--model", "swallow", "--num-requests", "3", "--warmup",
+                    "0", "--isl", "8", "--osl", "4", "--output", str(tmp_path / "out"))  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["num_errors"] == 3 and summary["num_completed"] == 0
     assert all("Connect" in message for message in summary["errors"])
-    failed = CliRunner().invoke(bench, ["--protocol", "openai", "--url", url, "--num-requests", "2", "--warmup",
-                                        "1", "--isl", "8", "--output", str(tmp_path / "again")])  # fmt: skip
+    failed = CliRunner().invoke(bench, ["--protocol", "openai", "--url", url, "--model", "swallow", "--num-requests",
+                                        "2", "--warmup", "1", "--isl", "8", "--output", str(tmp_path / "again")])  # fmt: skip
     assert failed.exit_code != 0 and "Every warm-up request failed" in failed.output
     assert not (tmp_path / "again").exists()
+    unnamed = CliRunner().invoke(
+        bench, ["--protocol", "openai", "--url", url, "--output", str(tmp_path / "x")]
+    )
+    assert unnamed.exit_code != 0 and "/v1/models" in unnamed.output and "--model" in unnamed.output
+
+
+@pytest.mark.parametrize("protocol", ["openai", "http", "grpc"])
+def test_without_model_the_server_s_own_model_is_used(fake, protocol):
+    url = fake.grpc_url if protocol == "grpc" else fake.http_url
+    assert default_model(url, protocol) == ("swallow" if protocol == "openai" else "ensemble")
 
 
 @pytest.mark.slow
