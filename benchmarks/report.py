@@ -206,6 +206,10 @@ def describe_inputs(by_label: dict[str, list[LevelResult]]) -> list[str]:
         sources = sorted({s for level in levels for s in level.summary.get("output_tokens_source", {})})
         notes.append("tokens: " + (", ".join(sources) or "-"))
         done = sum(level.summary.get("num_completed", 0) for level in levels)
+        if done and not any((level.summary["metrics"].get("itl_ms") or {}).get("count") for level in levels):
+            notes.append("no ITL measured")  # e.g. trtllm-bench keeps no per-token times
+        if levels[0].summary.get("source"):
+            notes.append(f"source: {levels[0].summary['source']}")
         mean_input = sum(level.summary.get("total_input_tokens", 0) for level in levels) / max(done, 1)
         lengths = f"{config.get('isl') or f'mean {mean_input:.0f}'} / {config.get('osl', '-')}"
         directory = levels[0].directory if len(levels) == 1 else levels[0].directory.parent

@@ -4,7 +4,8 @@ trtllm-bench drives the engine in process (no HTTP/gRPC), so comparing it with a
 run on the same engine shows the serving overhead (reference/bench-metrics.md §6.6). It has no
 request-rate mode, so only concurrency levels are accepted. The dataset is written as trtllm-bench's
 JSON lines of token ids (`task_id`, `input_ids`, `output_tokens`), so the input lengths are exact, and
-EOS is disabled (`--eos_id -1`) so the output lengths are too.
+EOS is disabled (`--eos_id -1`) so the output lengths are too. After each level, trtllm-bench's own JSON
+is converted into our level result (benchmarks/trtllm_results.py), so `swallow-trt report` reads it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from pathlib import Path
 
 import click
 
+from benchmarks import results
+from benchmarks.bench import headline
 from benchmarks.datasets import load_tokenizer, synthetic
 from benchmarks.load import LoadLevel
+from benchmarks.trtllm_results import convert_level
 from trt_build.manifest import write_manifest
 from trt_build.outdir import atomic_output_dir
 
@@ -85,10 +89,23 @@ def supported_flags() -> set[str] | None:
     return {word.strip(",") for word in result.stdout.split() if word.startswith("--")}
 
 
+def run_level(tmp: Path, output: Path, level: LoadLevel, command: list[str]) -> None:
+    """Run trtllm-bench for one level; its log and JSON files go into the level directory."""
+    (tmp / level.name).mkdir()
+    # trtllm-bench writes its reports under the final path: point it at the temp dir instead.
+    command = [part.replace(str(output), str(tmp)) for part in command]
+    with open(tmp / level.name / "trtllm.log", "w") as log:
+        click.echo(f"{level.name}: {shlex.join(command)}")
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        tail = "\n".join((tmp / level.name / "trtllm.log").read_text(errors="replace").splitlines()[-30:])
+        raise click.ClickException(f"trtllm-bench failed at {level.name} (exit {result.returncode}):\n{tail}")
+
+
 def run_trtllm_bench(
     engine_dir: Path,
     hf_model_dir: Path | None,
-    model: str,
+    model: str | None,
     tokenizer_dir: Path | None,
     levels: list[LoadLevel],
     num_requests: int,
@@ -106,6 +123,11 @@ def run_trtllm_bench(
     if any(level.kind != "concurrency" for level in levels):
         raise click.ClickException(
             "trtllm-bench has no request-rate mode: use --concurrency with --engine-dir."
+        )
+    if not model:
+        raise click.ClickException(
+            "--model is required with --engine-dir: the Hugging Face model id trtllm-bench reads "
+            "(e.g. tokyotech-llm/Llama-3.1-Swallow-8B-Instruct-v0.3)."
         )
     if not (engine_dir / "config.json").exists() and not dry_run:
         raise click.ClickException(f"{engine_dir} is not an engine directory (no config.json).")
@@ -133,25 +155,42 @@ def run_trtllm_bench(
             commands.append((level, command))
         script = "\n".join(shlex.join(command) for _, command in commands) + "\n"
         (tmp / "commands.sh").write_text("#!/bin/sh\nset -e\n" + script)
+        config = {
+            "protocol": "trtllm-bench (in process)",
+            "model": model,
+            "engine_dir": str(engine_dir),
+            "dataset": "synthetic",
+            "isl": isl,
+            "isl_stddev": isl_stddev,
+            "osl": osl,
+            "osl_stddev": osl_stddev,
+            "ignore_eos": True,  # --eos_id -1
+            "num_requests": num_requests,
+            "warmup": warmup if warmup is not None else 2,
+            "seed": seed,
+        }
+        written, not_converted = [], []
         if dry_run:
             click.echo(script, nl=False)
         else:
             for level, command in commands:
-                (tmp / level.name).mkdir()
-                # trtllm-bench writes its reports under the final path: point it at the temp dir instead.
-                command = [part.replace(str(output), str(tmp)) for part in command]
-                with open(tmp / level.name / "trtllm.log", "w") as log:
-                    click.echo(f"{level.name}: {shlex.join(command)}")
-                    result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
-                if result.returncode != 0:
-                    tail = "\n".join(
-                        (tmp / level.name / "trtllm.log").read_text(errors="replace").splitlines()[-30:]
+                run_level(tmp, output, level, command)
+                level_config = {**config, "load_level": level.name, "load": level.describe()}
+                try:
+                    summary = convert_level(
+                        tmp / level.name, label, level_config, osl if osl_stddev == 0 else None
                     )
-                    raise click.ClickException(
-                        f"trtllm-bench failed at {level.name} (exit {result.returncode}):\n{tail}"
-                    )
+                except click.ClickException as error:  # keep the raw files of a long GPU run
+                    click.echo(f"warning: {level.name} not converted: {error.message}", err=True)
+                    not_converted.append(level.name)
+                    continue
+                click.echo(headline(summary))
+                written.append((level.name, summary))
+            if written:
+                results.write_index(tmp, label, written, partial=False)
         write_manifest(
             tmp, "bench-trtllm", label=label, engine_dir=str(engine_dir), dry_run=dry_run,
-            levels=[level.name for level in levels], seconds=time.time() - started,
+            levels=[level.name for level in levels], converted=[name for name, _ in written],
+            not_converted=not_converted, source="trtllm-bench", seconds=time.time() - started,
         )  # fmt: skip
     click.echo(f"trtllm-bench {'commands' if dry_run else 'results'} in {output}")

@@ -1,15 +1,24 @@
-"""Engine-level mode: the trtllm-bench commands and dataset (everywhere), the real tool (GPU hosts)."""
+"""Engine-level mode: the trtllm-bench commands and dataset, the conversion of its output into our results and\nthe report beside a served run (everywhere, with a stand-in for trtllm-bench), the real tool (GPU hosts)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
+from matplotlib.figure import Figure
 
+from benchmarks import results
 from benchmarks.bench import command as bench
+from benchmarks.metrics import RequestRecord, summarize
+from benchmarks.report import command as report
 from benchmarks.trtllm_bench import compose, supported_flags
+from benchmarks.trtllm_results import convert_level
 
 
 def test_dry_run_writes_exact_length_token_dataset_and_commands(tmp_path):
@@ -39,6 +48,302 @@ def test_options_unknown_to_the_installed_version_are_dropped(tmp_path):
     command = compose("m", None, tmp_path / "e", tmp_path / "d.jsonl", 4, 10, 2, tmp_path / "c4", supported)
     assert "--backend" not in command and "--report_json" not in command
     assert command[command.index("--concurrency") + 1] == "4"
+
+
+# --- trtllm-bench output -> our results -------------------------------------------------------------------
+# trtllm-bench needs a GPU, so these tests feed the converter a STAND-IN for its output, written in the
+# upstream format (field names, one JSON array, nanosecond perf_counter timestamps) as read in
+# NVIDIA/TensorRT-LLM tensorrt_llm/bench/dataclasses/{statistics,reporting}.py (see trtllm_results.py).
+
+BASE_NS = 7_000_000_000_000  # perf_counter_ns values are arbitrary offsets
+MS = 1_000_000  # ns
+
+
+def standin_request_record(request_id: int, start_ms: float, ttft_ms: float | None, tpot_ms: float, tokens: int,
+                           input_tokens: int = 40, error_tokens: int = 0) -> dict:  # fmt: skip
+    """One element of trtllm-bench's --request_json: RequestRecord.model_dump() (stored and computed
+    fields) without `tokens`, plus `output` and `output_tokens` (ReportUtility.get_request_info)."""
+    start = BASE_NS + round(start_ms * MS)
+    first = -1 if ttft_ms is None else start + round(ttft_ms * MS)
+    end = (start if first < 0 else first) + round((tokens - 1) * tpot_ms * MS)
+    ttft_ns = first - start if first > 0 else 0.0
+    e2e = end - start
+    return {
+        "id": request_id,
+        "num_input_tokens": input_tokens,
+        "error_tokens": error_tokens,
+        "start_timestamp": start,
+        "first_token_timestamp": first,
+        "end_timestamp": end,
+        "decode_iteration": tokens - 1,
+        "num_total_output_tokens": tokens,
+        "num_generated_tokens": tokens - 1,
+        "generation_time": e2e - ttft_ns,
+        "time_to_first_token": ttft_ns,
+        "intertoken_latency": (end - first) / (tokens - 1) if tokens > 1 else 0.0,
+        "end_to_end_latency": e2e,
+        "output_token_throughput": tokens / e2e,
+        "generation_token_throughput": (tokens - 1) / (e2e - ttft_ns) if e2e > ttft_ns else 0.0,
+        "output": "こんにちは" * tokens,
+        "output_tokens": tokens,
+    }
+
+
+def standin_report(rows: list[dict], world_size: int = 1) -> dict:
+    """trtllm-bench's --report_json (ReportUtility.get_statistics_dict), the sections the converter reads,
+    computed the way trtllm-bench computes them (ns -> ms; rates per second)."""
+    start = min(r["start_timestamp"] for r in rows)
+    end = max(r["end_timestamp"] for r in rows)
+    total_ns = end - start
+    out = sum(r["output_tokens"] for r in rows)
+    return {
+        "engine": {
+            "model": "m",
+            "engine_dir": "/e",
+            "version": "1.2.1",
+            "backend": "TRT",
+            "dtype": "bfloat16",
+            "quantization": "FP8",
+            "kv_cache_dtype": "FP8",
+        },  # fmt: skip
+        "world_info": {
+            "tp_size": world_size,
+            "pp_size": 1,
+            "world_size": world_size,
+            "max_batch_size": 256,
+            "max_num_tokens": 8192,
+        },  # fmt: skip
+        "request_info": {"num_requests": len(rows), "avg_input_length": 40.0},
+        "performance": {
+            "total_latency_ms": total_ns * 1e-6,
+            "avg_request_latency_ms": sum(r["end_to_end_latency"] for r in rows) / len(rows) * 1e-6,
+            "request_throughput_req_s": len(rows) / total_ns * 1e9,
+            "system_output_throughput_tok_s": out / total_ns * 1e9,
+            "output_throughput_per_gpu_tok_s": out / total_ns * 1e9 / world_size,
+        },
+        "streaming_metrics": {
+            "avg_ttft_ms": sum(r["time_to_first_token"] for r in rows) / len(rows) * 1e-6,
+            "avg_tpot_ms": sum(r["intertoken_latency"] for r in rows) / len(rows) * 1e-6,
+        },
+    }
+
+
+def write_standin(level_dir: Path, rows: list[dict], report: dict | None) -> None:
+    level_dir.mkdir(parents=True, exist_ok=True)
+    (level_dir / "trtllm_requests.json").write_text(json.dumps(rows))  # one line, as trtllm-bench writes it
+    if report is not None:
+        (level_dir / "trtllm_report.json").write_text(json.dumps(report, indent=4))
+
+
+LEVEL_CONFIG = {"protocol": "trtllm-bench (in process)", "isl": 40, "osl": 10, "warmup": 2, "load_level": "c4",
+                "load": {"kind": "concurrency", "value": 4, "max_concurrency": None}}  # fmt: skip
+
+
+def test_converter_metrics_match_hand_computed_values(tmp_path):
+    # Listed out of start order (trtllm-bench lists by request id); the converter orders by start.
+    rows = [
+        standin_request_record(3, start_ms=2, ttft_ms=25, tpot_ms=10, tokens=5),  # e2e 65, ends at 67
+        standin_request_record(1, start_ms=0, ttft_ms=20, tpot_ms=5, tokens=10),  # e2e 65, ends at 65
+        standin_request_record(2, start_ms=1, ttft_ms=30, tpot_ms=6, tokens=10),  # e2e 84, ends at 85
+    ]
+    write_standin(tmp_path / "c4", rows, standin_report(rows))
+    summary = convert_level(tmp_path / "c4", "fp8-engine", LEVEL_CONFIG, requested_output_tokens=10)
+
+    assert (summary.num_requests, summary.num_completed, summary.num_errors) == (3, 3, 0)
+    assert summary.duration_s == pytest.approx(0.085)  # last end 85 ms - first start 0 ms
+    assert summary.request_throughput == pytest.approx(3 / 0.085)
+    assert summary.output_token_throughput == pytest.approx(25 / 0.085)
+    assert (summary.total_input_tokens, summary.total_output_tokens) == (120, 25)
+    ttft, tpot, e2e = (summary.metrics[name] for name in ("ttft_ms", "tpot_ms", "e2e_ms"))
+    assert (ttft.mean, ttft.p50, ttft.min, ttft.max) == pytest.approx((25, 25, 20, 30))
+    assert (tpot.mean, tpot.p50) == pytest.approx((7, 6))  # (E2E - TTFT) / (tokens - 1): 5, 6, 10
+    assert (e2e.mean, e2e.p50, e2e.max) == pytest.approx((214 / 3, 65, 84))
+    assert e2e.p90 == pytest.approx(65 + 0.8 * (84 - 65))  # interpolated, as our served runs
+    assert summary.output_token_throughput_per_user == pytest.approx((200 + 1000 / 6 + 100) / 3)
+    assert summary.metrics["itl_ms"].count == 0 and summary.metrics["itl_ms"].p50 is None
+
+    data = json.loads((tmp_path / "c4" / "summary.json").read_text())
+    assert data["source"] == "trtllm-bench"
+    assert data["metrics"]["itl_ms"]["mean"] is None and "itl_ms is empty" in data["notes"][0]
+    assert data["label"] == "fp8-engine" and data["config"]["load_level"] == "c4"
+    assert data["trtllm"]["version"] == "1.2.1" and data["trtllm"]["quantization"] == "FP8"
+    assert all(check["ok"] for check in data["cross_check"].values()) and len(data["cross_check"]) == 5
+    assert data["raw_files"] == ["trtllm_report.json", "trtllm_requests.json"]
+    assert "in process" in data["definitions"]["ttft_ms"]
+
+    lines = [json.loads(line) for line in (tmp_path / "c4" / "requests.jsonl").read_text().splitlines()]
+    assert [line["send_ms"] for line in lines] == [0.0, 1.0, 2.0]
+    assert [line["ttft_ms"] for line in lines] == [20.0, 30.0, 25.0]
+    assert [line["e2e_ms"] for line in lines] == [65.0, 84.0, 65.0]
+    assert [line["tpot_ms"] for line in lines] == [5.0, 6.0, 10.0]
+    assert lines[0]["output_tokens_source"] == "engine" and lines[0]["requested_output_tokens"] == 10
+    assert set(lines[0]) == set(RequestRecord(0, 0.0).to_json(0.0))  # exactly our bench's keys
+    assert all(line["chunk_offsets_ms"] == [] for line in lines)  # no per-token times to invent
+    csv_row = (tmp_path / "c4" / "summary.csv").read_text().splitlines()
+    assert "ttft_ms_p50" in csv_row[0] and csv_row[1].startswith("fp8-engine,c4,3,0,0.085,")
+
+
+def test_converter_counts_errors_and_reads_older_field_names(tmp_path):
+    rows = [
+        standin_request_record(1, start_ms=0, ttft_ms=10, tpot_ms=2, tokens=6),
+        standin_request_record(2, start_ms=0, ttft_ms=12, tpot_ms=2, tokens=6, error_tokens=1),
+    ]
+    for row in rows:  # an older trtllm-bench: computed field `num_output_tokens`, no `output_tokens`
+        row["num_output_tokens"] = row.pop("num_total_output_tokens")
+        del row["output_tokens"]
+    write_standin(tmp_path / "c1", rows, None)
+    summary = convert_level(tmp_path / "c1", "x", LEVEL_CONFIG)
+    assert (summary.num_completed, summary.num_errors) == (1, 1)
+    assert summary.errors == {"trtllm-bench: 1 error response(s)": 1}
+    assert summary.metrics["ttft_ms"].mean == pytest.approx(10) and summary.total_output_tokens == 6
+    data = json.loads((tmp_path / "c1" / "summary.json").read_text())
+    assert (
+        data["trtllm"] == {} and data["cross_check"] == {} and data["raw_files"] == ["trtllm_requests.json"]
+    )
+
+
+def test_without_streaming_there_is_no_ttft_or_tpot(tmp_path):
+    rows = [standin_request_record(1, start_ms=0, ttft_ms=None, tpot_ms=3, tokens=8)]
+    write_standin(tmp_path / "c1", rows, None)
+    summary = convert_level(tmp_path / "c1", "x", LEVEL_CONFIG)
+    assert summary.num_completed == 1 and summary.metrics["e2e_ms"].mean == pytest.approx(21)
+    assert summary.metrics["ttft_ms"].count == 0 and summary.metrics["tpot_ms"].count == 0
+    assert any(
+        "without --streaming" in note
+        for note in json.loads((tmp_path / "c1" / "summary.json").read_text())["notes"]
+    )
+
+
+def test_cross_check_flags_a_report_that_disagrees(tmp_path):
+    rows = [standin_request_record(i, start_ms=i, ttft_ms=10, tpot_ms=2, tokens=4) for i in range(3)]
+    report = standin_report(rows)
+    report["performance"]["request_throughput_req_s"] *= 1.05  # e.g. a report from another run
+    write_standin(tmp_path / "c2", rows, report)
+    convert_level(tmp_path / "c2", "x", LEVEL_CONFIG)
+    data = json.loads((tmp_path / "c2" / "summary.json").read_text())
+    assert data["cross_check"]["request_throughput"]["ok"] is False
+    assert data["cross_check"]["ttft_mean_ms"]["ok"] is True
+    assert any(note.startswith("request_throughput:") for note in data["notes"])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "wrote no --request_json"),
+        ('{"a": 1}', "a JSON array"),
+        ('[{"id": 1}]', "lacks"),
+        ("[", "Cannot read"),
+    ],
+)
+def test_bad_trtllm_output_is_explained(tmp_path, content, message):
+    (tmp_path / "c1").mkdir()
+    if content is not None:
+        (tmp_path / "c1" / "trtllm_requests.json").write_text(content)
+    with pytest.raises(click.ClickException, match=message):
+        convert_level(tmp_path / "c1", "x", LEVEL_CONFIG)
+
+
+# A stand-in `trtllm-bench` executable: lists its flags for `throughput --help`, and for a run writes the
+# --request_json / --report_json of a deterministic engine (TTFT 10 ms x concurrency, TPOT 2 ms x
+# concurrency, requests in waves of `concurrency`) in the upstream format.
+FAKE_TRTLLM_BENCH = """#!{python}
+import json, sys
+sys.path.insert(0, {tests_dir!r})
+from test_bench_trtllm import standin_report, standin_request_record
+args = sys.argv[1:]
+if "--help" in args:
+    print("Usage: trtllm-bench throughput [OPTIONS]\\n  --engine_dir --backend --dataset --num_requests --concurrency"
+          " --warmup --eos_id --streaming --report_json --request_json --model")
+    sys.exit(0)
+value = lambda flag: args[args.index(flag) + 1]
+dataset = [json.loads(line) for line in open(value("--dataset"))][: int(value("--num_requests"))]
+concurrency = int(value("--concurrency"))
+rows, wave_start = [], 0.0
+for i, task in enumerate(dataset):
+    if i and i % concurrency == 0:
+        wave_start = max((r["end_timestamp"] - {base}) / 1e6 for r in rows)
+    rows.append(standin_request_record(100 + i, wave_start, 10.0 * concurrency, 2.0 * concurrency,
+                                       task["output_tokens"], len(task["input_ids"])))
+json.dump(rows, open(value("--request_json"), "w"))
+json.dump(standin_report(rows), open(value("--report_json"), "w"))
+"""
+
+
+def served_sweep(directory: Path, label: str) -> None:
+    """A served run's results (our own bench's format) at c1 and c4, 8 tokens per request."""
+    levels = []
+    for concurrency in (1, 4):
+        records = []
+        for i in range(concurrency * 2):
+            send = 10.0 + (i // concurrency) * 0.2
+            chunks = [send + (0.015 * concurrency + k * 0.003 * concurrency) for k in range(8)]
+            records.append(RequestRecord(i, send, chunks, chunks[-1], 8, "server", input_tokens=16))
+        config = {"protocol": "grpc", "dataset": "synthetic", "isl": 16, "osl": 8, "load_level": f"c{concurrency}",
+                  "load": {"kind": "concurrency", "value": concurrency, "max_concurrency": None}}  # fmt: skip
+        summary = summarize(records, label, config)
+        results.write_level(directory / f"c{concurrency}", summary, records)
+        levels.append((f"c{concurrency}", summary))
+    results.write_index(directory, label, levels, partial=False)
+
+
+def test_engine_run_becomes_results_that_report_draws_beside_a_served_run(
+    tmp_path, monkeypatch, tokenizer_dir
+):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "trtllm-bench"
+    fake.write_text(
+        FAKE_TRTLLM_BENCH.format(python=sys.executable, tests_dir=str(Path(__file__).parent), base=BASE_NS)
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    (engine / "config.json").write_text("{}")
+    out = tmp_path / "engine-results"
+    args = ["--engine-dir", str(engine), "--model", "m", "--tokenizer", str(tokenizer_dir), "--concurrency", "1,4",
+            "--num-requests", "8", "--isl", "16", "--osl", "8", "--label", "fp8-engine", "--output", str(out)]  # fmt: skip
+    result = CliRunner().invoke(bench, args)
+    assert result.exit_code == 0, result.output
+
+    index = json.loads((out / "index.json").read_text())
+    assert [level["name"] for level in index["levels"]] == ["c1", "c4"]
+    c4 = json.loads((out / "c4" / "summary.json").read_text())
+    # c4: two waves of four; TTFT 40 ms, TPOT 8 ms, E2E 40 + 7 x 8 = 96 ms; duration 2 x 96 ms
+    assert c4["source"] == "trtllm-bench" and c4["num_completed"] == 8
+    assert c4["metrics"]["ttft_ms"]["p50"] == pytest.approx(40) and c4["metrics"]["tpot_ms"][
+        "p50"
+    ] == pytest.approx(8)
+    assert c4["request_throughput"] == pytest.approx(8 / 0.192)
+    assert c4["total_input_tokens"] == 8 * 16 and c4["total_output_tokens"] == 8 * 8
+    assert all(check["ok"] for check in c4["cross_check"].values())
+    for kept in ("trtllm_requests.json", "trtllm_report.json", "trtllm.log", "requests.jsonl", "summary.csv"):
+        assert (out / "c4" / kept).exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["converted"] == ["c1", "c4"] and manifest["not_converted"] == []
+
+    served_sweep(tmp_path / "served", "fp8-served")
+    drawn: dict[str, set[str]] = {}
+    real_savefig = Figure.savefig
+
+    def record_lines(figure, path, *a, **k):
+        drawn[Path(path).name] = {line.get_label() for axis in figure.axes for line in axis.lines}
+        return real_savefig(figure, path, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", record_lines)
+    report_dir = tmp_path / "report"
+    result = CliRunner().invoke(report, [str(tmp_path / "served"), str(out), "--output", str(report_dir)])
+    assert result.exit_code == 0, result.output
+    assert {"fp8-served", "fp8-engine"} <= drawn["throughput_vs_latency.png"]  # one chart, both builds
+    text = (report_dir / "REPORT.md").read_text()
+    engine_row = next(line for line in text.splitlines() if line.startswith("| fp8-engine | c4 |"))
+    assert engine_row.split("|")[9].strip() == "- / -"  # ITL p50 / p99: not measured, not faked
+    assert "| fp8-served | c4 |" in text and "source: trtllm-bench" in text and "no ITL measured" in text
+    # the ITL chart has the served build only; the TTFT chart has both
+    assert (
+        "fp8-engine (n=8)" not in drawn["itl_distribution.png"]
+        and "fp8-engine (n=8)" in drawn["ttft_distribution.png"]
+    )
 
 
 @pytest.mark.gpu
