@@ -153,7 +153,11 @@ def run_trtllm_bench(
                 warmup if warmup is not None else 2, level_dir, supported,
             )  # fmt: skip
             commands.append((level, command))
-        script = "\n".join(shlex.join(command) for _, command in commands) + "\n"
+        # trtllm-bench writes its JSON only at the end of a level and does not create the directory.
+        script = "".join(
+            f"mkdir -p {shlex.quote(str(output / level.name))} && {shlex.join(command)}\n"
+            for level, command in commands
+        )
         (tmp / "commands.sh").write_text("#!/bin/sh\nset -e\n" + script)
         config = {
             "protocol": "trtllm-bench (in process)",

@@ -33,6 +33,7 @@ def test_dry_run_writes_exact_length_token_dataset_and_commands(tmp_path):
     commands = (out / "commands.sh").read_text().splitlines()[2:]
     assert len(commands) == 2
     assert "--concurrency 1 " in commands[0] and "--concurrency 8 " in commands[1]
+    assert commands[1].startswith(f"mkdir -p {out / 'c8'} && trtllm-bench ")  # it does not create the dir
     for flag in ("throughput", "--engine_dir", "--eos_id -1", "--streaming", "--report_json"):
         assert flag in commands[0]
 
