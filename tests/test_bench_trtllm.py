@@ -44,6 +44,14 @@ def test_rate_mode_is_refused(tmp_path):
     assert result.exit_code != 0 and "no request-rate mode" in result.output
 
 
+def test_engine_mode_needs_the_model_id(tmp_path):
+    result = CliRunner().invoke(
+        bench, ["--engine-dir", str(tmp_path), "--dry-run", "--output", str(tmp_path / "o")]
+    )
+    assert result.exit_code != 0 and "--model is required with --engine-dir" in result.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_options_unknown_to_the_installed_version_are_dropped(tmp_path):
     supported = {"--engine_dir", "--dataset", "--concurrency", "--num_requests", "--streaming"}
     command = compose("m", None, tmp_path / "e", tmp_path / "d.jsonl", 4, 10, 2, tmp_path / "c4", supported)
