@@ -142,7 +142,7 @@ def test_bad_inputs_are_clear_errors(tiny_model_dir: Path, tokens: torch.Tensor)
 
 def test_missing_weights_is_a_clear_error(tmp_path: Path, tiny_model_dir: Path, tokens: torch.Tensor) -> None:
     (tmp_path / "config.json").write_text((tiny_model_dir / "config.json").read_text())
-    with pytest.raises(click.ClickException, match="neither model.safetensors"):
+    with pytest.raises(click.ClickException, match=r"no \*.safetensors files"):
         calibrate(tmp_path, "fp8", tokens, show_progress=False)
 
 

@@ -1,8 +1,8 @@
 """Layer-by-layer calibration (max for FP8 / KV, AWQ for INT4) without loading the whole model.
 
 The calibration tokens are embedded once; then, for each decoder layer, one transformers
-`LlamaDecoderLayer` is built on the meta device, given only that layer's tensors (read lazily from the
-safetensors files), and the cached hidden states are pushed through it with hooks that record what the
+`LlamaDecoderLayer` is built on the meta device, given only that layer's tensors (read lazily through
+convert's own `SourceCheckpoint`, so whatever convert accepts can be calibrated), and the cached hidden states are pushed through it with hooks that record what the
 schemes need. The layer's output replaces the cached hidden states and the layer is freed, so peak
 memory is one layer plus the activations, whatever the depth (70B calibrates like 8B, only slower).
 
@@ -33,12 +33,12 @@ from typing import Any
 
 import click
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from trt_build.hf_config import LlamaArchitecture, hf_config_dict, read_hf_config
+from trt_build.hf_config import LlamaArchitecture, hf_config_dict, hf_tensor_shapes, read_hf_config
 from trt_build.quant_formats import int4_group_fake_quant
+from trt_build.source_checkpoint import SourceCheckpoint
 
 # Every quantizable linear of a Llama decoder layer, by its HF name inside the layer.
 LINEARS = (
@@ -58,6 +58,7 @@ FUSED_GROUPS: dict[str, tuple[str, ...]] = {
     "down": ("mlp.down_proj",),
 }
 GROUP_OF = {linear: group for group, members in FUSED_GROUPS.items() for linear in members}
+EMBEDDING = "model.embed_tokens.weight"
 LAYER_TENSORS = (
     "input_layernorm.weight",
     "post_attention_layernorm.weight",
@@ -80,35 +81,6 @@ CALIB_ATTENTION = "swallow_trt_calibration_sdpa"
 def needs_calibration(quant: str, kv_cache_dtype: str = "auto") -> bool:
     """Weight-only schemes are closed-form; FP8 activations, AWQ and an FP8 KV cache need data."""
     return quant in ("fp8", "int4_awq") or kv_cache_dtype == "fp8"
-
-
-# ---------------------------------------------------------------- lazy tensors
-
-
-class LazyCheckpoint:
-    """Reads single tensors from a HF model directory (model.safetensors or a sharded index)."""
-
-    def __init__(self, model_dir: Path):
-        model_dir = Path(model_dir)
-        index = model_dir / "model.safetensors.index.json"
-        if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            self.files = {name: model_dir / file for name, file in weight_map.items()}
-        else:
-            single = model_dir / "model.safetensors"
-            if not single.is_file():
-                raise click.ClickException(
-                    f"{model_dir} has neither model.safetensors nor model.safetensors.index.json; "
-                    "calibration reads weights only from safetensors."
-                )
-            with safe_open(single, framework="pt") as handle:
-                self.files = {name: single for name in handle.keys()}  # noqa: SIM118 (not a dict)
-
-    def get(self, name: str) -> torch.Tensor:
-        if name not in self.files:
-            raise click.ClickException(f"tensor {name} is missing from the checkpoint")
-        with safe_open(self.files[name], framework="pt") as handle:
-            return handle.get_tensor(name)
 
 
 # ---------------------------------------------------------------- the result
@@ -208,17 +180,15 @@ def _register_recording_attention() -> None:
 
 
 def load_decoder_layer(
-    checkpoint: LazyCheckpoint, config, index: int, device: torch.device, dtype: torch.dtype
+    checkpoint: SourceCheckpoint, config, index: int, device: torch.device, dtype: torch.dtype
 ) -> torch.nn.Module:
-    """One LlamaDecoderLayer holding only layer `index`'s weights (built on meta: no random init)."""
+    """One LlamaDecoderLayer holding only layer `index`'s weights (built on meta: no random init), read
+    through convert's own reader: the same files, the same checks."""
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
     with torch.device("meta"):
         layer = LlamaDecoderLayer(config, layer_idx=index)
-    state = {
-        name: checkpoint.get(f"model.layers.{index}.{name}").to(device=device, dtype=dtype)
-        for name in LAYER_TENSORS
-    }
+    state = {name: checkpoint.get(f"model.layers.{index}.{name}", dtype).to(device) for name in LAYER_TENSORS}
     layer.load_state_dict(state, strict=True, assign=True)
     return layer.eval()
 
@@ -348,13 +318,17 @@ def calibrate(
         check_group_size(arch.intermediate_size, group_size, "down_proj input")
     tokens = _check_tokens(calib_tokens, arch)
     samples, seq_len = tokens.shape
-    checkpoint = LazyCheckpoint(Path(model_dir))
+    checkpoint = SourceCheckpoint(Path(model_dir))  # any layout convert accepts; pickle refused
+    needed = {EMBEDDING} | {
+        f"model.layers.{i}.{t}" for i in range(arch.num_hidden_layers) for t in LAYER_TENSORS
+    }
+    checkpoint.validate(needed, hf_tensor_shapes(arch))
     config = transformers_config(arch)
     _register_recording_attention()
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     rotary = LlamaRotaryEmbedding(config).to(device)
-    embedding = checkpoint.get("model.embed_tokens.weight")
+    embedding = checkpoint.get(EMBEDDING)
     hidden = embedding[tokens].to(dtype)  # [samples, seq_len, hidden], kept on the host between layers
     del embedding
 

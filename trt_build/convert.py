@@ -163,7 +163,7 @@ class RankJob:
         """(name, tensor) in layout order; large plain tensors come as consecutive row blocks."""
         for tensor in self.plan:
             if tensor.rule.linear:
-                parts = [self.source.read(piece) for piece in tensor.slices]
+                parts = [self.source.read(piece, dtype=self.dtype) for piece in tensor.slices]
                 weight = parts[0] if len(parts) == 1 else torch.cat(parts)
                 del parts
                 yield from self.scheme.linear_transform(self.linear(tensor), weight)
@@ -181,7 +181,7 @@ class RankJob:
         row_shape = piece.shape(self.source.shapes[piece.hf])[1:]
         step = max(1, BLOCK_BYTES // tensor_bytes(self.dtype, row_shape))
         for start in range(piece.row_start, piece.row_stop, step):
-            yield name, self.source.read(piece, start, min(start + step, piece.row_stop)).to(self.dtype)
+            yield name, self.source.read(piece, start, min(start + step, piece.row_stop), self.dtype)
         if piece.pad_rows:
             yield name, torch.zeros((piece.pad_rows, *row_shape), dtype=self.dtype)
 

@@ -58,6 +58,7 @@ class QuantScheme:
 
     quantization: dict[str, Any]
     linear_layout: Callable[[LinearWeight], list[TensorSpec]]
+    # the weight it gets is already in LinearWeight.dtype, read through source_checkpoint.checked_cast
     linear_transform: Callable[[LinearWeight, torch.Tensor], Iterator[tuple[str, torch.Tensor]]]
     description: str = ""
 
@@ -67,7 +68,7 @@ def _plain_layout(linear: LinearWeight) -> list[TensorSpec]:
 
 
 def _plain_transform(linear: LinearWeight, weight: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
-    yield linear.tensor.name, weight.to(linear.dtype)
+    yield linear.tensor.name, weight
 
 
 def _fp8_layout(linear: LinearWeight) -> list[TensorSpec]:
@@ -83,7 +84,7 @@ def _fp8_input(linear: LinearWeight, weight: torch.Tensor) -> qs.LinearQuantInpu
     """Amaxes of the whole fused group (qkv; fc+gate) over the full matrix: the same scale on every rank."""
     calibration, layer, group = linear.calibrated(), linear.tensor.layer, GROUP_OF[linear.hf_linear]
     return qs.LinearQuantInput(
-        weight.to(linear.dtype),
+        weight,
         input_amax=calibration.group_input_amax(layer, group),
         weight_amax=calibration.group_weight_amax(layer, group),
         dtype=linear.dtype,
@@ -112,7 +113,7 @@ def _awq_input(linear: LinearWeight, weight: torch.Tensor) -> qs.LinearQuantInpu
         piece = linear.tensor.slices[0]
         pre_quant = pre_quant[piece.col_start : piece.col_stop]
     return qs.LinearQuantInput(
-        weight.to(linear.dtype),
+        weight,
         pre_quant_scale=pre_quant.to(linear.dtype),
         group_size=linear.group_size,
         dtype=linear.dtype,

@@ -238,19 +238,20 @@ def linear_tensors(
     FP8: the weight scale is this linear's own (q/k/v keep separate ones, §2.2); the input scale is the
     fused group's (identical over q/k/v and gate/up). AWQ: the pre-quant scale is rounded to the checkpoint
     dtype first, so weights are smoothed with exactly the value stored (o/down) or folded (the others).
+    `weight` is already in plan.dtype (read through `source_checkpoint.checked_cast`).
     """
     layer, local = tensor.layer, tensor.local
     assert layer is not None
     if plan.quant == "fp8":
         quant_input = qs.LinearQuantInput(
-            weight.to(plan.dtype),
+            weight,
             input_amax=calibration.group_input_amax(layer, GROUP_OF[local]),
             weight_amax=calibration.weight_amax(layer, local),
             dtype=plan.dtype,
         )
     else:
         quant_input = qs.LinearQuantInput(
-            weight.to(plan.dtype),
+            weight,
             pre_quant_scale=calibration.pre_quant_scale(layer, local).to(plan.dtype),
             group_size=plan.group_size,
             dtype=plan.dtype,
@@ -269,7 +270,6 @@ def norm_tensor(
     plan: UnifiedWriterPlan, tensor: HfTensor, weight: torch.Tensor, calibration: CalibrationResult | None
 ) -> torch.Tensor:
     """RMSNorm weights as stored; for AWQ the q/k/v (gate/up) pre-quant scale is folded in (§2.2)."""
-    weight = weight.to(plan.dtype)
     if plan.quant != "int4_awq" or tensor.layer is None or tensor.local not in AWQ_FOLDED_NORM:
         return weight
     assert calibration is not None
@@ -278,31 +278,34 @@ def norm_tensor(
 
 
 def produce(
-    plan: UnifiedWriterPlan, source: Any, calibration: CalibrationResult | None
+    plan: UnifiedWriterPlan, source: SourceCheckpoint, calibration: CalibrationResult | None
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, tensor) in layout order; embeddings and lm_head as consecutive row blocks."""
+    """(name, tensor) in layout order; embeddings and lm_head as consecutive row blocks. Every source
+    tensor is read in the checkpoint dtype through `source_checkpoint.checked_cast`."""
     from trt_build.weight_map import SourceSlice
 
     for tensor in hf_tensors(plan.arch):
         if tensor.is_linear:
             assert calibration is not None
-            produced = linear_tensors(
-                plan, tensor, source.read(SourceSlice(tensor.name, 0, tensor.shape[0])), calibration
-            )
+            weight = source.read(SourceSlice(tensor.name, 0, tensor.shape[0]), dtype=plan.dtype)
+            produced = linear_tensors(plan, tensor, weight, calibration)
             for name, dtype, _ in plan.specs(tensor):
                 yield name, produced[name].to(dtype).contiguous()
         elif len(tensor.shape) == 1:
             yield (
                 tensor.name,
                 norm_tensor(
-                    plan, tensor, source.read(SourceSlice(tensor.name, 0, tensor.shape[0])), calibration
+                    plan,
+                    tensor,
+                    source.read(SourceSlice(tensor.name, 0, tensor.shape[0]), dtype=plan.dtype),
+                    calibration,
                 ),
             )
         else:
             rows, step = tensor.shape[0], max(1, BLOCK_BYTES // tensor_bytes(plan.dtype, tensor.shape[1:]))
             for start in range(0, rows, step):
                 piece = SourceSlice(tensor.name, 0, rows)
-                yield tensor.name, source.read(piece, start, min(start + step, rows)).to(plan.dtype)
+                yield tensor.name, source.read(piece, start, min(start + step, rows), plan.dtype)
 
 
 # ---------------------------------------------------------------- shards

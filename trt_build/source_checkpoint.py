@@ -94,17 +94,69 @@ class SourceCheckpoint:
                 )
 
     def read(
-        self, piece: SourceSlice, row_start: int | None = None, row_stop: int | None = None
+        self,
+        piece: SourceSlice,
+        row_start: int | None = None,
+        row_stop: int | None = None,
+        dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
-        """Rows of a slice (default: all of it, without padding), read through a handle closed at once
-        so no mapped file pages stay resident."""
+        """Rows of a slice (default: all of it, without padding) in `dtype` (default: as stored), read
+        through a handle closed at once so no mapped file pages stay resident. Every read is checked by
+        `checked_cast`, so no caller can write or calibrate on an inf or NaN."""
         start = piece.row_start if row_start is None else row_start
         stop = piece.row_stop if row_stop is None else row_stop
         with safe_open(self.location[piece.hf], framework="pt") as handle:
             view = handle.get_slice(piece.hf)
             if len(self.shapes[piece.hf]) == 1:
-                return view[start:stop]
-            return view[start:stop, piece.col_start : piece.col_stop]
+                rows = view[start:stop]
+            else:
+                rows = view[start:stop, piece.col_start : piece.col_stop]
+        return checked_cast(rows, dtype or rows.dtype, piece.hf, self.location[piece.hf].name)
+
+    def get(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """One whole tensor by its HF name (calibration reads a layer's tensors this way)."""
+        if name not in self.location:
+            raise click.ClickException(
+                f"tensor {name} is missing from {self.model_dir}. Is the download complete, and is "
+                "config.json from the same model?"
+            )
+        return self.read(SourceSlice(name, 0, self.shapes[name][0]), dtype=dtype)
+
+
+# --- the checked cast ------------------------------------------------------------------------------
+
+
+def checked_cast(tensor: torch.Tensor, dtype: torch.dtype, name: str, file: str = "") -> torch.Tensor:
+    """`tensor` in `dtype`, refusing values that are or become inf/NaN.
+
+    float16 tops out at 65504: a bf16 weight beyond it becomes inf without a word, and one inf makes the
+    engine produce NaN. One aminmax over the result (NaN and inf propagate into it, no temporary tensor)
+    catches both that and a source that was already damaged; the diagnosis runs only on failure.
+    """
+    cast = tensor.to(dtype)
+    if cast.numel() == 0 or not cast.is_floating_point():
+        return cast
+    low, high = torch.aminmax(cast)
+    if torch.isfinite(low) and torch.isfinite(high):
+        return cast
+    where = f"tensor {name}" + (f" in {file}" if file else "")
+    bad = int((~torch.isfinite(tensor)).sum())
+    if bad:
+        raise click.ClickException(
+            f"{where} already holds {bad} inf/NaN value(s) of {tensor.numel()}. The checkpoint is damaged: "
+            "download it again (and compare its sha256 with the hub), or use another copy of the model."
+        )
+    amax = tensor.abs().amax().float().item()
+    limit = torch.finfo(dtype).max
+    raise click.ClickException(
+        f"{where} has max |value| {amax:.6g}, beyond the {_dtype_name(dtype)} range (+-{limit:.6g}): "
+        f"converting it to {_dtype_name(dtype)} would make it inf and the engine produce NaN. Use --dtype "
+        "bfloat16 (the range of float32) or --dtype auto (the model's own dtype)."
+    )
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 # --- its sha256, computed once -------------------------------------------------------------------
