@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from trt_build import quant_formats as qf
 from trt_build.calibrate import (
@@ -86,6 +87,11 @@ def test_sharded_checkpoint_gives_the_same_result(
     two = calibrate(sharded, "fp8", tokens[:2], show_progress=False)
     assert one.tensors.keys() == two.tensors.keys()
     assert all(torch.equal(one.tensors[k], two.tensors[k]) for k in one.tensors)
+    # shards without an index are read like convert reads them
+    (sharded / "model.safetensors.index.json").unlink()
+    assert len(list(sharded.glob("*.safetensors"))) >= 2
+    three = calibrate(sharded, "fp8", tokens[:2], show_progress=False)
+    assert all(torch.equal(one.tensors[k], three.tensors[k]) for k in one.tensors)
 
 
 def test_awq_pre_quant_scale_shared_by_fused_linears(awq_result: CalibrationResult) -> None:
@@ -144,6 +150,23 @@ def test_missing_weights_is_a_clear_error(tmp_path: Path, tiny_model_dir: Path, 
     (tmp_path / "config.json").write_text((tiny_model_dir / "config.json").read_text())
     with pytest.raises(click.ClickException, match=r"no \*.safetensors files"):
         calibrate(tmp_path, "fp8", tokens, show_progress=False)
+    (tmp_path / "pytorch_model.bin").write_bytes(b"never loaded")
+    with pytest.raises(click.ClickException, match="pickle.*execute arbitrary code"):
+        calibrate(tmp_path, "fp8", tokens, show_progress=False)
+
+
+def test_damaged_or_mismatched_weights_are_refused(tmp_path: Path, tokens: torch.Tensor) -> None:
+    """The checks of convert's reader apply to calibration too: inf/NaN values, shapes against config."""
+    model = write_tiny_model(tmp_path / "model", seed=2)
+    tensors = load_file(model / "model.safetensors")
+    tensors["model.layers.1.mlp.up_proj.weight"][0, 0] = float("nan")
+    save_file(tensors, model / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(click.ClickException, match=r"model.layers.1.mlp.up_proj.weight .*1 inf/NaN"):
+        calibrate(model, "fp8", tokens[:1], show_progress=False)
+    tensors["model.layers.1.mlp.up_proj.weight"] = tensors["model.layers.1.mlp.up_proj.weight"][:64]
+    save_file(tensors, model / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(click.ClickException, match="config.json implies"):
+        calibrate(model, "fp8", tokens[:1], show_progress=False)
 
 
 def test_needs_calibration_table() -> None:

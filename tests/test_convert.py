@@ -358,6 +358,52 @@ def test_sharded_checkpoint_with_index_converts(tmp_path: Path) -> None:
         convert_checkpoint(model, tmp_path / "ckpt2")
 
 
+# --- values the checkpoint dtype cannot hold ---------------------------------------------------------
+
+
+def edit_tensor(model: Path, name: str, row: int, col: int, value: float) -> float:
+    """Set one element of a tiny model's tensor; returns the value as stored (bf16-rounded)."""
+    tensors = load_file(model / "model.safetensors")
+    tensors[name][row, col] = value
+    save_file(tensors, model / "model.safetensors", metadata={"format": "pt"})
+    return tensors[name][row, col].float().item()
+
+
+@pytest.mark.parametrize(
+    ("name", "row", "trt_name"),
+    [  # column 3 of both lies on rank 0: the linear is split by input columns, the embedding replicated
+        ("model.layers.1.mlp.down_proj.weight", 5, "transformer.layers.1.mlp.proj.weight"),
+        ("model.embed_tokens.weight", VOCAB - 1, "transformer.vocab_embedding.weight"),  # last row block
+    ],
+)
+def test_float16_overflow_is_refused_and_leaves_nothing(
+    tmp_path: Path, name: str, row: int, trt_name: str
+) -> None:
+    model = write_tiny_model(tmp_path / "model", seed=1)
+    stored = edit_tensor(model, name, row, 3, -70000.0)
+    assert abs(stored) > torch.finfo(torch.float16).max  # bf16 holds it, fp16 would make it -inf
+    with pytest.raises(click.ClickException) as error:
+        convert_checkpoint(model, tmp_path / "ckpt", dtype="float16", tp=2, workers=2)
+    message = error.value.message
+    assert name in message and f"max |value| {abs(stored):.6g}" in message
+    assert "float16" in message and "--dtype bfloat16" in message
+    assert leftovers(tmp_path) == []
+    # the model's own dtype holds the value: converted as is, not refused
+    out = convert_checkpoint(model, tmp_path / "ckpt", dtype="auto", tp=2)
+    assert load_file(out / "rank0.safetensors")[trt_name][row, 3].item() == stored
+
+
+def test_source_with_nan_or_inf_is_refused(tmp_path: Path) -> None:
+    model = write_tiny_model(tmp_path / "model", seed=1)
+    edit_tensor(model, "model.layers.0.self_attn.k_proj.weight", 2, 2, float("nan"))
+    edit_tensor(model, "model.layers.0.self_attn.k_proj.weight", 3, 1, float("inf"))
+    with pytest.raises(click.ClickException, match="already holds 2 inf/NaN value") as error:
+        convert_checkpoint(model, tmp_path / "ckpt", tp=2)
+    assert "model.layers.0.self_attn.k_proj.weight in model.safetensors" in error.value.message
+    assert "download it again" in error.value.message
+    assert leftovers(tmp_path) == []
+
+
 # --- interrupted writes ------------------------------------------------------------------------------
 
 

@@ -324,3 +324,57 @@ def test_fp8_pipeline_parallel_merges_like_tensor_parallel(
     assert checkpoint_fake_quant(pp2) == checkpoint_fake_quant(fp8_tp2)
     stage1 = load_file(pp2 / "rank2.safetensors")
     assert "transformer.layers.0.attention.kv_cache_scaling_factor" in stage1  # global layer 1, local 0
+
+
+# --- any source convert accepts can be calibrated; the checked cast on both targets -------------------
+
+
+def test_single_file_with_another_name_converts_with_fp8(
+    fp8_tp2: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Calibration reads the source through convert's reader: `consolidated.safetensors` works too."""
+    model = tmp_path / "renamed"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "model.safetensors").rename(model / "consolidated.safetensors")
+    out = tmp_path / "fp8"
+    args = ["convert", "--model-dir", str(model), "--output", str(out), "--quant", "fp8", "--no-sha256"]
+    run = CliRunner().invoke(main, [*args, "--calib-size", "4", "--calib-seq-len", "32"])
+    assert run.exit_code == 0, run.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [f["name"] for f in manifest["source"]["files"]] == ["config.json", "consolidated.safetensors"]
+    assert len(manifest["calibration"]["seconds_per_layer"]) == 2
+    # the same data through the same layers: the calibration of the standard-named model
+    renamed, standard = calibration(out), calibration(fp8_tp2)
+    assert renamed.tensors.keys() == standard.tensors.keys()
+    assert all(torch.equal(renamed.tensors[k], standard.tensors[k]) for k in standard.tensors)
+    assert (
+        load_file(out / "rank0.safetensors")["transformer.layers.1.mlp.fc.weight"].dtype
+        == torch.float8_e4m3fn
+    )
+
+
+def test_float16_overflow_is_refused_by_the_pytorch_target(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "big"
+    shutil.copytree(tiny_model_dir, model)
+    tensors = load_file(model / "model.safetensors")
+    tensors["model.layers.0.post_attention_layernorm.weight"][7] = 1e5
+    save_file(tensors, model / "model.safetensors", metadata={"format": "pt"})
+    out = tmp_path / "unified"
+    args = [
+        "convert",
+        "--model-dir",
+        str(model),
+        "--output",
+        str(out),
+        "--target",
+        "pytorch",
+        "--quant",
+        "fp8",
+    ]
+    run = CliRunner().invoke(
+        main, [*args, "--dtype", "float16", "--calib-size", "2", "--calib-seq-len", "16"]
+    )
+    assert run.exit_code == 1
+    assert "model.layers.0.post_attention_layernorm.weight" in run.output and "float16" in run.output
+    assert "--dtype bfloat16" in run.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big"]  # no output, no temporary directory
