@@ -7,7 +7,8 @@ and no dynamic batching keep a stream's calls in order (tensorrtllm_backend #614
 
 Requests without an id cannot be told apart: their tokens are decoded on their own, as the stock
 model does. Send an `id` when streaming through the ensemble, or use `tensorrt_llm_bls`, which keeps
-its state per request without one. Since this model never learns which call is a stream's last, a
+its state per request without one. (A key made by preprocessing cannot stand in for the id: Triton 2.51
+refuses an ensemble step whose inputs come from a decoupled step and from another step.) Since this model never learns which call is a stream's last, a
 character cut off by max_tokens is dropped instead of shown as U+FFFD, in streamed and non-streamed
 answers alike, and idle states expire.
 """
