@@ -297,6 +297,7 @@ def command(
             output,
             overwrite,
             dry_run,
+            slo_ms,
         )
         return
     if dry_run:

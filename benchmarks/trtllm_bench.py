@@ -119,6 +119,7 @@ def run_trtllm_bench(
     output: Path,
     overwrite: bool,
     dry_run: bool,
+    slo_ms: dict[str, float] | None = None,
 ) -> None:
     if any(level.kind != "concurrency" for level in levels):
         raise click.ClickException(
@@ -173,16 +174,22 @@ def run_trtllm_bench(
             "warmup": warmup if warmup is not None else 2,
             "seed": seed,
         }
-        written, not_converted = [], []
+        written, not_converted, failed = [], [], None
         if dry_run:
             click.echo(script, nl=False)
         else:
             for level, command in commands:
-                run_level(tmp, output, level, command)
+                try:
+                    run_level(tmp, output, level, command)
+                except click.ClickException as error:
+                    if not written and not not_converted:
+                        raise  # nothing measured yet: leave no output
+                    failed = error  # keep the levels already measured (a long GPU run)
+                    break
                 level_config = {**config, "load_level": level.name, "load": level.describe()}
                 try:
                     summary = convert_level(
-                        tmp / level.name, label, level_config, osl if osl_stddev == 0 else None
+                        tmp / level.name, label, level_config, osl if osl_stddev == 0 else None, slo_ms
                     )
                 except click.ClickException as error:  # keep the raw files of a long GPU run
                     click.echo(f"warning: {level.name} not converted: {error.message}", err=True)
@@ -191,10 +198,13 @@ def run_trtllm_bench(
                 click.echo(headline(summary))
                 written.append((level.name, summary))
             if written:
-                results.write_index(tmp, label, written, partial=False)
+                results.write_index(tmp, label, written, partial=failed is not None)
         write_manifest(
             tmp, "bench-trtllm", label=label, engine_dir=str(engine_dir), dry_run=dry_run,
             levels=[level.name for level in levels], converted=[name for name, _ in written],
-            not_converted=not_converted, source="trtllm-bench", seconds=time.time() - started,
+            not_converted=not_converted, partial=failed is not None, source="trtllm-bench",
+            seconds=time.time() - started,
         )  # fmt: skip
+    if failed is not None:
+        raise click.ClickException(f"{failed.message}\nThe levels measured before it are in {output}.")
     click.echo(f"trtllm-bench {'commands' if dry_run else 'results'} in {output}")

@@ -159,11 +159,25 @@ def engine_request(row: dict[str, Any], origin_ns: int, index: int, requested: i
     }
 
 
+def meets_slos(line: dict[str, Any], slo_ms: dict[str, float]) -> bool:
+    """metrics.meets_slos for a requests.jsonl line: a missing TPOT (one token) meets a TPOT SLO."""
+    return all(
+        (line[name] is None and name == "tpot_ms") or (line[name] is not None and line[name] <= limit)
+        for name, limit in slo_ms.items()
+    )
+
+
 def summarize_engine(
-    raw: list[dict[str, Any]], lines: list[dict[str, Any]], label: str, config: dict[str, Any]
+    raw: list[dict[str, Any]],
+    lines: list[dict[str, Any]],
+    label: str,
+    config: dict[str, Any],
+    slo_ms: dict[str, float] | None = None,
 ) -> Summary:
     """Our summary of one level, with exactly the meanings of benchmarks/metrics.py::summarize."""
+    slo_ms = slo_ms or {}
     done = [line for line in lines if line["error"] is None]
+    good = sum(meets_slos(line, slo_ms) for line in done) if slo_ms else None
     duration_ns = max(r["end_timestamp"] for r in raw) - min(r["start_timestamp"] for r in raw) if raw else 0
     duration = max(duration_ns, 0) / 1e9
     total_out = sum(line["output_tokens"] for line in done)
@@ -196,9 +210,9 @@ def summarize_engine(
         output_token_throughput_per_user=float(np.mean([1e3 / t for t in tpots if t > 0]))
         if any(t > 0 for t in tpots)
         else None,
-        goodput=None,
-        goodput_fraction=None,
-        slo_ms={},
+        goodput=None if good is None else per_second(good),
+        goodput_fraction=None if good is None or not done else good / len(done),
+        slo_ms=slo_ms,
         output_tokens_source=dict(Counter(line["output_tokens_source"] for line in done)),
         token_count_mismatches=0,
         errors=dict(Counter(line["error"] for line in lines if line["error"])),
@@ -229,7 +243,11 @@ def cross_check(summary: Summary, trtllm: dict[str, Any]) -> dict[str, dict[str,
 
 
 def convert_level(
-    level_dir: Path, label: str, config: dict[str, Any], requested_output_tokens: int | None = None
+    level_dir: Path,
+    label: str,
+    config: dict[str, Any],
+    requested_output_tokens: int | None = None,
+    slo_ms: dict[str, float] | None = None,
 ) -> Summary:
     """Read trtllm-bench's files in `level_dir` (kept as they are) and write our level result beside them."""
     raw = read_requests(level_dir / REQUESTS_FILE)
@@ -237,7 +255,7 @@ def convert_level(
     raw = sorted(raw, key=lambda row: row["start_timestamp"])
     origin = raw[0]["start_timestamp"] if raw else 0
     lines = [engine_request(row, origin, i, requested_output_tokens) for i, row in enumerate(raw)]
-    summary = summarize_engine(raw, lines, label, config)
+    summary = summarize_engine(raw, lines, label, config, slo_ms)
 
     trtllm = report_fields(report) if isinstance(report, dict) else {}
     checks = cross_check(summary, trtllm)

@@ -192,6 +192,23 @@ def test_converter_metrics_match_hand_computed_values(tmp_path):
     assert "ttft_ms_p50" in csv_row[0] and csv_row[1].startswith("fp8-engine,c4,3,0,0.085,")
 
 
+def test_converter_goodput_counts_requests_within_every_slo(tmp_path):
+    rows = [
+        standin_request_record(1, start_ms=0, ttft_ms=20, tpot_ms=5, tokens=10),  # within both
+        standin_request_record(2, start_ms=1, ttft_ms=30, tpot_ms=6, tokens=10),  # TTFT over
+        standin_request_record(3, start_ms=2, ttft_ms=25, tpot_ms=10, tokens=5),  # TPOT over
+        standin_request_record(4, start_ms=3, ttft_ms=22, tpot_ms=50, tokens=1),  # one token: no TPOT
+    ]
+    write_standin(tmp_path / "c4", rows, None)
+    summary = convert_level(tmp_path / "c4", "x", LEVEL_CONFIG, slo_ms={"ttft_ms": 26, "tpot_ms": 9})
+    assert summary.goodput_fraction == pytest.approx(2 / 4)
+    assert summary.goodput == pytest.approx(2 / summary.duration_s)
+    assert json.loads((tmp_path / "c4" / "summary.json").read_text())["slo_ms"] == {
+        "ttft_ms": 26,
+        "tpot_ms": 9,
+    }
+
+
 def test_converter_counts_errors_and_reads_older_field_names(tmp_path):
     rows = [
         standin_request_record(1, start_ms=0, ttft_ms=10, tpot_ms=2, tokens=6),
@@ -256,7 +273,7 @@ def test_bad_trtllm_output_is_explained(tmp_path, content, message):
 # --request_json / --report_json of a deterministic engine (TTFT 10 ms x concurrency, TPOT 2 ms x
 # concurrency, requests in waves of `concurrency`) in the upstream format.
 FAKE_TRTLLM_BENCH = """#!{python}
-import json, sys
+import json, os, sys
 sys.path.insert(0, {tests_dir!r})
 from test_bench_trtllm import standin_report, standin_request_record
 args = sys.argv[1:]
@@ -267,6 +284,9 @@ if "--help" in args:
 value = lambda flag: args[args.index(flag) + 1]
 dataset = [json.loads(line) for line in open(value("--dataset"))][: int(value("--num_requests"))]
 concurrency = int(value("--concurrency"))
+if os.environ.get("STANDIN_FAIL_AT_CONCURRENCY") == str(concurrency):
+    print("RuntimeError: CUDA out of memory")
+    sys.exit(1)
 rows, wave_start = [], 0.0
 for i, task in enumerate(dataset):
     if i and i % concurrency == 0:
@@ -353,6 +373,38 @@ def test_engine_run_becomes_results_that_report_draws_beside_a_served_run(
         "fp8-engine (n=8)" not in drawn["itl_distribution.png"]
         and "fp8-engine (n=8)" in drawn["ttft_distribution.png"]
     )
+
+
+def test_a_failed_level_keeps_the_levels_measured_before_it(tmp_path, monkeypatch, tokenizer_dir):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "trtllm-bench"
+    fake.write_text(
+        FAKE_TRTLLM_BENCH.format(python=sys.executable, tests_dir=str(Path(__file__).parent), base=BASE_NS)
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    (engine / "config.json").write_text("{}")
+
+    def run(fail_at: int, out: Path):
+        monkeypatch.setenv("STANDIN_FAIL_AT_CONCURRENCY", str(fail_at))
+        args = ["--engine-dir", str(engine), "--model", "m", "--tokenizer", str(tokenizer_dir), "--concurrency",
+                "1,4", "--num-requests", "4", "--isl", "16", "--osl", "4", "--output", str(out)]  # fmt: skip
+        return CliRunner().invoke(bench, args)
+
+    result = run(4, tmp_path / "kept")
+    assert result.exit_code != 0 and "failed at c4" in result.output and "out of memory" in result.output
+    assert "measured before it" in result.output
+    assert json.loads((tmp_path / "kept" / "c1" / "summary.json").read_text())["num_completed"] == 4
+    index = json.loads((tmp_path / "kept" / "index.json").read_text())
+    assert [level["name"] for level in index["levels"]] == ["c1"] and index["partial"] is True
+    assert (tmp_path / "kept" / "c4" / "trtllm.log").exists()  # the failed level's log, for the user
+
+    result = run(1, tmp_path / "none")
+    assert result.exit_code != 0 and "failed at c1" in result.output
+    assert not (tmp_path / "none").exists()  # nothing measured: no output that looks like results
 
 
 @pytest.mark.gpu
