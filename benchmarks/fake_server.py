@@ -124,6 +124,7 @@ def _bytes_tensor(text: str) -> bytes:
 class FakeTritonService(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, timing: Timing):
         self.timing = timing
+        self.streams_opened = 0
 
     async def ModelMetadata(self, request, context):  # noqa: N802 (gRPC method name)
         answer = service_pb2.ModelMetadataResponse(name=request.name, platform="ensemble")
@@ -136,6 +137,7 @@ class FakeTritonService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
         """Requests on one stream run concurrently, as in Triton; responses are interleaved."""
+        self.streams_opened += 1
         responses: asyncio.Queue = asyncio.Queue()
         active = set()
 
@@ -186,9 +188,8 @@ class FakeServer:
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]
         self.grpc_server = grpc.aio.server()
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            FakeTritonService(self.timing), self.grpc_server
-        )
+        self.grpc_service = FakeTritonService(self.timing)
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.grpc_service, self.grpc_server)
         self.grpc_port = self.grpc_server.add_insecure_port(f"127.0.0.1:{self.grpc_port}")
         await self.grpc_server.start()
 

@@ -129,6 +129,16 @@ def test_unreachable_server_errors_are_counted(tmp_path):
     assert unnamed.exit_code != 0 and "/v1/models" in unnamed.output and "--model" in unnamed.output
 
 
+def test_grpc_streams_carry_one_request_after_another(fake, tmp_path):
+    opened = fake.grpc_service.streams_opened
+    result = invoke("--protocol", "grpc", "--url", fake.grpc_url, "--concurrency", "2", "--num-requests", "6",
+                    "--warmup", "0", "--isl", "8", "--osl", "3", "--output", str(tmp_path / "out"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["num_completed"] == 6 and summary["total_output_tokens"] == 18
+    assert fake.grpc_service.streams_opened - opened == 2  # one stream per concurrent slot, reused
+
+
 @pytest.mark.parametrize("protocol", ["openai", "http", "grpc"])
 def test_without_model_the_server_s_own_model_is_used(fake, protocol):
     url = fake.grpc_url if protocol == "grpc" else fake.http_url
