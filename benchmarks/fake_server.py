@@ -47,7 +47,10 @@ def sse(payload: dict) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n\n"
 
 
-def make_app(timing: Timing) -> web.Application:
+def make_app(timing: Timing, request_ids: list[str] | None = None) -> web.Application:
+    """`request_ids` collects the id of every Triton request (HTTP "id", gRPC id; "" when none)."""
+    request_ids = [] if request_ids is None else request_ids
+
     async def openai(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         count = int(body.get("max_tokens") or 16)
@@ -69,6 +72,7 @@ def make_app(timing: Timing) -> web.Application:
 
     async def generate_stream(request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        request_ids.append(str(body.get("id", "")))
         count = int(body.get("max_tokens") or 16)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
         await response.prepare(request)
@@ -122,9 +126,10 @@ def _bytes_tensor(text: str) -> bytes:
 
 
 class FakeTritonService(service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, timing: Timing):
+    def __init__(self, timing: Timing, request_ids: list[str] | None = None):
         self.timing = timing
         self.streams_opened = 0
+        self.request_ids = [] if request_ids is None else request_ids
 
     async def ModelMetadata(self, request, context):  # noqa: N802 (gRPC method name)
         answer = service_pb2.ModelMetadataResponse(name=request.name, platform="ensemble")
@@ -142,6 +147,7 @@ class FakeTritonService(service_pb2_grpc.GRPCInferenceServiceServicer):
         active = set()
 
         async def answer(request) -> None:
+            self.request_ids.append(request.id)
             names = [t.name for t in request.inputs]
             count = struct.unpack("<i", request.raw_input_contents[names.index("max_tokens")])[0]
             async for k in schedule(self.timing, count):
@@ -180,15 +186,16 @@ class FakeServer:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.ready = threading.Event()
+        self.request_ids: list[str] = []  # of every Triton request, HTTP and gRPC
 
     async def _start(self) -> None:
-        self.runner = web.AppRunner(make_app(self.timing), access_log=None)
+        self.runner = web.AppRunner(make_app(self.timing, self.request_ids), access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", self.http_port)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]
         self.grpc_server = grpc.aio.server()
-        self.grpc_service = FakeTritonService(self.timing)
+        self.grpc_service = FakeTritonService(self.timing, self.request_ids)
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.grpc_service, self.grpc_server)
         self.grpc_port = self.grpc_server.add_insecure_port(f"127.0.0.1:{self.grpc_port}")
         await self.grpc_server.start()

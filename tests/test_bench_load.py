@@ -139,6 +139,19 @@ def test_grpc_streams_carry_one_request_after_another(fake, tmp_path):
     assert fake.grpc_service.streams_opened - opened == 2  # one stream per concurrent slot, reused
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_triton_requests_carry_ids_unique_across_runs(fake, tmp_path, protocol):
+    # an ensemble's postprocessing keys its detokenizer state by request id: a reused id continues old text
+    url = fake.grpc_url if protocol == "grpc" else fake.http_url
+    seen = len(fake.request_ids)
+    for run in ("a", "b"):
+        result = invoke("--protocol", protocol, "--url", url, "--concurrency", "2", "--num-requests", "3",
+                        "--warmup", "1", "--isl", "8", "--osl", "2", "--output", str(tmp_path / run))  # fmt: skip
+        assert result.exit_code == 0, result.output
+    ids = fake.request_ids[seen:]
+    assert len(ids) == 8 and all(ids) and len(set(ids)) == 8
+
+
 @pytest.mark.parametrize("protocol", ["openai", "http", "grpc"])
 def test_without_model_the_server_s_own_model_is_used(fake, protocol):
     url = fake.grpc_url if protocol == "grpc" else fake.http_url

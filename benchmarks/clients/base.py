@@ -4,6 +4,8 @@ input names, and the decoding of a streamed response into timestamps, text and t
 from __future__ import annotations
 
 import abc
+import itertools
+import uuid
 from dataclasses import dataclass
 
 from benchmarks.datasets import BenchRequest
@@ -42,6 +44,13 @@ class StreamClient(abc.ABC):
     def __init__(self, options: ClientOptions):
         self.options = options
         self.notes: list[str] = []  # what the client had to decide about the server (shown to the user)
+        self.run_id = uuid.uuid4().hex[:12]
+        self.sent = itertools.count()
+
+    def request_id(self) -> str:
+        """Unique for every request, warm-up and levels included: an ensemble's postprocessing keeps
+        detokenizer state per id, so a reused id would continue another request's text."""
+        return f"{self.run_id}-{next(self.sent)}"
 
     @abc.abstractmethod
     async def setup(self) -> None:

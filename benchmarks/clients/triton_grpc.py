@@ -150,7 +150,7 @@ class TritonGrpcClient(StreamClient):
 
     async def send(self, request: BenchRequest, record: RequestRecord) -> None:
         """The per-chunk path only stamps the time and keeps raw bytes; decoding waits for the end."""
-        message = self.build_request(request, str(record.index))
+        message = self.build_request(request, self.request_id())
         texts: list[bytes] = []
         counts: list[tuple[str, bytes]] = []
         stream = self.idle_streams.pop() if self.idle_streams else self.stub.ModelStreamInfer()

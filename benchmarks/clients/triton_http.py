@@ -62,8 +62,9 @@ class TritonHttpClient(StreamClient):
     async def close(self) -> None:
         await self.session.close()
 
-    def body(self, request: BenchRequest) -> dict[str, object]:
+    def body(self, request: BenchRequest, request_id: str) -> dict[str, object]:
         body: dict[str, object] = {
+            "id": request_id,  # per-request detokenizer state in an ensemble (triton_repo postprocessing)
             TEXT_INPUT: request.prompt,
             MAX_TOKENS: request.output_tokens,
             STREAM: True,
@@ -72,7 +73,7 @@ class TritonHttpClient(StreamClient):
         return body
 
     async def send(self, request: BenchRequest, record: RequestRecord) -> None:
-        payload = json.dumps(self.body(request), ensure_ascii=False).encode("utf-8")
+        payload = json.dumps(self.body(request, self.request_id()), ensure_ascii=False).encode("utf-8")
         pieces: list[str] = []
         loads = json.loads
         record.send_time = time.perf_counter()
