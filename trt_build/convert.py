@@ -298,6 +298,8 @@ def convert_checkpoint(
     fp8_kv_cache = options.kv_cache_dtype == "fp8"
     calibration, calibration_record = None, None
     if needs_calibration(quant, options.kv_cache_dtype):
+        if torch_dtype == torch.float16:
+            source.check_range(needed, torch_dtype)
         calibration, calibration_record = run_calibration(model_dir, quant, options, arch)
     jobs = [
         RankJob(

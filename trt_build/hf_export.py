@@ -398,8 +398,11 @@ def export_unified_checkpoint(
         for tensor in (t for t in hf_tensors(arch) if t.is_linear):
             qf.check_group_size(tensor.shape[1], options.group_size, tensor.name)
     source = SourceCheckpoint(model_dir)
-    source.validate({t.name for t in hf_tensors(arch)}, hf_tensor_shapes(arch))
+    needed = {t.name for t in hf_tensors(arch)}
+    source.validate(needed, hf_tensor_shapes(arch))
     assert needs_calibration(quant, options.kv_cache_dtype)
+    if torch_dtype == torch.float16:
+        source.check_range(needed, torch_dtype)
     calibration, calibration_record = run_calibration(model_dir, quant, options, arch)
     shards = shard_layout(plan.layout(), max_shard_bytes)
     hasher = SourceHasher([*source.files, model_dir / "config.json"], model_dir, compute=sha256)

@@ -12,6 +12,7 @@ digest that `swallow-trt fetch` or the Hugging Face cache already knows.
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import click
 import torch
 from safetensors import safe_open
+from tqdm import tqdm
 
 from trt_build.hf_config import LlamaArchitecture
 from trt_build.manifest import sha256_file
@@ -114,6 +116,18 @@ class SourceCheckpoint:
             else:
                 rows = view[start:stop, piece.col_start : piece.col_stop]
         return checked_cast(rows, dtype or rows.dtype, piece.hf, self.location[piece.hf].name)
+
+    def check_range(self, names: set[str], dtype: torch.dtype, block_elements: int = 1 << 26) -> None:
+        """Read every tensor in `names` once, in row blocks, through `checked_cast` to `dtype`: a weight
+        that dtype cannot hold then fails in seconds or minutes, not after hours of calibration."""
+        for name in tqdm(
+            sorted(names), desc=f"range check ({_dtype_name(dtype)})", unit="tensor", leave=False
+        ):
+            shape = self.shapes[name]
+            rows = shape[0] if shape else 1
+            step = max(1, block_elements // max(1, math.prod(shape[1:])))
+            for start in range(0, rows, step):
+                self.read(SourceSlice(name, start, min(rows, start + step)), dtype=dtype)
 
     def get(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
         """One whole tensor by its HF name (calibration reads a layer's tensors this way)."""
