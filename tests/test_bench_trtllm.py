@@ -315,9 +315,9 @@ def served_sweep(directory: Path, label: str) -> None:
     results.write_index(directory, label, levels, partial=False)
 
 
-def test_engine_run_becomes_results_that_report_draws_beside_a_served_run(
-    tmp_path, monkeypatch, tokenizer_dir
-):
+@pytest.fixture
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An engine directory, with the stand-in trtllm-bench first on PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "trtllm-bench"
@@ -329,6 +329,12 @@ def test_engine_run_becomes_results_that_report_draws_beside_a_served_run(
     engine = tmp_path / "engine"
     engine.mkdir()
     (engine / "config.json").write_text("{}")
+    return engine
+
+
+def test_engine_run_becomes_results_that_report_draws_beside_a_served_run(
+    engine, tmp_path, monkeypatch, tokenizer_dir
+):
     out = tmp_path / "engine-results"
     args = ["--engine-dir", str(engine), "--model", "m", "--tokenizer", str(tokenizer_dir), "--concurrency", "1,4",
             "--num-requests", "8", "--isl", "16", "--osl", "8", "--label", "fp8-engine", "--output", str(out)]  # fmt: skip
@@ -375,18 +381,7 @@ def test_engine_run_becomes_results_that_report_draws_beside_a_served_run(
     )
 
 
-def test_a_failed_level_keeps_the_levels_measured_before_it(tmp_path, monkeypatch, tokenizer_dir):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "trtllm-bench"
-    fake.write_text(
-        FAKE_TRTLLM_BENCH.format(python=sys.executable, tests_dir=str(Path(__file__).parent), base=BASE_NS)
-    )
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    engine = tmp_path / "engine"
-    engine.mkdir()
-    (engine / "config.json").write_text("{}")
+def test_a_failed_level_keeps_the_levels_measured_before_it(engine, tmp_path, monkeypatch, tokenizer_dir):
 
     def run(fail_at: int, out: Path):
         monkeypatch.setenv("STANDIN_FAIL_AT_CONCURRENCY", str(fail_at))
