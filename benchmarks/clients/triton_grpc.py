@@ -92,7 +92,6 @@ class TritonGrpcClient(StreamClient):
         self.shapes = {t.name: [1 if d < 0 else d for d in t.shape] for t in metadata.inputs}
         self.declared = set(self.shapes)
         self.notes = triton_notes(self.declared, self.options.ignore_eos)
-
         self.idle_streams: list[grpc.aio.StreamStreamCall] = []
 
     async def close(self) -> None:
@@ -112,6 +111,14 @@ class TritonGrpcClient(StreamClient):
             message.raw_input_contents.append(raw)
         message.parameters["triton_enable_empty_final_response"].bool_param = True
         return message
+
+    def open_stream(self) -> grpc.aio.StreamStreamCall:
+        """An idle stream the server has not ended, else a new one."""
+        while self.idle_streams:
+            stream = self.idle_streams.pop()
+            if not stream.done():
+                return stream
+        return self.stub.ModelStreamInfer()
 
     @staticmethod
     async def read_responses(
@@ -153,7 +160,7 @@ class TritonGrpcClient(StreamClient):
         message = self.build_request(request, self.request_id())
         texts: list[bytes] = []
         counts: list[tuple[str, bytes]] = []
-        stream = self.idle_streams.pop() if self.idle_streams else self.stub.ModelStreamInfer()
+        stream = self.open_stream()
         reusable = False
         record.send_time = time.perf_counter()
         try:
@@ -165,6 +172,8 @@ class TritonGrpcClient(StreamClient):
             record.error = f"gRPC {error.code().name}: {error.details()}"[:500]
         except asyncio.TimeoutError:
             record.error = f"no final response within {self.options.request_timeout_s:g} s"
+        except asyncio.InvalidStateError as error:  # the server ended the stream as the request was written
+            record.error = f"gRPC stream ended: {error}"[:500]
         finally:
             if reusable:
                 self.idle_streams.append(stream)
