@@ -2,9 +2,10 @@
 
 The calibration tokens are embedded once; then, for each decoder layer, one transformers
 `LlamaDecoderLayer` is built on the meta device, given only that layer's tensors (read lazily through
-convert's own `SourceCheckpoint`, so whatever convert accepts can be calibrated), and the cached hidden states are pushed through it with hooks that record what the
-schemes need. The layer's output replaces the cached hidden states and the layer is freed, so peak
-memory is one layer plus the activations, whatever the depth (70B calibrates like 8B, only slower).
+convert's own `SourceCheckpoint`, so whatever convert accepts can be calibrated), and the cached hidden
+states are pushed through it with hooks that record what the schemes need. The layer's output replaces
+the cached hidden states and the layer is freed, so peak memory is one layer plus the activations,
+whatever the depth (70B calibrates like 8B, only slower).
 
 Why our own AWQ rather than ModelOpt's `awq_lite` on each layer: ModelOpt searches every linear on
 its own and only afterwards re-smooths q/k/v (and gate/up) to an averaged common scale at export time

@@ -4,7 +4,8 @@ A 70B source is 140 GB, so nothing here loads a whole model: `SourceCheckpoint` 
 of each safetensors file up front (names, shapes, dtypes, checked against config.json) and then the
 slices a rank asks for, in the checkpoint dtype through `checked_cast`, which refuses a value that
 becomes inf/NaN in a cast (bf16 -> float16 beyond 65504, or already inf/NaN); convert (both targets) and
-calibration read only through it. Pickle checkpoints (*.bin, *.pt, ...) are refused: loading one can execute code.
+calibration read only through it. Pickle checkpoints (*.bin, *.pt, ...) are refused: loading one can
+execute code.
 `SourceHasher` records the sha256 of the source files on a thread beside the conversion, reusing a
 digest that `swallow-trt fetch` or the Hugging Face cache already knows.
 """
