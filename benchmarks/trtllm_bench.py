@@ -96,7 +96,10 @@ def run_level(tmp: Path, output: Path, level: LoadLevel, command: list[str]) -> 
     command = [part.replace(str(output), str(tmp)) for part in command]
     with open(tmp / level.name / "trtllm.log", "w") as log:
         click.echo(f"{level.name}: {shlex.join(command)}")
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+        except KeyboardInterrupt:  # run() has killed trtllm-bench; the levels before this one are kept
+            raise click.ClickException(f"trtllm-bench stopped by Ctrl-C at {level.name}.") from None
     if result.returncode != 0:
         tail = "\n".join((tmp / level.name / "trtllm.log").read_text(errors="replace").splitlines()[-30:])
         raise click.ClickException(f"trtllm-bench failed at {level.name} (exit {result.returncode}):\n{tail}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -287,6 +289,9 @@ concurrency = int(value("--concurrency"))
 if os.environ.get("STANDIN_FAIL_AT_CONCURRENCY") == str(concurrency):
     print("RuntimeError: CUDA out of memory")
     sys.exit(1)
+if os.environ.get("STANDIN_HANG_AT_CONCURRENCY") == str(concurrency):
+    import time
+    time.sleep(120)
 rows, wave_start = [], 0.0
 for i, task in enumerate(dataset):
     if i and i % concurrency == 0:
@@ -400,6 +405,33 @@ def test_a_failed_level_keeps_the_levels_measured_before_it(engine, tmp_path, mo
     result = run(1, tmp_path / "none")
     assert result.exit_code != 0 and "failed at c1" in result.output
     assert not (tmp_path / "none").exists()  # nothing measured: no output that looks like results
+
+
+def test_ctrl_c_keeps_the_levels_measured_before_it(engine, tmp_path, tokenizer_dir):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "trt_build.cli", "bench", "--engine-dir", str(engine), "--model", "m",
+               "--tokenizer", str(tokenizer_dir), "--concurrency", "1,4", "--num-requests", "4", "--isl", "16",
+               "--osl", "4", "--output", str(out)]  # fmt: skip
+    env = {**os.environ, "STANDIN_HANG_AT_CONCURRENCY": "4"}  # PATH holds the stand-in (engine fixture)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                               cwd=Path(__file__).parents[1])  # fmt: skip
+    seen = b""
+    try:
+        while b"c4: trtllm-bench" not in seen:  # c1 is measured and c4 has started
+            line = process.stdout.readline()
+            assert line, seen.decode(errors="replace")
+            seen += line
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        seen += process.communicate(timeout=30)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = seen.decode(errors="replace")
+    assert process.returncode != 0 and "stopped by Ctrl-C at c4" in text and "measured before it" in text
+    assert json.loads((out / "c1" / "summary.json").read_text())["num_completed"] == 4
+    assert json.loads((out / "index.json").read_text())["partial"] is True
+    assert not list(tmp_path.glob(".out.partial-*"))
 
 
 @pytest.mark.gpu
