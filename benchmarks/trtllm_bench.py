@@ -1,5 +1,9 @@
 """Engine-level mode: run `trtllm-bench throughput` on an engine, with our Japanese prompts.
 
+`--engine-dir` takes a TensorRT engine directory (`--backend tensorrt`, TensorRT-LLM <= 1.3.0rc20) or a
+`build --target pytorch` deployment (`--backend pytorch` on its checkpoint, `--extra_llm_api_options` its
+options YAML, its TP/PP): the same numbers for both targets.
+
 trtllm-bench drives the engine in process (no HTTP/gRPC), so comparing it with a `swallow-trt bench`
 run on the same engine shows the serving overhead (reference/bench-metrics.md §6.6). It has no
 request-rate mode, so only concurrency levels are accepted. The dataset is written as trtllm-bench's
@@ -15,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -24,6 +29,7 @@ from benchmarks.bench import headline
 from benchmarks.datasets import load_tokenizer, synthetic
 from benchmarks.load import LoadLevel
 from benchmarks.trtllm_results import convert_level
+from trt_build.build_pytorch import is_pytorch_deployment, read_deployment
 from trt_build.manifest import write_manifest
 from trt_build.outdir import atomic_output_dir
 
@@ -42,10 +48,44 @@ def write_dataset(
             handle.write(json.dumps(line) + "\n")
 
 
+Options = list[tuple[str, str | None]]
+
+
+@dataclass(frozen=True)
+class BenchTarget:
+    """What trtllm-bench runs: a TensorRT engine, or a `build --target pytorch` deployment (the PyTorch
+    backend on its HF / ModelOpt checkpoint, with the deployment's LLM-API options YAML)."""
+
+    kind: str  # "engine" | "pytorch"
+    options: Options  # the throughput options that select and configure the backend
+    model_path: Path | None  # the checkpoint trtllm-bench reads (--model_path)
+
+
+def bench_target(directory: Path, hf_model_dir: Path | None, dry_run: bool) -> BenchTarget:
+    if is_pytorch_deployment(directory):
+        deployment = read_deployment(directory)
+        options: Options = [
+            ("--backend", "pytorch"),
+            ("--extra_llm_api_options", str(deployment.options_path)),
+            ("--tp", str(deployment.tp)),
+            ("--pp", str(deployment.pp)),
+        ]
+        return BenchTarget("pytorch", options, deployment.checkpoint)
+    if not (directory / "config.json").exists() and not dry_run:
+        raise click.ClickException(
+            f"{directory} is neither an engine directory (config.json) nor a pytorch deployment "
+            "(build --target pytorch)."
+        )
+    return BenchTarget("engine", [("--backend", "tensorrt"), ("--engine_dir", str(directory))], hf_model_dir)
+
+
+# Kept even where the installed --help does not list them: without these the run means something else.
+REQUIRED_FLAGS = {"--engine_dir", "--dataset", "--extra_llm_api_options"}
+
+
 def compose(
     model: str,
-    hf_model_dir: Path | None,
-    engine_dir: Path,
+    target: BenchTarget,
     dataset: Path,
     concurrency: int,
     num_requests: int,
@@ -56,11 +96,10 @@ def compose(
     """The trtllm-bench command for one concurrency level. Throughput options the installed version does
     not list in its --help (`supported`) are left out, so one command works across releases."""
     top = [TRTLLM_BENCH, "--model", model]
-    if hf_model_dir is not None:
-        top += ["--model_path", str(hf_model_dir)]
+    if target.model_path is not None:
+        top += ["--model_path", str(target.model_path)]
     options = [
-        ("--backend", "tensorrt"),
-        ("--engine_dir", str(engine_dir)),
+        *target.options,
         ("--dataset", str(dataset)),
         ("--num_requests", str(num_requests)),
         ("--concurrency", str(concurrency)),
@@ -70,7 +109,7 @@ def compose(
         ("--report_json", str(level_dir / "trtllm_report.json")),
         ("--request_json", str(level_dir / "trtllm_requests.json")),
     ]
-    required = {"--engine_dir", "--dataset"}
+    required = REQUIRED_FLAGS | ({"--backend"} if target.kind == "pytorch" else set())
     args = ["throughput"]
     for flag, value in options:
         if supported is not None and flag not in supported and flag not in required:
@@ -128,13 +167,14 @@ def run_trtllm_bench(
         raise click.ClickException(
             "trtllm-bench has no request-rate mode: use --concurrency with --engine-dir."
         )
+    target = bench_target(engine_dir, hf_model_dir, dry_run)
+    if not model and target.model_path is not None:
+        model = target.model_path.name  # a name only: trtllm-bench reads --model_path
     if not model:
         raise click.ClickException(
             "--model is required with --engine-dir: the Hugging Face model id trtllm-bench reads "
             "(e.g. tokyotech-llm/Llama-3.1-Swallow-8B-Instruct-v0.3)."
         )
-    if not (engine_dir / "config.json").exists() and not dry_run:
-        raise click.ClickException(f"{engine_dir} is not an engine directory (no config.json).")
     supported = supported_flags()
     if supported is None and not dry_run:
         raise click.ClickException(
@@ -144,7 +184,7 @@ def run_trtllm_bench(
         )
     from trt_build.tokenizer import ensure_tokenizer
 
-    tokenizer = load_tokenizer(tokenizer_dir or hf_model_dir or ensure_tokenizer())
+    tokenizer = load_tokenizer(tokenizer_dir or target.model_path or ensure_tokenizer())
     started = time.time()
     with atomic_output_dir(output, overwrite) as tmp:
         dataset = tmp / "dataset.jsonl"
@@ -153,7 +193,7 @@ def run_trtllm_bench(
         for level in levels:
             level_dir = output / level.name  # where the files end up once the directory is renamed
             command = compose(
-                model, hf_model_dir, engine_dir, output / "dataset.jsonl", int(level.value), num_requests,
+                model, target, output / "dataset.jsonl", int(level.value), num_requests,
                 warmup if warmup is not None else 2, level_dir, supported,
             )  # fmt: skip
             commands.append((level, command))
@@ -167,6 +207,7 @@ def run_trtllm_bench(
             "protocol": "trtllm-bench (in process)",
             "model": model,
             "engine_dir": str(engine_dir),
+            "target": target.kind,
             "dataset": "synthetic",
             "isl": isl,
             "isl_stddev": isl_stddev,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -19,8 +20,9 @@ from benchmarks import results
 from benchmarks.bench import command as bench
 from benchmarks.metrics import RequestRecord, summarize
 from benchmarks.report import command as report
-from benchmarks.trtllm_bench import compose, supported_flags
+from benchmarks.trtllm_bench import bench_target, compose, supported_flags
 from benchmarks.trtllm_results import convert_level
+from trt_build.cli import main as cli
 
 
 def test_dry_run_writes_exact_length_token_dataset_and_commands(tmp_path):
@@ -56,9 +58,32 @@ def test_engine_mode_needs_the_model_id(tmp_path):
 
 def test_options_unknown_to_the_installed_version_are_dropped(tmp_path):
     supported = {"--engine_dir", "--dataset", "--concurrency", "--num_requests", "--streaming"}
-    command = compose("m", None, tmp_path / "e", tmp_path / "d.jsonl", 4, 10, 2, tmp_path / "c4", supported)
+    target = bench_target(tmp_path / "e", None, dry_run=True)
+    command = compose("m", target, tmp_path / "d.jsonl", 4, 10, 2, tmp_path / "c4", supported)
     assert "--backend" not in command and "--report_json" not in command
     assert command[command.index("--concurrency") + 1] == "4"
+
+
+def test_a_pytorch_deployment_runs_on_the_pytorch_backend_with_its_options(tmp_path, tiny_model_dir):
+    deploy = tmp_path / "deploy"
+    args = ["build", "--checkpoint", str(tiny_model_dir), "--output", str(deploy), "--gpu", "h100", "--target",
+            "pytorch", "--tp", "2"]  # fmt: skip
+    built = CliRunner().invoke(cli, args)
+    assert built.exit_code == 0, built.output
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(bench, ["--engine-dir", str(deploy), "--concurrency", "4", "--num-requests", "3",
+                                        "--isl", "16", "--osl", "8", "--dry-run", "--output", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    command = shlex.split((out / "commands.sh").read_text().splitlines()[2].split(" && ", 1)[1])
+    value = lambda flag: command[command.index(flag) + 1]  # noqa: E731
+    assert value("--model_path") == str(tiny_model_dir.resolve()) and value("--model") == tiny_model_dir.name
+    assert value("--backend") == "pytorch" and (value("--tp"), value("--pp")) == ("2", "1")
+    assert value("--extra_llm_api_options") == str((deploy / "llm_api_options.yaml").resolve())
+    assert "--engine_dir" not in command
+    # --backend stays even where an installed --help does not list it: the default differs by release
+    target = bench_target(deploy, None, dry_run=False)
+    kept = compose("m", target, tmp_path / "d.jsonl", 4, 3, 2, tmp_path / "c4", {"--dataset"})
+    assert "--backend" in kept and "--extra_llm_api_options" in kept and "--tp" not in kept
 
 
 # --- trtllm-bench output -> our results -------------------------------------------------------------------
@@ -438,14 +463,9 @@ def test_ctrl_c_keeps_the_levels_measured_before_it(engine, tmp_path, tokenizer_
 def test_installed_trtllm_bench_accepts_the_composed_flags(tmp_path):
     supported = supported_flags()
     assert supported is not None, "trtllm-bench is not on PATH"
-    for flag in (
-        "--engine_dir",
-        "--dataset",
-        "--concurrency",
-        "--num_requests",
-        "--streaming",
-        "--report_json",
-    ):
+    for flag in ("--dataset", "--concurrency", "--num_requests", "--streaming", "--report_json"):
         assert flag in supported
+    # engines up to 1.3.0rc20; the PyTorch backend with a deployment's options YAML on every release since
+    assert "--engine_dir" in supported or "--extra_llm_api_options" in supported
     help_text = subprocess.run(["trtllm-bench", "--help"], capture_output=True, text=True, timeout=300).stdout
     assert "--model" in help_text and "throughput" in help_text
