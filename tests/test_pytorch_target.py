@@ -66,6 +66,13 @@ def build(*args: str):
     return CliRunner().invoke(build_command, list(args))
 
 
+def build_deployment(checkpoint: Path, deploy: Path, *args: str) -> Path:
+    """`build --target pytorch` of `checkpoint` into `deploy`, which must succeed."""
+    result = build("--checkpoint", str(checkpoint), "--output", str(deploy), "--target", "pytorch", *args)
+    assert result.exit_code == 0, result.output
+    return deploy
+
+
 def options_of(deploy: Path) -> dict:
     return yaml.safe_load((deploy / "llm_api_options.yaml").read_text())
 
@@ -225,9 +232,7 @@ GOLDEN = [
 @pytest.mark.parametrize(("title", "checkpoint", "args", "expected"), GOLDEN, ids=[g[0] for g in GOLDEN])
 def test_golden_options(tmp_path, title, checkpoint, args, expected):
     source = write_modelopt_dir(tmp_path / "ckpt", *checkpoint)
-    deploy = tmp_path / "deploy"
-    result = build("--checkpoint", str(source), "--output", str(deploy), "--target", "pytorch", *args)
-    assert result.exit_code == 0, result.output
+    deploy = build_deployment(source, tmp_path / "deploy", *args)
     assert options_of(deploy) == expected
     assert list(options_of(deploy)) == list(expected)  # the order too: parallelism first, graphs last
 
@@ -341,20 +346,7 @@ def test_engine_only_options_are_refused_for_pytorch_and_vice_versa(tmp_path, ti
 def test_deployment_manifest_and_moved_checkpoint(tmp_path, tiny_model_dir):
     checkpoint = tmp_path / "ckpt"
     checkpoint.symlink_to(tiny_model_dir, target_is_directory=True)
-    deploy = tmp_path / "deploy"
-    result = build(
-        "--checkpoint",
-        str(checkpoint),
-        "--output",
-        str(deploy),
-        "--gpu",
-        "h100",
-        "--target",
-        "pytorch",
-        "--tp",
-        "2",
-    )
-    assert result.exit_code == 0, result.output
+    deploy = build_deployment(checkpoint, tmp_path / "deploy", "--gpu", "h100", "--tp", "2")
     manifest = json.loads((deploy / "manifest.json").read_text())
     assert manifest["target"] == "pytorch" and manifest["tp"] == 2
     assert manifest["checkpoint"]["path"] == str(tiny_model_dir.resolve())  # absolute, links resolved
@@ -405,22 +397,7 @@ def test_deployment_manifest_and_moved_checkpoint(tmp_path, tiny_model_dir):
 
 
 def test_serve_via_trtllm_serve_without_it_prints_the_command(tmp_path, tiny_model_dir, monkeypatch):
-    deploy = tmp_path / "deploy"
-    assert (
-        build(
-            "--checkpoint",
-            str(tiny_model_dir),
-            "--output",
-            str(deploy),
-            "--gpu",
-            "h200",
-            "--target",
-            "pytorch",
-            "--tp",
-            "2",
-        ).exit_code
-        == 0
-    )
+    deploy = build_deployment(tiny_model_dir, tmp_path / "deploy", "--gpu", "h200", "--tp", "2")
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     result = CliRunner().invoke(
         serve_command, ["--via", "trtllm-serve", "--deploy", str(deploy), "--http-port", "9000"]
@@ -436,20 +413,7 @@ def test_serve_via_trtllm_serve_without_it_prints_the_command(tmp_path, tiny_mod
 
 
 def test_serve_via_trtllm_serve_runs_it(tmp_path, tiny_model_dir, monkeypatch):
-    deploy = tmp_path / "deploy"
-    assert (
-        build(
-            "--checkpoint",
-            str(tiny_model_dir),
-            "--output",
-            str(deploy),
-            "--gpu",
-            "h100",
-            "--target",
-            "pytorch",
-        ).exit_code
-        == 0
-    )
+    deploy = build_deployment(tiny_model_dir, tmp_path / "deploy", "--gpu", "h100")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "trtllm-serve"
