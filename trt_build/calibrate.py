@@ -37,20 +37,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from trt_build.hf_config import LlamaArchitecture, hf_config_dict, hf_tensor_shapes, read_hf_config
+from trt_build.hf_config import (
+    LLAMA_LINEARS,
+    LlamaArchitecture,
+    hf_config_dict,
+    hf_tensor_shapes,
+    read_hf_config,
+)
 from trt_build.quant_formats import int4_group_fake_quant
 from trt_build.source_checkpoint import SourceCheckpoint
 
-# Every quantizable linear of a Llama decoder layer, by its HF name inside the layer.
-LINEARS = (
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-)
+LINEARS = LLAMA_LINEARS  # every one is quantizable
 # Linears that read the same input: one shared FP8 scale (fused qkv, fc+gate) and one AWQ search each.
 FUSED_GROUPS: dict[str, tuple[str, ...]] = {
     "qkv": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),

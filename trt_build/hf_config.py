@@ -147,6 +147,18 @@ def hf_config_dict(arch: LlamaArchitecture, form: str = "both") -> dict[str, Any
     return dict(sorted(config.items()))
 
 
+# Every linear of a Llama decoder layer, by its HF name inside the layer, in file order.
+LLAMA_LINEARS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
+
+
 def hf_tensor_shapes(arch: LlamaArchitecture) -> dict[str, tuple[int, ...]]:
     """Every tensor of a Hugging Face LlamaForCausalLM checkpoint and its shape, in file order."""
     d, i = arch.hidden_size, arch.intermediate_size

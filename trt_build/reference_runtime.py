@@ -22,7 +22,7 @@ import torch
 from safetensors import safe_open
 
 from trt_build import quant_formats as qf
-from trt_build.hf_config import LlamaArchitecture
+from trt_build.hf_config import LLAMA_LINEARS, LlamaArchitecture
 from trt_build.trtllm_config import (
     CheckpointError,
     architecture_from_checkpoint,
@@ -348,15 +348,6 @@ UNIFIED_LINEAR_READERS: dict[str | None, Callable[[dict[str, torch.Tensor]], tor
     "W4A16_AWQ": _unified_awq,
 }
 UNIFIED_ACTIVATION_SCALE = {"FP8": "input_scale"}
-UNIFIED_LINEARS = (
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-)
 # TensorRT-LLM's PyTorch backend runs an FP8 KV cache with a fixed scale of 1.0 and ignores the checkpoint's
 # k_scale / v_scale (trtllm-pytorch-backend.md §2.3), so that is what the reference runtime simulates.
 UNIFIED_KV_CACHE_SCALE = 1.0
@@ -421,7 +412,7 @@ def unified_state_dict(
     kv_cache: dict[str, float] = {}
     consumed: set[str] = set()
     for layer in range(arch.num_hidden_layers):
-        for linear in UNIFIED_LINEARS:
+        for linear in LLAMA_LINEARS:
             prefix = f"model.layers.{layer}.{linear}"
             tensors = {name[len(prefix) + 1 :]: t for name, t in raw.items() if name.startswith(prefix + ".")}
             if "weight" not in tensors:
