@@ -42,7 +42,7 @@ from trt_build.convert_quant import (
 )
 from trt_build.hf_config import LlamaArchitecture, hf_tensor_shapes, read_hf_config
 from trt_build.manifest import write_manifest
-from trt_build.outdir import Terminated, atomic_output_dir, refuse_existing
+from trt_build.outdir import atomic_output_dir, interruption_explained, refuse_existing
 from trt_build.rank_writer import Cancelled, RankFileWriter, prefetched, release_freed_memory_eagerly
 from trt_build.safetensors_stream import TensorSpec, tensor_bytes
 from trt_build.source_checkpoint import SourceCheckpoint, SourceHasher, resolve_dtype
@@ -461,7 +461,7 @@ def command(
 
         unified_command(model_dir, output, dtype, tp, pp, quant, overwrite, sha256, options, workers)
         return
-    try:
+    with interruption_explained(output):
         convert_checkpoint(
             model_dir,
             output,
@@ -475,11 +475,6 @@ def command(
             sha256,
             quant_options=options,
         )
-    except (KeyboardInterrupt, Terminated) as error:
-        reason = str(error) or "interrupted"
-        raise click.ClickException(
-            f"{reason}: the partial output was removed; {output} was not written."
-        ) from None
     manifest = json.loads((output / "manifest.json").read_text())
     size = sum(rank["bytes"] for rank in manifest["ranks"])
     calibrated = manifest["timings"].get("calibration_seconds") or 0.0

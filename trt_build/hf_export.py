@@ -43,7 +43,7 @@ from trt_build.calibrate import GROUP_OF, CalibrationResult, needs_calibration
 from trt_build.convert_calibration import QuantOptions, run_calibration, save_calibration
 from trt_build.hf_config import LlamaArchitecture, hf_config_dict, hf_tensor_shapes, read_hf_config
 from trt_build.manifest import write_manifest
-from trt_build.outdir import atomic_output_dir, refuse_existing
+from trt_build.outdir import atomic_output_dir, interruption_explained, refuse_existing
 from trt_build.rank_writer import RankFileWriter, release_freed_memory_eagerly
 from trt_build.safetensors_stream import TensorSpec, shard_layout, tensor_bytes
 from trt_build.source_checkpoint import SourceCheckpoint, SourceHasher, resolve_dtype
@@ -469,20 +469,13 @@ def unified_command(
     workers: int = 1,
 ) -> None:
     """The `convert --target pytorch` branch of the CLI: checks, export, one summary line."""
-    from trt_build.outdir import Terminated
-
     if tp != 1 or pp != 1:
         raise click.ClickException(
             f"--target pytorch writes one unsharded checkpoint; the PyTorch backend splits it at load time "
             f"(--tp {tp} --pp {pp} belong to `swallow-trt build --target pytorch`). Drop --tp/--pp here."
         )
-    try:
+    with interruption_explained(output):
         export_unified_checkpoint(model_dir, output, quant, options, dtype, overwrite, sha256)
-    except (KeyboardInterrupt, Terminated) as error:
-        reason = str(error) or "interrupted"
-        raise click.ClickException(
-            f"{reason}: the partial output was removed; {output} was not written."
-        ) from None
     manifest = json.loads((output / "manifest.json").read_text())
     size = sum(entry["bytes"] for entry in manifest["files"])
     click.echo(

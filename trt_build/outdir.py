@@ -40,6 +40,17 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def interruption_explained(final: Path) -> Iterator[None]:
+    """Around a command's atomic write: Ctrl-C or SIGTERM ends with one clear line, not a traceback."""
+    try:
+        yield
+    except (KeyboardInterrupt, Terminated) as error:
+        raise click.ClickException(
+            f"{str(error) or 'interrupted'}: the partial output was removed; {final} was not written."
+        ) from None
+
+
 def refuse_existing(final: Path, overwrite: bool) -> None:
     """Fail before any work when the output exists and may not be replaced."""
     if final.exists() and not overwrite:
