@@ -7,13 +7,14 @@ prompt's own tokens, without special tokens; a server whose preprocessing adds B
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+
+from trt_build.jsonl import json_lines
 
 DATA_DIR = Path(__file__).parent / "data"
 JA_CORPUS = DATA_DIR / "ja_corpus.txt"
@@ -96,16 +97,10 @@ def _chat_request(tokenizer: Any, messages: list[dict[str, str]], output_tokens:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise click.ClickException(f"{path}:{number}: not valid JSON ({error.msg}).") from None
+    for where, row in json_lines(path):
         if not isinstance(row, dict) or not ({"prompt", "text", "messages"} & row.keys()):
             raise click.ClickException(
-                f'{path}:{number}: each line needs "prompt" (or "text") or "messages", '
+                f'{where}: each line needs "prompt" (or "text") or "messages", '
                 'optionally "output_tokens" / "max_tokens".'
             )
         rows.append(row)

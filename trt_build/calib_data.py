@@ -11,13 +11,14 @@ summary reports). The built-in evaluation set (`data/eval_ja_en.jsonl`) is never
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 import torch
+
+from trt_build.jsonl import json_lines
 
 DATA_DIR = Path(__file__).parent / "data"
 BUILTIN_CALIBRATION = DATA_DIR / "calib_ja.jsonl"
@@ -90,16 +91,7 @@ def _sample_from_json(row: Any, where: str) -> TextSample:
 
 
 def read_jsonl(path: Path) -> list[TextSample]:
-    samples = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise click.ClickException(f"{path} line {number}: not valid JSON ({error.msg})") from None
-        samples.append(_sample_from_json(row, f"{path} line {number}"))
-    return samples
+    return [_sample_from_json(row, where) for where, row in json_lines(path)]
 
 
 def read_text_file(path: Path) -> list[TextSample]:

@@ -25,6 +25,7 @@ import click
 import torch
 
 from trt_build.hf_config import LlamaArchitecture, read_hf_config
+from trt_build.jsonl import json_lines
 from trt_build.reference_runtime import build_model, load_checkpoint, load_unified_checkpoint
 from trt_build.targets import TRTLLM_CHECKPOINT, checkpoint_kind
 from trt_build.trtllm_config import CheckpointError, architecture_from_checkpoint, read_checkpoint_config
@@ -309,12 +310,11 @@ def compare(source_model, checkpoint_model, texts: list[tuple[str, list[int]]], 
 
 def read_prompts(path: Path) -> list[tuple[str, str]]:
     """Texts from a file: JSONL ({"text": ...} or {"prompt": ...}, optional "language") or one per line."""
-    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in lines]
+        rows = [row if isinstance(row, dict) else {} for _, row in json_lines(path)]
         texts = [(row.get("language", "?"), row.get("text") or row.get("prompt") or "") for row in rows]
     else:
-        texts = [("?", line) for line in lines]
+        texts = [("?", line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     texts = [(language, text) for language, text in texts if text]
     if not texts:
         raise click.ClickException(f"{path} holds no prompts.")
