@@ -21,6 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -28,6 +29,7 @@ from benchmarks import results
 from benchmarks.bench import headline
 from benchmarks.datasets import load_tokenizer, synthetic
 from benchmarks.load import LoadLevel
+from benchmarks.metrics import Summary
 from benchmarks.trtllm_results import convert_level
 from trt_build.build_pytorch import is_pytorch_deployment, read_deployment
 from trt_build.manifest import write_manifest
@@ -144,6 +146,42 @@ def run_level(tmp: Path, output: Path, level: LoadLevel, command: list[str]) -> 
         raise click.ClickException(f"trtllm-bench failed at {level.name} (exit {result.returncode}):\n{tail}")
 
 
+def run_levels(
+    tmp: Path,
+    output: Path,
+    commands: list[tuple[LoadLevel, list[str]]],
+    label: str,
+    config: dict[str, Any],
+    requested_output_tokens: int | None,
+    slo_ms: dict[str, float] | None,
+) -> tuple[list[tuple[str, Summary]], list[str], click.ClickException | None]:
+    """Run and convert each level: (converted levels, levels kept raw, the failure that stopped the run).
+    A failure or Ctrl-C after the first level keeps what was measured: a long GPU run is not thrown away."""
+    written: list[tuple[str, Summary]] = []
+    not_converted: list[str] = []
+    for level, command in commands:
+        try:
+            run_level(tmp, output, level, command)
+        except click.ClickException as error:
+            if not written and not not_converted:
+                raise  # nothing measured yet: leave no output
+            if written:
+                results.write_index(tmp, label, written, partial=True)
+            return written, not_converted, error
+        level_config = {**config, "load_level": level.name, "load": level.describe()}
+        try:
+            summary = convert_level(tmp / level.name, label, level_config, requested_output_tokens, slo_ms)
+        except click.ClickException as error:  # keep the raw files
+            click.echo(f"warning: {level.name} not converted: {error.message}", err=True)
+            not_converted.append(level.name)
+            continue
+        click.echo(headline(summary))
+        written.append((level.name, summary))
+    if written:
+        results.write_index(tmp, label, written, partial=False)
+    return written, not_converted, None
+
+
 def run_trtllm_bench(
     engine_dir: Path,
     hf_model_dir: Path | None,
@@ -184,6 +222,7 @@ def run_trtllm_bench(
         )
     from trt_build.tokenizer import ensure_tokenizer
 
+    warmup = 2 if warmup is None else warmup  # trtllm-bench's own default
     tokenizer = load_tokenizer(tokenizer_dir or target.model_path or ensure_tokenizer())
     started = time.time()
     with atomic_output_dir(output, overwrite) as tmp:
@@ -194,7 +233,7 @@ def run_trtllm_bench(
             level_dir = output / level.name  # where the files end up once the directory is renamed
             command = compose(
                 model, target, output / "dataset.jsonl", int(level.value), num_requests,
-                warmup if warmup is not None else 2, level_dir, supported,
+                warmup, level_dir, supported,
             )  # fmt: skip
             commands.append((level, command))
         # trtllm-bench writes its JSON only at the end of a level and does not create the directory.
@@ -215,34 +254,17 @@ def run_trtllm_bench(
             "osl_stddev": osl_stddev,
             "ignore_eos": True,  # --eos_id -1
             "num_requests": num_requests,
-            "warmup": warmup if warmup is not None else 2,
+            "warmup": warmup,
             "seed": seed,
         }
         written, not_converted, failed = [], [], None
         if dry_run:
             click.echo(script, nl=False)
         else:
-            for level, command in commands:
-                try:
-                    run_level(tmp, output, level, command)
-                except click.ClickException as error:
-                    if not written and not not_converted:
-                        raise  # nothing measured yet: leave no output
-                    failed = error  # keep the levels already measured (a long GPU run)
-                    break
-                level_config = {**config, "load_level": level.name, "load": level.describe()}
-                try:
-                    summary = convert_level(
-                        tmp / level.name, label, level_config, osl if osl_stddev == 0 else None, slo_ms
-                    )
-                except click.ClickException as error:  # keep the raw files of a long GPU run
-                    click.echo(f"warning: {level.name} not converted: {error.message}", err=True)
-                    not_converted.append(level.name)
-                    continue
-                click.echo(headline(summary))
-                written.append((level.name, summary))
-            if written:
-                results.write_index(tmp, label, written, partial=failed is not None)
+            requested = osl if osl_stddev == 0 else None
+            written, not_converted, failed = run_levels(
+                tmp, output, commands, label, config, requested, slo_ms
+            )
         write_manifest(
             tmp, "bench-trtllm", label=label, engine_dir=str(engine_dir), dry_run=dry_run,
             levels=[level.name for level in levels], converted=[name for name, _ in written],
