@@ -47,9 +47,8 @@ def sse(payload: dict) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n\n"
 
 
-def make_app(timing: Timing, request_ids: list[str] | None = None) -> web.Application:
+def make_app(timing: Timing, request_ids: list[str]) -> web.Application:
     """`request_ids` collects the id of every Triton request (HTTP "id", gRPC id; "" when none)."""
-    request_ids = [] if request_ids is None else request_ids
 
     async def openai(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -126,10 +125,10 @@ def _bytes_tensor(text: str) -> bytes:
 
 
 class FakeTritonService(service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, timing: Timing, request_ids: list[str] | None = None):
+    def __init__(self, timing: Timing, request_ids: list[str]):
         self.timing = timing
         self.streams_opened = 0
-        self.request_ids = [] if request_ids is None else request_ids
+        self.request_ids = request_ids
 
     async def ModelMetadata(self, request, context):  # noqa: N802 (gRPC method name)
         answer = service_pb2.ModelMetadataResponse(name=request.name, platform="ensemble")
