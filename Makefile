@@ -117,7 +117,7 @@ engine: setup ## fetch (unless MODEL is a dir) -> convert -> build into $(WORK)/
 	else $(CLI) fetch $(MODEL) --revision $(REVISION) --output $(HF_DIR); fi
 	@target="$(TARGET)"; \
 	if [ "$$target" = auto ]; then \
-		target=$$($(BIN)/python -c "from trt_build.targets import resolve_target; print(resolve_target('auto'))") \
+		target=$$($(BIN)/python -c "from trt_build.common.targets import resolve_target; print(resolve_target('auto'))") \
 			|| exit 1; fi; \
 	case "$$target" in \
 	engine) \

@@ -16,13 +16,13 @@ from typing import Any
 
 import click
 
-from benchmarks import results
 from benchmarks.clients import CLIENTS, ClientOptions
-from benchmarks.datasets import BUILTIN, load_dataset, load_tokenizer
-from benchmarks.load import ARRIVALS, LoadLevel, Runner, stop_on_ctrl_c
-from benchmarks.metrics import RequestRecord, Summary, parse_goodput, read_server_counts, summarize
-from trt_build.manifest import write_manifest
-from trt_build.outdir import atomic_output_dir
+from benchmarks.load.datasets import BUILTIN, load_dataset, load_tokenizer
+from benchmarks.load.generator import ARRIVALS, LoadLevel, Runner, stop_on_ctrl_c
+from benchmarks.metrics import results
+from benchmarks.metrics.summary import RequestRecord, Summary, parse_goodput, read_server_counts, summarize
+from trt_build.common.manifest import write_manifest
+from trt_build.common.outdir import atomic_output_dir
 
 DURATION_POOL = 512  # prompts prepared for a --duration run (cycled)
 CLIENT_BUSY = 0.8  # client CPU time / wall time above which the client may be the bottleneck
@@ -32,7 +32,7 @@ def default_model(url: str, protocol: str) -> str:
     """What to benchmark when --model is not given: a Triton server's front model (engine repositories
     have `ensemble`, pytorch ones only `tensorrt_llm_bls`), or the first model an OpenAI server lists."""
     if protocol != "openai":
-        from triton_repo.chat import front_model
+        from triton_repo.client.chat import front_model
 
         return front_model(url, protocol)
     from benchmarks.clients.triton_http import base_url
@@ -278,7 +278,7 @@ def command(
     slo_ms = parse_goodput(goodput_spec)
     label = label or output.name
     if engine_dir is not None:
-        from benchmarks.trtllm_bench import run_trtllm_bench
+        from benchmarks.engine_level.trtllm_bench import run_trtllm_bench
 
         run_trtllm_bench(
             engine_dir,
@@ -306,7 +306,7 @@ def command(
         num_requests = 100
     if not math.isfinite(burstiness):
         raise click.ClickException("--burstiness must be finite.")
-    from trt_build.tokenizer import ensure_tokenizer
+    from trt_build.source.tokenizer import ensure_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_dir or ensure_tokenizer())
     pool_size = (num_requests or DURATION_POOL) + (

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from trt_build.tiny_model import write_tiny_model
-from trt_build.tokenizer import ensure_tokenizer
+from trt_build.source.tiny_model import write_tiny_model
+from trt_build.source.tokenizer import ensure_tokenizer
 
 
 def gpu_available() -> bool:

@@ -8,7 +8,7 @@ from collections import Counter
 import click
 import pytest
 
-from benchmarks.datasets import JA_CHAT, count_tokens, load_dataset, read_jsonl
+from benchmarks.load.datasets import JA_CHAT, count_tokens, load_dataset, read_jsonl
 
 
 def test_synthetic_prompts_have_exact_token_lengths(tokenizer):

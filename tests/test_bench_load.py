@@ -1,6 +1,6 @@
 """Load generation and the OpenAI client against a stream server with known timing, plus Ctrl-C.
 
-The fake server (benchmarks/fake_server.py, loopback, in a thread) answers the first token after 80 ms
+The fake server (benchmarks/perf/fake_server.py, loopback, in a thread) answers the first token after 80 ms
 and the next ones 20 ms apart. Tolerances as in test_bench_triton.py: TTFT and E2E within -2 / +15 ms,
 ITL p50 +-5 ms, ITL and TPOT means +-3 ms; a few measurements per check (tests/timing.py).
 """
@@ -22,10 +22,10 @@ from click.testing import CliRunner
 
 from benchmarks.bench import command as bench
 from benchmarks.bench import default_model, parse_levels
-from benchmarks.fake_server import FakeServer, Timing
-from benchmarks.load import arrival_gaps
+from benchmarks.load.generator import arrival_gaps
+from benchmarks.perf.fake_server import FakeServer, Timing
 from tests.timing import on_time
-from triton_repo.server import free_port
+from triton_repo.launch.tritonserver import free_port
 
 TTFT_MS, GAP_MS, TOKENS = 80.0, 20.0, 6
 

@@ -6,7 +6,7 @@ import click
 import numpy as np
 import pytest
 
-from benchmarks.metrics import (
+from benchmarks.metrics.summary import (
     Distribution,
     RequestRecord,
     meets_slos,

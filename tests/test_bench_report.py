@@ -9,9 +9,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from benchmarks import results
-from benchmarks.metrics import RequestRecord, summarize
-from benchmarks.report import command as report
+from benchmarks.metrics import results
+from benchmarks.metrics.summary import RequestRecord, summarize
+from benchmarks.report.compare import command as report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -16,12 +16,12 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.figure import Figure
 
-from benchmarks import results
 from benchmarks.bench import command as bench
-from benchmarks.metrics import RequestRecord, summarize
-from benchmarks.report import command as report
-from benchmarks.trtllm_bench import bench_target, compose, supported_flags
-from benchmarks.trtllm_results import convert_level
+from benchmarks.engine_level.trtllm_bench import bench_target, compose, supported_flags
+from benchmarks.engine_level.trtllm_results import convert_level
+from benchmarks.metrics import results
+from benchmarks.metrics.summary import RequestRecord, summarize
+from benchmarks.report.compare import command as report
 from trt_build.cli import main as cli
 
 

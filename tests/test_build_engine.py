@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from trt_build.build_engine import NO_GPU_TOOLCHAIN, command
+from trt_build.build.engine import NO_GPU_TOOLCHAIN, command
 
 QUANTS = {  # case -> (quant_algo, kv_cache_quant_algo)
     "none": (None, None),
@@ -241,11 +241,11 @@ def test_failed_or_incomplete_builds_leave_nothing(tmp_path, fake_host, monkeypa
 
 @pytest.mark.gpu
 def test_trtllm_build_on_a_tiny_converted_checkpoint(tmp_path, monkeypatch, tokenizer_dir):
-    from trt_build.build_engine import detect_gpus
-    from trt_build.convert import convert_checkpoint
-    from trt_build.gpu_profiles import profile_for_compute_capability
-    from trt_build.hf_config import LlamaArchitecture
-    from trt_build.tiny_model import LLAMA31_ROPE_SCALING, PRESETS, write_tiny_model
+    from trt_build.build.engine import detect_gpus
+    from trt_build.common.gpus import profile_for_compute_capability
+    from trt_build.convert.trtllm import convert_checkpoint
+    from trt_build.source.hf_config import LlamaArchitecture
+    from trt_build.source.tiny_model import LLAMA31_ROPE_SCALING, PRESETS, write_tiny_model
 
     # head_dim 64: the attention kernels do not take the 8 of the CPU tiny preset.
     shape = LlamaArchitecture(vocab_size=128256, hidden_size=256, intermediate_size=512, num_hidden_layers=2,

@@ -10,7 +10,7 @@ import click
 import pytest
 import torch
 
-from trt_build.calib_data import (
+from trt_build.quant.calib_data import (
     BUILTIN_CALIBRATION,
     BUILTIN_EVALUATION,
     calibration_tokens,
@@ -18,7 +18,7 @@ from trt_build.calib_data import (
     load_samples,
     read_jsonl,
 )
-from trt_build.tokenizer import BOS_ID
+from trt_build.source.tokenizer import BOS_ID
 
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 CATEGORIES = {

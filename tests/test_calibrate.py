@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from trt_build import quant_formats as qf
-from trt_build.calibrate import (
+from trt_build.quant import numerics as qf
+from trt_build.quant.calibrate import (
     CALIB_ATTENTION,
     FUSED_GROUPS,
     LINEARS,
@@ -20,7 +20,7 @@ from trt_build.calibrate import (
     calibrate,
     needs_calibration,
 )
-from trt_build.tiny_model import write_tiny_model
+from trt_build.source.tiny_model import write_tiny_model
 
 
 @pytest.fixture(scope="module")

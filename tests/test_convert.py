@@ -19,17 +19,17 @@ from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from trt_build.convert import (
+from trt_build.common.manifest import sha256_file
+from trt_build.convert.rank_writer import RankFileWriter
+from trt_build.convert.trtllm import (
     ALLOWED_MAPPING_KEYS,
     ALLOWED_QUANTIZATION_KEYS,
     convert_checkpoint,
 )
-from trt_build.convert_quant import QUANT_SCHEMES
-from trt_build.hf_config import hf_config_dict
-from trt_build.manifest import sha256_file
-from trt_build.rank_writer import RankFileWriter
-from trt_build.tiny_model import PRESETS, hf_tensor_layout, random_tensor, write_tiny_model
-from trt_build.weight_map import check_parallelism, pp_layers
+from trt_build.convert.trtllm_linears import QUANT_SCHEMES
+from trt_build.parallel.weight_map import check_parallelism, pp_layers
+from trt_build.source.hf_config import hf_config_dict
+from trt_build.source.tiny_model import PRESETS, hf_tensor_layout, random_tensor, write_tiny_model
 
 D, H, K, HEAD, INTER, VOCAB = 64, 8, 2, 8, 128, 128256  # the tiny preset
 
@@ -434,7 +434,7 @@ def test_interrupt_mid_write_leaves_nothing(
 def test_sigterm_mid_write_leaves_nothing(tiny_model_dir: Path, tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
-        "from trt_build.rank_writer import RankFileWriter\n"
+        "from trt_build.convert.rank_writer import RankFileWriter\n"
         "from trt_build.cli import main\n"
         "write = RankFileWriter.write\n"
         "def slow(self, name, tensor):\n"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from triton_repo.detokenizer import REPLACEMENT, DetokenizerStates, IncrementalDetokenizer, stream_text
+from triton_repo.models.detokenizer import REPLACEMENT, DetokenizerStates, IncrementalDetokenizer, stream_text
 
 SAMPLES = [
     "東京の紅葉😀です",

@@ -1,8 +1,8 @@
 import click
 import pytest
 
-from trt_build.hf_config import hf_config_dict, parse_hf_config
-from trt_build.tiny_model import PRESETS
+from trt_build.source.hf_config import hf_config_dict, parse_hf_config
+from trt_build.source.tiny_model import PRESETS
 
 
 @pytest.mark.parametrize("form", ["v4", "v5", "both"])

@@ -18,17 +18,17 @@ from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from trt_build import quant_formats as qf
-from trt_build.calibrate import FUSED_GROUPS, CalibrationResult
 from trt_build.cli import main
-from trt_build.convert import convert_checkpoint
-from trt_build.convert_calibration import QuantOptions
-from trt_build.hf_config import hf_config_dict, read_hf_config
-from trt_build.hf_export import export_unified_checkpoint
-from trt_build.reference_runtime import load_unified_checkpoint, unified_state_dict
-from trt_build.targets import HF_CHECKPOINT, checkpoint_kind
-from trt_build.tiny_model import GENERATION_CONFIG, PRESETS, hf_tensor_layout, random_tensor
-from trt_build.tokenizer import copy_tokenizer
+from trt_build.common.targets import HF_CHECKPOINT, checkpoint_kind
+from trt_build.convert.calibration import QuantOptions
+from trt_build.convert.modelopt import export_unified_checkpoint
+from trt_build.convert.trtllm import convert_checkpoint
+from trt_build.quant import numerics as qf
+from trt_build.quant.calibrate import FUSED_GROUPS, CalibrationResult
+from trt_build.source.hf_config import hf_config_dict, read_hf_config
+from trt_build.source.tiny_model import GENERATION_CONFIG, PRESETS, hf_tensor_layout, random_tensor
+from trt_build.source.tokenizer import copy_tokenizer
+from trt_build.verify.reference_runtime import load_unified_checkpoint, unified_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CALIB = {"calib_size": 4, "calib_seq_len": 32}
@@ -297,7 +297,7 @@ def test_fake_quant_of_fp8_uses_the_input_scales_and_the_backends_unit_kv_scale(
 
 
 def test_the_cpu_engine_loads_and_generates(awq: Path):
-    from triton_repo.cpu_engine import CpuEngine, SamplingParams, load_model
+    from triton_repo.models.cpu_engine import CpuEngine, SamplingParams, load_model
 
     model = load_model(awq)
     prompt = [128000, 9906, 11, 1917]
@@ -560,7 +560,7 @@ def test_our_reference_runtime_reads_modelopts_export_like_ours(peer_pairs):
     """ModelOpt's own checkpoints load through load_unified_checkpoint and track the source like ours."""
     model, peer, ours = peer_pairs["int4_awq"]
     ids = torch.randint(0, PEER_ARCH.vocab_size, (1, 24), generator=torch.Generator().manual_seed(1))
-    from trt_build.verify import load_hf_model
+    from trt_build.verify.compare import load_hf_model
 
     _, source_model = load_hf_model(model)
     with torch.inference_mode():
@@ -585,7 +585,7 @@ def test_real_llm_api_loads_the_unified_checkpoint(tmp_path: Path, quant: str, k
     """TensorRT-LLM's PyTorch backend loads `convert --target pytorch` output and generates."""
     from tensorrt_llm import LLM, SamplingParams
 
-    from trt_build.tiny_model import write_tiny_model
+    from trt_build.source.tiny_model import write_tiny_model
 
     model = write_tiny_model(tmp_path / "model", preset="8b-shape", layers=2, seed=0)  # head_dim 128
     checkpoint = export(model, tmp_path / "unified", quant, kv_cache_dtype=kv, device="cuda")

@@ -13,14 +13,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from triton_repo import model_configs
-from triton_repo.chat import command as chat_command
-from triton_repo.chat import stream_grpc, stream_http
-from triton_repo.generate import write_repository
-from triton_repo.serve import check_repository
-from triton_repo.server import Ports, TritonInstallation, TritonServer, server_command
-from triton_repo.text_deltas import REPLACEMENT, CumulativeText, deltas
-from trt_build.build_engine import command as build_command
+from triton_repo.client.chat import command as chat_command
+from triton_repo.client.chat import stream_grpc, stream_http
+from triton_repo.launch.serve import check_repository
+from triton_repo.launch.tritonserver import Ports, TritonInstallation, TritonServer, server_command
+from triton_repo.models.text_deltas import REPLACEMENT, CumulativeText, deltas
+from triton_repo.repository import engine_configs as model_configs
+from triton_repo.repository.write import write_repository
+from trt_build.build.engine import command as build_command
 
 # The stock llmapi config.pbtxt I/O (trtllm-pytorch-backend.md 4.3), written out by hand.
 LLMAPI_INPUTS = {
@@ -255,8 +255,8 @@ def test_real_llm_api_loads_the_checkpoint_with_our_options(tmp_path):
     from tensorrt_llm import LLM, SamplingParams
     from tensorrt_llm.llmapi.llm_utils import update_llm_args_with_extra_dict
 
-    from trt_build.tiny_model import write_tiny_model
-    from trt_build.tokenizer import copy_tokenizer
+    from trt_build.source.tiny_model import write_tiny_model
+    from trt_build.source.tokenizer import copy_tokenizer
 
     checkpoint = write_tiny_model(tmp_path / "model", preset="8b-shape", layers=2, seed=0)  # head_dim 128
     copy_tokenizer(checkpoint)

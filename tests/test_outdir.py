@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from trt_build.outdir import atomic_output_dir
+from trt_build.common.outdir import atomic_output_dir
 
 
 def test_error_leaves_nothing(tmp_path):
@@ -18,7 +18,7 @@ def test_sigterm_leaves_nothing(tmp_path):
     script = f"""
 import os, signal
 from pathlib import Path
-from trt_build.outdir import atomic_output_dir
+from trt_build.common.outdir import atomic_output_dir
 with atomic_output_dir(Path({str(tmp_path / "out")!r})) as tmp:
     (tmp / "half.bin").write_bytes(b"x")
     os.kill(os.getpid(), signal.SIGTERM)

@@ -7,9 +7,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from trt_build.gpu_profiles import PROFILES, get_profile
-from trt_build.plan import GB, Scenario, command, make_plan, resolve_model
-from trt_build.quant_memory import QUANT_FORMATS
+from trt_build.common.gpus import PROFILES, get_profile
+from trt_build.plan.planner import GB, Scenario, command, make_plan, resolve_model
+from trt_build.quant.memory import QUANT_FORMATS
 
 EIGHT_B = "tokyotech-llm/Llama-3.1-Swallow-8B-Instruct-v0.5"
 SEVENTY_B = "Llama-3.3-Swallow-70B-Instruct-v0.4"

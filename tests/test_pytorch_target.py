@@ -13,14 +13,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from triton_repo.serve import command as serve_command
-from trt_build import targets
-from trt_build.build_engine import command as build_command
-from trt_build.build_pytorch import read_deployment
-from trt_build.hf_config import hf_config_dict
-from trt_build.plan import command as plan_command
-from trt_build.registry import lookup
-from trt_build.targets import checkpoint_kind, resolve_target, target_for_version
+from triton_repo.launch.serve import command as serve_command
+from trt_build.build.engine import command as build_command
+from trt_build.build.pytorch import read_deployment
+from trt_build.common import targets
+from trt_build.common.targets import checkpoint_kind, resolve_target, target_for_version
+from trt_build.plan.planner import command as plan_command
+from trt_build.source.hf_config import hf_config_dict
+from trt_build.source.registry import lookup
 
 EIGHT_B = lookup("tokyotech-llm/Llama-3.1-Swallow-8B-Instruct-v0.5").architecture
 SEVENTY_B = lookup("Llama-3.3-Swallow-70B-Instruct-v0.4").architecture

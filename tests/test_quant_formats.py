@@ -6,7 +6,7 @@ import click
 import pytest
 import torch
 
-from trt_build import quant_formats as qf
+from trt_build.quant import numerics as qf
 
 
 def _weight(out_features: int = 8, in_features: int = 256, seed: int = 0) -> torch.Tensor:
@@ -142,7 +142,7 @@ def test_weight_only_per_channel(bits: int, convention: str, divisor: int) -> No
 
 
 def test_scheme_table_emits_the_spec_tensors() -> None:
-    from trt_build.quant_schemes import SCHEMES, LinearQuantInput, kv_cache_modelopt_hf, kv_cache_trtllm
+    from trt_build.quant.schemes import SCHEMES, LinearQuantInput, kv_cache_modelopt_hf, kv_cache_trtllm
 
     q, k, v = _weight(16, 256, 1), _weight(4, 256, 2), _weight(4, 256, 3)
     qkv = torch.cat([q, k, v]).to(torch.bfloat16)

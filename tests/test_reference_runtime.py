@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from trt_build.convert import convert_checkpoint
-from trt_build.reference_runtime import (
+from trt_build.convert.trtllm import convert_checkpoint
+from trt_build.source.tiny_model import write_tiny_model
+from trt_build.verify.compare import load_hf_model
+from trt_build.verify.reference_runtime import (
     LINEAR_READERS,
     CheckpointError,
     architecture_from_checkpoint,
@@ -17,8 +19,6 @@ from trt_build.reference_runtime import (
     checkpoint_state_dict,
     load_checkpoint,
 )
-from trt_build.tiny_model import write_tiny_model
-from trt_build.verify import load_hf_model
 
 INPUT_IDS = torch.tensor([[128000, 9906, 11, 1917, 0, 220, 15025, 30358, 3574, 31281, 5486, 100, 128009]])
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from trt_build.safetensors_stream import StreamingSafetensorsWriter
+from trt_build.formats.safetensors_stream import StreamingSafetensorsWriter
 
 
 def test_round_trip_through_safetensors(tmp_path):

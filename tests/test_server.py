@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from triton_repo.server import Ports, TritonServer, find_tritonserver, server_command
+from triton_repo.launch.tritonserver import Ports, TritonServer, find_tritonserver, server_command
 
 ECHO_MODEL = textwrap.dedent(
     """

@@ -5,8 +5,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from trt_build.hf_config import read_hf_config
-from trt_build.tiny_model import PRESETS, hf_tensor_layout, write_tiny_model
+from trt_build.source.hf_config import read_hf_config
+from trt_build.source.tiny_model import PRESETS, hf_tensor_layout, write_tiny_model
 
 
 def test_tiny_model_loads_in_transformers_and_generates(tiny_model_dir, tokenizer):

@@ -1,4 +1,4 @@
-from trt_build.tokenizer import BOS_ID, END_OF_TEXT_ID, EOM_ID, EOT_ID, VOCAB_SIZE
+from trt_build.source.tokenizer import BOS_ID, END_OF_TEXT_ID, EOM_ID, EOT_ID, VOCAB_SIZE
 
 # Ids of Meta's Llama 3 tokenizer (also what the hub's Llama 3.1 / Swallow tokenizers give).
 KNOWN_IDS = {

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from triton_repo.cpu_engine import CpuEngine, RequestError, SamplingParams, load_model, word_lists
-from triton_repo.generate import command as repo_command
-from triton_repo.generate import repository_world_size, write_repository
-from triton_repo.model_configs import CLIENT_INPUTS, ENGINE, MODEL_NAMES, PRE, parse
-from triton_repo.serve import command as serve_command
-from trt_build.convert import convert_checkpoint
+from triton_repo.launch.serve import command as serve_command
+from triton_repo.models.cpu_engine import CpuEngine, RequestError, SamplingParams, load_model, word_lists
+from triton_repo.repository.engine_configs import CLIENT_INPUTS, ENGINE, MODEL_NAMES, PRE, parse
+from triton_repo.repository.write import command as repo_command
+from triton_repo.repository.write import repository_world_size, write_repository
+from trt_build.convert.trtllm import convert_checkpoint
 
 CLIENT_NAMES_USED_BY_TOOLS = {
     # genai-perf --backend tensorrtllm, Triton's OpenAI frontend, tensorrtllm_backend client scripts
@@ -237,7 +237,7 @@ def test_serve_prints_the_endpoints_and_stops_cleanly_on_ctrl_c(tmp_path, tokeni
     import time
     import urllib.request
 
-    from triton_repo.server import Ports
+    from triton_repo.launch.tritonserver import Ports
 
     repo = write_repository(tmp_path / "repo", tokenizer_dir, checkpoint_dir=checkpoint_dir)
     ports = Ports.free()

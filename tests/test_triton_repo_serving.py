@@ -21,13 +21,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from triton_repo.chat import command as chat_command
-from triton_repo.chat import request_body, stream_grpc, stream_http, stream_http_events
-from triton_repo.detokenizer import REPLACEMENT
-from triton_repo.generate import write_repository
-from triton_repo.server import TritonServer
-from trt_build.convert import convert_checkpoint
-from trt_build.tokenizer import copy_tokenizer
+from triton_repo.client.chat import command as chat_command
+from triton_repo.client.chat import request_body, stream_grpc, stream_http, stream_http_events
+from triton_repo.launch.tritonserver import TritonServer
+from triton_repo.models.detokenizer import REPLACEMENT
+from triton_repo.repository.write import write_repository
+from trt_build.convert.trtllm import convert_checkpoint
+from trt_build.source.tokenizer import copy_tokenizer
 
 CYCLE = "紅葉😀𠮷野家齉"
 PROMPT = "紅"  # [BOS, 紅]: greedy continues the cycle from 葉

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from trt_build.cli import main
-from trt_build.convert import convert_checkpoint
-from trt_build.verify import BUILTIN_TEXTS, THRESHOLDS, precision_key, read_prompts
+from trt_build.convert.trtllm import convert_checkpoint
+from trt_build.verify.compare import BUILTIN_TEXTS, THRESHOLDS, precision_key, read_prompts
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_float16_checkpoint_passes_its_thresholds(tiny_model_dir: Path, tmp_path
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path: Path, checkpoint: Path) -> None:
-    from trt_build.tiny_model import write_tiny_model
+    from trt_build.source.tiny_model import write_tiny_model
 
     other = write_tiny_model(tmp_path / "three-layers", layers=3)
     result = verify(other, checkpoint)

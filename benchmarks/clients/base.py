@@ -8,8 +8,8 @@ import itertools
 import uuid
 from dataclasses import dataclass
 
-from benchmarks.datasets import BenchRequest
-from benchmarks.metrics import RequestRecord
+from benchmarks.load.datasets import BenchRequest
+from benchmarks.metrics.summary import RequestRecord
 
 # The Swallow / TensorRT-LLM ensemble's tensor names (reference/triton-repo.md §2.1).
 TEXT_INPUT = "text_input"

@@ -16,8 +16,8 @@ import aiohttp
 from benchmarks.clients.base import StreamClient
 from benchmarks.clients.sse import HttpError, make_session, sse_events
 from benchmarks.clients.triton_http import base_url
-from benchmarks.datasets import BenchRequest
-from benchmarks.metrics import RequestRecord
+from benchmarks.load.datasets import BenchRequest
+from benchmarks.metrics.summary import RequestRecord
 
 DONE = b"[DONE]"
 

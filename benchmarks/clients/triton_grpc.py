@@ -6,7 +6,7 @@ per chunk. The request opts into the empty final response, so the end of a reque
 
 A stream that ended its request cleanly carries the next one (one request at a time per stream, so no
 demultiplexing): opening a call per request cost about a fifth of the client's CPU per chunk
-(benchmarks/client_overhead.py). A stream that saw an error, a timeout or a cancellation is dropped.
+(benchmarks/perf/client_overhead.py). A stream that saw an error, a timeout or a cancellation is dropped.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from benchmarks.clients.base import (
     optional_triton_inputs,
     triton_notes,
 )
-from benchmarks.datasets import BenchRequest
-from benchmarks.metrics import RequestRecord
+from benchmarks.load.datasets import BenchRequest
+from benchmarks.metrics.summary import RequestRecord
 
 MAX_MESSAGE_BYTES = 2**31 - 1
 DATATYPES = {bool: "BOOL", int: "INT32", str: "BYTES"}

@@ -24,8 +24,8 @@ from benchmarks.clients.base import (
     triton_notes,
 )
 from benchmarks.clients.sse import HttpError, make_session, sse_events
-from benchmarks.datasets import BenchRequest
-from benchmarks.metrics import RequestRecord
+from benchmarks.load.datasets import BenchRequest
+from benchmarks.metrics.summary import RequestRecord
 
 
 def base_url(url: str) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 import yaml
 
-from triton_repo.cpu_engine import CpuEngine, RequestError, SamplingParams, load_model
+from triton_repo.models.cpu_engine import CpuEngine, RequestError, SamplingParams, load_model
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 DEFAULT_MAX_TOKENS = 32  # tensorrt_llm SamplingParams default

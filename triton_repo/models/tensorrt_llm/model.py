@@ -14,7 +14,7 @@ import threading
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from triton_repo.cpu_engine import CpuEngine, RequestError, SamplingParams, load_model, word_lists
+from triton_repo.models.cpu_engine import CpuEngine, RequestError, SamplingParams, load_model, word_lists
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 

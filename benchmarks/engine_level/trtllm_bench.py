@@ -1,0 +1,276 @@
+"""Engine-level mode: run `trtllm-bench throughput` on an engine, with our Japanese prompts.
+
+`--engine-dir` takes a TensorRT engine directory (`--backend tensorrt`, TensorRT-LLM <= 1.3.0rc20) or a
+`build --target pytorch` deployment (`--backend pytorch` on its checkpoint, `--extra_llm_api_options` its
+options YAML, its TP/PP): the same numbers for both targets.
+
+trtllm-bench drives the engine in process (no HTTP/gRPC), so comparing it with a `swallow-trt bench`
+run on the same engine shows the serving overhead (reference/bench-metrics.md §6.6). It has no
+request-rate mode, so only concurrency levels are accepted. The dataset is written as trtllm-bench's
+JSON lines of token ids (`task_id`, `input_ids`, `output_tokens`), so the input lengths are exact, and
+EOS is disabled (`--eos_id -1`) so the output lengths are too. After each level, trtllm-bench's own JSON
+is converted into our level result (benchmarks/engine_level/trtllm_results.py), so `swallow-trt report` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from benchmarks.bench import headline
+from benchmarks.engine_level.trtllm_results import convert_level
+from benchmarks.load.datasets import load_tokenizer, synthetic
+from benchmarks.load.generator import LoadLevel
+from benchmarks.metrics import results
+from benchmarks.metrics.summary import Summary
+from trt_build.build.pytorch import is_pytorch_deployment, read_deployment
+from trt_build.common.manifest import write_manifest
+from trt_build.common.outdir import atomic_output_dir
+
+TRTLLM_BENCH = "trtllm-bench"
+
+
+def write_dataset(
+    path: Path, tokenizer, count: int, isl: int, isl_stddev: float, osl: int, osl_stddev: float, seed: int
+) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for task_id, request in enumerate(
+            synthetic(tokenizer, count, isl, isl_stddev, osl, osl_stddev, seed)
+        ):
+            ids = tokenizer.encode(request.prompt, add_special_tokens=False)
+            line = {"task_id": task_id, "input_ids": ids, "output_tokens": request.output_tokens}
+            handle.write(json.dumps(line) + "\n")
+
+
+Options = list[tuple[str, str | None]]
+
+
+@dataclass(frozen=True)
+class BenchTarget:
+    """What trtllm-bench runs: a TensorRT engine, or a `build --target pytorch` deployment (the PyTorch
+    backend on its HF / ModelOpt checkpoint, with the deployment's LLM-API options YAML)."""
+
+    kind: str  # "engine" | "pytorch"
+    options: Options  # the throughput options that select and configure the backend
+    model_path: Path | None  # the checkpoint trtllm-bench reads (--model_path)
+
+
+def bench_target(directory: Path, hf_model_dir: Path | None, dry_run: bool) -> BenchTarget:
+    if is_pytorch_deployment(directory):
+        deployment = read_deployment(directory)
+        options: Options = [
+            ("--backend", "pytorch"),
+            ("--extra_llm_api_options", str(deployment.options_path)),
+            ("--tp", str(deployment.tp)),
+            ("--pp", str(deployment.pp)),
+        ]
+        return BenchTarget("pytorch", options, deployment.checkpoint)
+    if not (directory / "config.json").exists() and not dry_run:
+        raise click.ClickException(
+            f"{directory} is neither an engine directory (config.json) nor a pytorch deployment "
+            "(build --target pytorch)."
+        )
+    return BenchTarget("engine", [("--backend", "tensorrt"), ("--engine_dir", str(directory))], hf_model_dir)
+
+
+# Kept even where the installed --help does not list them: without these the run means something else.
+REQUIRED_FLAGS = {"--engine_dir", "--dataset", "--extra_llm_api_options"}
+
+
+def compose(
+    model: str,
+    target: BenchTarget,
+    dataset: Path,
+    concurrency: int,
+    num_requests: int,
+    warmup: int,
+    level_dir: Path,
+    supported: set[str] | None = None,
+) -> list[str]:
+    """The trtllm-bench command for one concurrency level. Throughput options the installed version does
+    not list in its --help (`supported`) are left out, so one command works across releases."""
+    top = [TRTLLM_BENCH, "--model", model]
+    if target.model_path is not None:
+        top += ["--model_path", str(target.model_path)]
+    options = [
+        *target.options,
+        ("--dataset", str(dataset)),
+        ("--num_requests", str(num_requests)),
+        ("--concurrency", str(concurrency)),
+        ("--warmup", str(warmup)),
+        ("--eos_id", "-1"),
+        ("--streaming", None),
+        ("--report_json", str(level_dir / "trtllm_report.json")),
+        ("--request_json", str(level_dir / "trtllm_requests.json")),
+    ]
+    required = REQUIRED_FLAGS | ({"--backend"} if target.kind == "pytorch" else set())
+    args = ["throughput"]
+    for flag, value in options:
+        if supported is not None and flag not in supported and flag not in required:
+            continue
+        args += [flag] if value is None else [flag, value]
+    return top + args
+
+
+def supported_flags() -> set[str] | None:
+    """Flags listed by `trtllm-bench throughput --help`, or None when it is not installed."""
+    if shutil.which(TRTLLM_BENCH) is None:
+        return None
+    result = subprocess.run(
+        [TRTLLM_BENCH, "throughput", "--help"], capture_output=True, text=True, timeout=300
+    )
+    return {word.strip(",") for word in result.stdout.split() if word.startswith("--")}
+
+
+def run_level(tmp: Path, output: Path, level: LoadLevel, command: list[str]) -> None:
+    """Run trtllm-bench for one level; its log and JSON files go into the level directory."""
+    (tmp / level.name).mkdir()
+    # trtllm-bench writes its reports under the final path: point it at the temp dir instead.
+    command = [part.replace(str(output), str(tmp)) for part in command]
+    with open(tmp / level.name / "trtllm.log", "w") as log:
+        click.echo(f"{level.name}: {shlex.join(command)}")
+        try:
+            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+        except KeyboardInterrupt:  # run() has killed trtllm-bench; the levels before this one are kept
+            raise click.ClickException(f"trtllm-bench stopped by Ctrl-C at {level.name}.") from None
+    if result.returncode != 0:
+        tail = "\n".join((tmp / level.name / "trtllm.log").read_text(errors="replace").splitlines()[-30:])
+        raise click.ClickException(f"trtllm-bench failed at {level.name} (exit {result.returncode}):\n{tail}")
+
+
+def run_levels(
+    tmp: Path,
+    output: Path,
+    commands: list[tuple[LoadLevel, list[str]]],
+    label: str,
+    config: dict[str, Any],
+    requested_output_tokens: int | None,
+    slo_ms: dict[str, float] | None,
+) -> tuple[list[tuple[str, Summary]], list[str], click.ClickException | None]:
+    """Run and convert each level: (converted levels, levels kept raw, the failure that stopped the run).
+    A failure or Ctrl-C after the first level keeps what was measured: a long GPU run is not thrown away."""
+    written: list[tuple[str, Summary]] = []
+    not_converted: list[str] = []
+    for level, command in commands:
+        try:
+            run_level(tmp, output, level, command)
+        except click.ClickException as error:
+            if not written and not not_converted:
+                raise  # nothing measured yet: leave no output
+            if written:
+                results.write_index(tmp, label, written, partial=True)
+            return written, not_converted, error
+        level_config = {**config, "load_level": level.name, "load": level.describe()}
+        try:
+            summary = convert_level(tmp / level.name, label, level_config, requested_output_tokens, slo_ms)
+        except click.ClickException as error:  # keep the raw files
+            click.echo(f"warning: {level.name} not converted: {error.message}", err=True)
+            not_converted.append(level.name)
+            continue
+        click.echo(headline(summary))
+        written.append((level.name, summary))
+    if written:
+        results.write_index(tmp, label, written, partial=False)
+    return written, not_converted, None
+
+
+def run_trtllm_bench(
+    engine_dir: Path,
+    hf_model_dir: Path | None,
+    model: str | None,
+    tokenizer_dir: Path | None,
+    levels: list[LoadLevel],
+    num_requests: int,
+    warmup: int | None,
+    isl: int,
+    isl_stddev: float,
+    osl: int,
+    osl_stddev: float,
+    seed: int,
+    label: str,
+    output: Path,
+    overwrite: bool,
+    dry_run: bool,
+    slo_ms: dict[str, float] | None = None,
+) -> None:
+    if any(level.kind != "concurrency" for level in levels):
+        raise click.ClickException(
+            "trtllm-bench has no request-rate mode: use --concurrency with --engine-dir."
+        )
+    target = bench_target(engine_dir, hf_model_dir, dry_run)
+    if not model and target.model_path is not None:
+        model = target.model_path.name  # a name only: trtllm-bench reads --model_path
+    if not model:
+        raise click.ClickException(
+            "--model is required with --engine-dir: the Hugging Face model id trtllm-bench reads "
+            "(e.g. tokyotech-llm/Llama-3.1-Swallow-8B-Instruct-v0.3)."
+        )
+    supported = supported_flags()
+    if supported is None and not dry_run:
+        raise click.ClickException(
+            "trtllm-bench is not installed here. It comes with TensorRT-LLM on a GPU host "
+            "(pip install --extra-index-url https://pypi.nvidia.com tensorrt-llm, or the NGC "
+            "tritonserver -trtllm- container). Add --dry-run to see the commands."
+        )
+    from trt_build.source.tokenizer import ensure_tokenizer
+
+    warmup = 2 if warmup is None else warmup  # trtllm-bench's own default
+    tokenizer = load_tokenizer(tokenizer_dir or target.model_path or ensure_tokenizer())
+    started = time.time()
+    with atomic_output_dir(output, overwrite) as tmp:
+        dataset = tmp / "dataset.jsonl"
+        write_dataset(dataset, tokenizer, num_requests, isl, isl_stddev, osl, osl_stddev, seed)
+        commands = []
+        for level in levels:
+            level_dir = output / level.name  # where the files end up once the directory is renamed
+            command = compose(
+                model, target, output / "dataset.jsonl", int(level.value), num_requests,
+                warmup, level_dir, supported,
+            )  # fmt: skip
+            commands.append((level, command))
+        # trtllm-bench writes its JSON only at the end of a level and does not create the directory.
+        script = "".join(
+            f"mkdir -p {shlex.quote(str(output / level.name))} && {shlex.join(command)}\n"
+            for level, command in commands
+        )
+        (tmp / "commands.sh").write_text("#!/bin/sh\nset -e\n" + script)
+        config = {
+            "protocol": "trtllm-bench (in process)",
+            "model": model,
+            "engine_dir": str(engine_dir),
+            "target": target.kind,
+            "dataset": "synthetic",
+            "isl": isl,
+            "isl_stddev": isl_stddev,
+            "osl": osl,
+            "osl_stddev": osl_stddev,
+            "ignore_eos": True,  # --eos_id -1
+            "num_requests": num_requests,
+            "warmup": warmup,
+            "seed": seed,
+        }
+        written, not_converted, failed = [], [], None
+        if dry_run:
+            click.echo(script, nl=False)
+        else:
+            requested = osl if osl_stddev == 0 else None
+            written, not_converted, failed = run_levels(
+                tmp, output, commands, label, config, requested, slo_ms
+            )
+        write_manifest(
+            tmp, "bench-trtllm", label=label, engine_dir=str(engine_dir), dry_run=dry_run,
+            levels=[level.name for level in levels], converted=[name for name, _ in written],
+            not_converted=not_converted, partial=failed is not None, source="trtllm-bench",
+            seconds=time.time() - started,
+        )  # fmt: skip
+    if failed is not None:
+        raise click.ClickException(f"{failed.message}\nThe levels measured before it are in {output}.")
+    click.echo(f"trtllm-bench {'commands' if dry_run else 'results'} in {output}")

@@ -1,0 +1,192 @@
+"""Conversion throughput and memory: `swallow-trt convert --tp 2` against a plain file copy.
+
+Run:  .venv/bin/python benchmarks/perf/convert_throughput.py [--layers 2 8] [--work-dir DIR]
+
+For each layer count it writes an `8b-shape` model (the real Llama-3.1-8B layer dimensions, random
+weights), then on the same disk times
+  copy      shutil.copy of the model's files into a new directory, then sync;
+  convert   `swallow-trt convert --tp 2` in a subprocess, then sync (the default: manifest with sha256
+            of every source and rank file);
+  no-sha    the same with --no-sha256, to show what the hashing costs;
+and reads each convert process's own peak RSS from os.wait4's rusage. Models are generated in a
+subprocess too: this process must stay small, because Linux carries the parent's RSS high-water mark
+into a forked child's ru_maxrss.
+
+Metrics (definitions; each time is the best of --repeat alternating runs, since other load on a
+shared machine only adds time; peak RSS is the largest seen):
+  copy_s        wall seconds of the copy including the sync that writes it to disk
+  convert_s     wall seconds of the default convert subprocess (start-up included) plus the sync
+  nosha_s       the same with --no-sha256
+  ratio         convert_s / copy_s                                 target <= 2.0
+  peak_rss_gb   ru_maxrss of the convert process, GB                target <= 2.5
+  rss_growth    peak RSS at the most layers / at the fewest - 1     target within +-10%
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TARGET_TIME_RATIO = 2.0
+TARGET_PEAK_RSS_GB = 2.5
+TARGET_RSS_GROWTH = 0.10
+
+
+@dataclass
+class Measurement:
+    layers: int
+    model_gb: float
+    output_gb: float
+    copy_s: float
+    convert_s: float
+    nosha_s: float
+    peak_rss_gb: float
+
+    @property
+    def ratio(self) -> float:
+        return self.convert_s / self.copy_s
+
+    @property
+    def nosha_ratio(self) -> float:
+        return self.nosha_s / self.copy_s
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(item.stat().st_size for item in path.iterdir() if item.is_file())
+
+
+def _timed_copy(source: Path, target: Path) -> float:
+    os.sync()
+    started = time.perf_counter()
+    target.mkdir()
+    for item in sorted(source.iterdir()):
+        if item.is_file():
+            shutil.copy(item, target / item.name)
+    os.sync()
+    seconds = time.perf_counter() - started
+    shutil.rmtree(target)
+    return seconds
+
+
+def _timed_convert(source: Path, target: Path, options: list[str]) -> tuple[float, int, int]:
+    """(seconds, peak RSS bytes, output bytes) of one convert subprocess."""
+    command = [sys.executable, "-m", "trt_build.cli", "convert", "--model-dir", str(source)]
+    command += ["--output", str(target), *options]
+    os.sync()
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    os.sync()
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"convert failed: {' '.join(command)}")
+    size = _dir_bytes(target)
+    shutil.rmtree(target)
+    return seconds, usage.ru_maxrss * 1024, size
+
+
+def measure(layers: int, work_dir: Path, tp: int, workers: int, repeat: int) -> Measurement:
+    model = work_dir / f"8b-shape-{layers}l"
+    print(f"writing 8b-shape model with {layers} layers ...", flush=True)
+    generate = [sys.executable, "-m", "trt_build.cli", "tiny-model", "--preset", "8b-shape"]
+    subprocess.run(
+        [*generate, "--layers", str(layers), "--output", str(model), "--overwrite"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    options = ["--tp", str(tp), "--workers", str(workers)]
+    times: dict[str, list[float]] = {"copy": [], "convert": [], "nosha": []}
+    peaks, output = [], 0
+    try:
+        for _ in range(repeat):
+            times["copy"].append(_timed_copy(model, work_dir / "copy"))
+            seconds, peak, output = _timed_convert(model, work_dir / "ckpt", options)
+            times["convert"].append(seconds)
+            peaks.append(peak)
+            seconds, peak, _ = _timed_convert(model, work_dir / "ckpt", [*options, "--no-sha256"])
+            times["nosha"].append(seconds)
+            peaks.append(peak)
+        print(
+            "  runs (s): "
+            + "  ".join(f"{key} {[round(t, 2) for t in value]}" for key, value in times.items())
+        )
+        best = {key: min(value) for key, value in times.items()}
+        return Measurement(
+            layers,
+            _dir_bytes(model) / 1e9,
+            output / 1e9,
+            best["copy"],
+            best["convert"],
+            best["nosha"],
+            max(peaks) / 1e9,
+        )
+    finally:
+        for path in (model, work_dir / "copy", work_dir / "ckpt"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def report(results: list[Measurement], tp: int, workers: int) -> bool:
+    print(f"\nswallow-trt convert --tp {tp} --workers {workers} vs shutil.copy (8b-shape, same disk)")
+    print(
+        f"{'layers':>6} {'model GB':>9} {'out GB':>7} {'copy s':>7} {'convert s':>10} {'ratio':>6} "
+        f"{'no-sha256 s':>12} {'ratio':>6} {'peak RSS GB':>12}"
+    )
+    for m in results:
+        print(
+            f"{m.layers:>6} {m.model_gb:>9.2f} {m.output_gb:>7.2f} {m.copy_s:>7.2f} {m.convert_s:>10.2f} "
+            f"{m.ratio:>6.2f} {m.nosha_s:>12.2f} {m.nosha_ratio:>6.2f} {m.peak_rss_gb:>12.2f}"
+        )
+    growth = results[-1].peak_rss_gb / results[0].peak_rss_gb - 1
+    checks = {
+        f"convert time <= {TARGET_TIME_RATIO}x copy (default, with sha256)": all(
+            m.ratio <= TARGET_TIME_RATIO for m in results
+        ),
+        f"convert time <= {TARGET_TIME_RATIO}x copy (--no-sha256)": all(
+            m.nosha_ratio <= TARGET_TIME_RATIO for m in results
+        ),
+        f"peak RSS <= {TARGET_PEAK_RSS_GB} GB": all(m.peak_rss_gb <= TARGET_PEAK_RSS_GB for m in results),
+        f"peak RSS {results[0].layers} -> {results[-1].layers} layers within {TARGET_RSS_GROWTH:.0%} "
+        f"(measured {growth:+.1%})": abs(growth) <= TARGET_RSS_GROWTH,
+    }
+    for name, ok in checks.items():
+        print(f"  [{'PASS' if ok else 'FAIL'}] {name}")
+    return all(checks.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--layers", type=int, nargs="+", default=[2, 8])
+    parser.add_argument("--tp", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="convert --workers (2: one thread per rank)")
+    parser.add_argument("--repeat", type=int, default=2, help="alternating runs of each; the best is kept")
+    parser.add_argument(
+        "--work-dir", type=Path, help="where models are written (default: a temp dir in /tmp)"
+    )
+    args = parser.parse_args()
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="convert-bench-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    print(
+        f"work dir {work_dir} ({shutil.disk_usage(work_dir).free / 1e9:.0f} GB free, {os.cpu_count()} CPUs)"
+    )
+    try:
+        results = [
+            measure(layers, work_dir, args.tp, args.workers, args.repeat) for layers in sorted(args.layers)
+        ]
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    sys.exit(0 if report(results, args.tp, args.workers) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Find and run a real `tritonserver`, with or without a GPU.
+
+NGC containers carry the server at /opt/tritonserver. Elsewhere the `nvidia-pytriton` wheel ships the
+same binary (2.51) and the Python backend, but not laid out as the server expects: the backend
+directory must hold the stub for our Python version, and the stub finds its packages through PATH
+(the venv's python3) and its libpython through LD_LIBRARY_PATH. `find_tritonserver` builds that.
+
+`TritonServer` starts it (MPI leader mode when the engine has several ranks), waits until it is
+ready, and stops it without leaving stub processes or Python-backend shared memory behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import click
+
+NGC_ROOT = Path("/opt/tritonserver")
+SHM_DIR = Path("/dev/shm")
+PYTHON_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+
+
+@dataclass(frozen=True)
+class TritonInstallation:
+    """A tritonserver binary, the backend directory to pass it, and the environment it needs."""
+
+    binary: Path
+    backend_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+
+
+def _pytriton_root() -> Path | None:
+    try:
+        import pytriton
+    except ImportError:
+        return None
+    root = Path(pytriton.__file__).parent / "tritonserver"
+    return root if (root / "bin" / "tritonserver").is_file() else None
+
+
+def _pytriton_backend_dir(root: Path) -> Path:
+    """A backends/ directory with python/ holding symlinks to the wheel's backend and our Python's stub."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise click.ClickException(
+            f"nvidia-pytriton has no Python-backend stub for Python {version} ({stub})."
+        )
+    from trt_build.source.tokenizer import cache_dir
+
+    backends = cache_dir() / "triton-backends" / f"py{version}"
+    python_dir = backends / "python"
+    python_dir.mkdir(parents=True, exist_ok=True)
+    for link, target in [(name, root / "backends" / "python" / name) for name in PYTHON_BACKEND_FILES] + [
+        ("triton_python_backend_stub", stub)
+    ]:
+        path = python_dir / link
+        if path.is_symlink() and path.resolve() == target.resolve():
+            continue
+        path.unlink(missing_ok=True)
+        path.symlink_to(target)
+    return backends
+
+
+def find_tritonserver() -> TritonInstallation:
+    """The NGC server if present, else the one inside the nvidia-pytriton wheel."""
+    system = shutil.which("tritonserver") or (
+        str(NGC_ROOT / "bin" / "tritonserver") if (NGC_ROOT / "bin" / "tritonserver").is_file() else None
+    )
+    if system:
+        return TritonInstallation(Path(system), NGC_ROOT / "backends", source="system")
+    root = _pytriton_root()
+    if root is None:
+        raise click.ClickException(
+            "No tritonserver found. Use the NGC container nvcr.io/nvidia/tritonserver:<yy.mm>-trtllm-python-py3 "
+            "on a GPU host, or `pip install nvidia-pytriton` (installed by `make setup`) for the CPU server."
+        )
+    python_bin = str(Path(sys.executable).parent)  # the stub takes site-packages from the python3 on PATH
+    env = {
+        "PATH": f"{python_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "LD_LIBRARY_PATH": os.pathsep.join(
+            filter(None, [sysconfig.get_config_var("LIBDIR"), os.environ.get("LD_LIBRARY_PATH")])
+        ),
+    }
+    return TritonInstallation(
+        root / "bin" / "tritonserver", _pytriton_backend_dir(root), env, source="nvidia-pytriton"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(free_port(), free_port(), free_port())
+
+
+def server_command(
+    installation: TritonInstallation,
+    repo: Path,
+    ports: Ports,
+    shm_prefix: str,
+    world_size: int = 1,
+    rank_models: tuple[str, ...] = ("tensorrt_llm",),
+    exit_timeout_s: int = 15,  # the stubs of torch/transformers models take a few seconds to finalize
+    mpi_singleton: bool = False,
+) -> list[str]:
+    """The command line; with world_size > 1, mpirun leader mode where ranks > 0 load only `rank_models`.
+
+    `mpi_singleton`: one server under `mpirun -n 1`, as launch_triton_server.py runs the llmapi model, so
+    the LLM API can spawn its tensor/pipeline-parallel workers (MPI_Comm_spawn) from it.
+    """
+
+    def rank(index: int) -> list[str]:
+        args = [
+            str(installation.binary),
+            f"--model-repository={repo}",
+            f"--backend-directory={installation.backend_dir}",
+            f"--http-port={ports.http}",
+            f"--grpc-port={ports.grpc}",
+            f"--metrics-port={ports.metrics}",
+            f"--exit-timeout-secs={exit_timeout_s}",
+            "--disable-auto-complete-config",
+            f"--backend-config=python,shm-region-prefix-name={shm_prefix}{index}_",
+        ]
+        if index > 0:
+            args += ["--model-control-mode=explicit", *[f"--load-model={name}" for name in rank_models]]
+        return args
+
+    if world_size == 1:
+        return ["mpirun", "--allow-run-as-root", "-n", "1", *rank(0)] if mpi_singleton else rank(0)
+    command = ["mpirun", "--allow-run-as-root"]
+    for index in range(world_size):
+        command += (["-n", "1"] if index == 0 else [":", "-n", "1"]) + rank(index)
+    return command
+
+
+class TritonServer:
+    """A running tritonserver; use as a context manager, or call start() and stop()."""
+
+    def __init__(
+        self,
+        repo: Path,
+        ports: Ports | None = None,
+        world_size: int = 1,
+        log_path: Path | None = None,
+        installation: TritonInstallation | None = None,
+        mpi_singleton: bool = False,
+    ):
+        self.repo = Path(repo).resolve()
+        self.ports = ports or Ports.free()
+        self.world_size = world_size
+        self.mpi_singleton = mpi_singleton
+        self.installation = installation or find_tritonserver()
+        self.shm_prefix = f"swallow{uuid.uuid4().hex[:8]}_"
+        self.log_path = log_path or Path(tempfile.mkdtemp(prefix="swallow-triton-")) / "tritonserver.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.ports.grpc}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.metrics}/metrics"
+
+    def command(self) -> list[str]:
+        return server_command(
+            self.installation,
+            self.repo,
+            self.ports,
+            self.shm_prefix,
+            self.world_size,
+            mpi_singleton=self.mpi_singleton,
+        )
+
+    def start(self, timeout_s: float = 120.0) -> TritonServer:
+        if (self.world_size > 1 or self.mpi_singleton) and shutil.which("mpirun") is None:
+            raise click.ClickException(
+                "The model runs on several GPUs: install OpenMPI (mpirun) to serve it (the NGC "
+                "trtllm-python-py3 container has it)."
+            )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.installation.env},
+                start_new_session=True,  # its own process group: stop() reaches the stubs too
+            )
+        try:
+            self.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise click.ClickException(
+                    f"tritonserver exited with {self.process.returncode}.\n{self.log_tail()}"
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.25)
+        raise click.ClickException(f"tritonserver was not ready after {timeout_s:.0f} s.\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """SIGINT the process group (Triton's clean shutdown), SIGKILL what remains, remove our shm files."""
+        if self.process is not None and self.process.poll() is None:
+            # SIGINT to the server alone: it unloads the models and ends its stubs itself (a SIGINT to
+            # the whole group would interrupt the stubs mid-unload and stall shutdown until the timeout).
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5.0)
+        if self.process is not None:  # stubs outlive the server only by moments; make sure none survives
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        for leftover in SHM_DIR.glob(f"{self.shm_prefix}*"):
+            leftover.unlink(missing_ok=True)
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,323 @@
+"""The LLM-API options of the pytorch target as a table of rules: (condition, options, reason).
+
+The same YAML serves `trtllm-serve --extra_llm_api_options`, `trtllm-bench --extra_llm_api_options` and,
+with `model` and `triton_config` added, the Triton `llmapi` model's `model.yaml` (every key goes to
+`LLM(**kwargs)`). Each rule says when it applies, which keys it sets and why, so `swallow-trt build
+--target pytorch --dry-run` and `swallow-trt plan --target pytorch` show the reason next to every key.
+Refusals and warnings are rules too. Facts: ../shared/reference/trtllm-pytorch-backend.md 2.3 (loader,
+support matrix), 3.1 (arguments and defaults), 3.3 (parallelism), 3.4 (trtllm-bench's FP8 KV surprise).
+"""
+
+from __future__ import annotations
+
+import copy
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from trt_build.build.trtllm_build_rules import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_NUM_TOKENS,
+    DEFAULT_MAX_SEQ_LEN,
+)
+from trt_build.common.gpus import GpuProfile
+from trt_build.source.hf_config import LlamaArchitecture
+
+OPTIONS_FILE = "llm_api_options.yaml"
+GPUS_PER_NODE = 8
+AWQ_GROUP_SIZE = 128
+KV_FRACTION = 0.9  # TensorRT-LLM's kv_cache_config.free_gpu_memory_fraction default
+KV_FRACTION_SMALL_GPU = 0.85
+SMALL_GPU_BYTES = 60 * 10**9
+# quant_algo (hf_quant_config.json) -> what the PyTorch backend does with it, for Llama (2.3 support matrix)
+PYTORCH_QUANT_ALGOS: dict[str | None, str] = {
+    None: "bf16 weights",
+    "FP8": "FP8 e4m3 weights and activations, per-tensor scales",
+    "W4A16_AWQ": "INT4 AWQ weights (group 128), bf16 activations",
+    "NVFP4": "NVFP4 weights and activations (Blackwell only)",
+}
+KV_CACHE_DTYPE_CHOICES = ("auto", "fp8")
+
+
+@dataclass(frozen=True)
+class OptionsRequest:
+    """Everything the options depend on: the checkpoint's shape and quantization, the GPU, the limits."""
+
+    arch: LlamaArchitecture
+    gpu: GpuProfile
+    quant_algo: str | None  # the checkpoint's (hf_quant_config.json), None = bf16
+    checkpoint_kv_cache_quant_algo: str | None
+    tp: int = 1
+    pp: int = 1
+    kv_cache_dtype: str = "auto"  # kv_cache_config.dtype: auto = the checkpoint's, fp8 = force FP8
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_seq_len: int = DEFAULT_MAX_SEQ_LEN
+    max_num_tokens: int = DEFAULT_MAX_NUM_TOKENS
+
+    @property
+    def fp8_kv(self) -> bool:
+        return self.kv_cache_dtype == "fp8" or self.checkpoint_kv_cache_quant_algo == "FP8"
+
+    @property
+    def world_size(self) -> int:
+        return self.tp * self.pp
+
+
+@dataclass(frozen=True)
+class OptionRule:
+    applies: Callable[[OptionsRequest], bool]
+    options: Callable[[OptionsRequest], dict[str, Any]]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Check:
+    applies: Callable[[OptionsRequest], bool]
+    message: Callable[[OptionsRequest], str]
+
+
+def _always(request: OptionsRequest) -> bool:
+    return True
+
+
+def cuda_graph_batch_sizes(max_batch_size: int) -> list[int]:
+    """Powers of two below max_batch_size, and max_batch_size itself."""
+    sizes, size = [], 1
+    while size < max_batch_size:
+        sizes.append(size)
+        size *= 2
+    return [*sizes, max_batch_size]
+
+
+def _small_gpu(request: OptionsRequest) -> bool:
+    return request.gpu.memory_bytes < SMALL_GPU_BYTES
+
+
+# In order; nested blocks (kv_cache_config, cuda_graph_config) are merged key by key.
+RULES: list[OptionRule] = [
+    OptionRule(
+        _always,
+        lambda r: {"tensor_parallel_size": r.tp, "pipeline_parallel_size": r.pp},
+        "the parallelism: the LLM API spawns one worker per GPU itself (MPI pool), no per-rank files",
+    ),
+    OptionRule(
+        _always,
+        lambda r: {"max_batch_size": r.max_batch_size, "max_num_tokens": r.max_num_tokens},
+        "explicit scheduler limits (LLM-API defaults 2048 / 8192); max_num_tokens bounds the tokens per "
+        "iteration and so the activation memory",
+    ),
+    OptionRule(
+        _always,
+        lambda r: {"max_seq_len": r.max_seq_len},
+        "always explicit: otherwise it comes from the HF config (131072 for Llama 3.1) and sizes the "
+        "attention window and KV reservation for it",
+    ),
+    OptionRule(
+        _always,
+        lambda r: {"enable_chunked_prefill": True},
+        "long prompts are split into max_num_tokens chunks that share iterations with decoding "
+        "(default off), so one long prompt does not stall every stream",
+    ),
+    OptionRule(
+        lambda r: not _small_gpu(r),
+        lambda r: {"kv_cache_config": {"free_gpu_memory_fraction": KV_FRACTION}},
+        "the KV cache takes 0.9 of the memory free after the weights (the default, written down); the "
+        "rest holds CUDA graphs and allocator slack",
+    ),
+    OptionRule(
+        _small_gpu,
+        lambda r: {"kv_cache_config": {"free_gpu_memory_fraction": KV_FRACTION_SMALL_GPU}},
+        "under 60 GB the default 10% left after the KV cache is only a few GB, and CUDA graphs (up to "
+        "~200 MB each) come out of it: keep 15% [heuristic]",
+    ),
+    OptionRule(
+        _always,
+        lambda r: {"kv_cache_config": {"enable_block_reuse": True}},
+        "prefix (system prompt / chat history) KV blocks are reused across requests",
+    ),
+    OptionRule(
+        _always,
+        lambda r: {"kv_cache_config": {"dtype": r.kv_cache_dtype}},
+        "explicit KV dtype: auto keeps the checkpoint's kv_cache_quant_algo, fp8 forces an FP8 cache; "
+        "trtllm-bench otherwise silently picks FP8 KV for FP8/NVFP4 checkpoints",
+    ),
+    OptionRule(
+        _always,
+        lambda r: {
+            "cuda_graph_config": {
+                "batch_sizes": cuda_graph_batch_sizes(r.max_batch_size),
+                "enable_padding": True,
+            }
+        },
+        "decode steps run as CUDA graphs captured for powers of two up to max_batch_size; padding sends "
+        "other batch sizes to the next captured graph instead of eager mode",
+    ),
+]
+
+
+def _tp_choices(arch: LlamaArchitecture) -> list[int]:
+    heads, kv = arch.num_attention_heads, arch.num_key_value_heads
+    return [t for t in range(1, 17) if heads % t == 0 and (t <= kv and kv % t == 0 or t % kv == 0)]
+
+
+def _awq_tp_bad(r: OptionsRequest) -> bool:
+    return r.quant_algo == "W4A16_AWQ" and (
+        r.arch.q_size // r.tp % AWQ_GROUP_SIZE or r.arch.intermediate_size // r.tp % AWQ_GROUP_SIZE
+    )
+
+
+REFUSALS: list[Check] = [
+    Check(
+        lambda r: r.quant_algo not in PYTORCH_QUANT_ALGOS,
+        lambda r: (
+            f"quant_algo {r.quant_algo!r} is not one swallow-trt deploys on the PyTorch backend (known: "
+            f"{', '.join(str(k) for k in PYTORCH_QUANT_ALGOS)}). Export with `swallow-trt convert --target "
+            "pytorch --quant none|fp8|int4_awq`."
+        ),
+    ),
+    Check(
+        lambda r: r.quant_algo == "NVFP4" and r.gpu.sm < 100,
+        lambda r: (
+            f"NVFP4 needs Blackwell tensor cores (SM 100/103/120); {r.gpu.name} is SM {r.gpu.sm} (no NVFP4 "
+            "GEMM on Hopper/Ada/Ampere, 'Arch unsupported for CUTLASS FP4 GEMM'). Convert with --quant fp8 "
+            "or --quant int4_awq for this GPU, or deploy on a b200."
+        ),
+    ),
+    Check(
+        lambda r: r.quant_algo == "FP8" and not r.gpu.fp8,
+        lambda r: (
+            f"FP8 weights need FP8 tensor cores (SM >= 89); {r.gpu.name} is SM {r.gpu.sm}. Convert with "
+            "--quant int4_awq (or none) for this GPU, or deploy on an H100/H200/L40S."
+        ),
+    ),
+    Check(
+        lambda r: r.fp8_kv and not r.gpu.fp8,
+        lambda r: (
+            f"an FP8 KV cache needs SM >= 89; {r.gpu.name} is SM {r.gpu.sm}. Use --kv-cache-dtype auto with "
+            "a checkpoint exported without FP8 KV."
+        ),
+    ),
+    Check(
+        lambda r: r.tp not in _tp_choices(r.arch),
+        lambda r: (
+            f"--tp {r.tp} does not split {r.arch.num_attention_heads} attention heads / "
+            f"{r.arch.num_key_value_heads} KV heads evenly; use --tp in {_tp_choices(r.arch)}."
+        ),
+    ),
+    Check(
+        lambda r: r.pp > r.arch.num_hidden_layers,
+        lambda r: f"--pp {r.pp} is more than the model's {r.arch.num_hidden_layers} layers.",
+    ),
+    Check(
+        lambda r: r.tp in _tp_choices(r.arch) and bool(_awq_tp_bad(r)),
+        lambda r: (
+            f"INT4 AWQ at --tp {r.tp}: each rank's row-parallel input width (o_proj {r.arch.q_size // r.tp}, "
+            f"down_proj {r.arch.intermediate_size // r.tp}) must be a multiple of the group size 128."
+        ),
+    ),
+    Check(
+        lambda r: r.max_seq_len > r.arch.max_position_embeddings,
+        lambda r: (
+            f"--max-seq-len {r.max_seq_len} is beyond the model's max_position_embeddings "
+            f"{r.arch.max_position_embeddings}."
+        ),
+    ),
+]
+
+WARNINGS: list[Check] = [
+    Check(
+        lambda r: r.fp8_kv,
+        lambda r: (
+            "FP8 KV cache: the PyTorch backend uses a unity K/V scale (checkpoint k_scale/v_scale are read "
+            "only for NVFP4 KV); check Japanese accuracy with FP8 KV on and off."
+        ),
+    ),
+    Check(
+        lambda r: r.tp > 1 and not r.gpu.nvlink,
+        lambda r: (
+            f"TP {r.tp} on {r.gpu.name} (PCIe, no NVLink): two all-reduces per layer cross PCIe; prefer a "
+            "quantization that fits one GPU, or pipeline parallelism."
+        ),
+    ),
+    Check(
+        lambda r: r.world_size > GPUS_PER_NODE,
+        lambda r: (
+            f"world size {r.world_size} is more than {GPUS_PER_NODE} GPUs per node: launch with "
+            "`srun --mpi=pmix ... trtllm-llmapi-launch` across nodes."
+        ),
+    ),
+]
+
+
+@dataclass
+class OptionsComposition:
+    options: dict[str, Any] = field(default_factory=dict)
+    reasons: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (keys set, why)
+    refusals: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+def compose_options(request: OptionsRequest) -> OptionsComposition:
+    """The LLM-API options for `request`, the reason for every key, refusals and warnings."""
+    composition = OptionsComposition()
+    for rule in RULES:
+        if rule.applies(request):
+            values = rule.options(request)
+            _merge(composition.options, values)
+            composition.reasons.append((values, rule.reason))
+    composition.refusals = [check.message(request) for check in REFUSALS if check.applies(request)]
+    composition.warnings = [check.message(request) for check in WARNINGS if check.applies(request)]
+    return composition
+
+
+def flat_keys(values: dict[str, Any], prefix: str = "") -> list[str]:
+    """`kv_cache_config.dtype: fp8`-style lines for display."""
+    out = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out += flat_keys(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}: {value}")
+    return out
+
+
+def trtllm_serve_argv(
+    checkpoint: str, options_path: str, tp: int, pp: int, host: str = "0.0.0.0", port: int = 8000
+) -> list[str]:
+    """trtllm-serve for a deployment: the checkpoint dir, the options YAML (it overrides the CLI values)."""
+    return [
+        "trtllm-serve",
+        checkpoint,
+        "--backend",
+        "pytorch",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--tp_size",
+        str(tp),
+        "--pp_size",
+        str(pp),
+        "--extra_llm_api_options",
+        options_path,
+    ]
+
+
+def explain(composition: OptionsComposition, yaml_text: str, serve_argv: list[str]) -> str:
+    """The YAML with a comment per rule saying why its keys are there (what --dry-run prints)."""
+    lines = ["# LLM-API options composed by swallow-trt (pytorch target); why each key is there:"]
+    for values, reason in composition.reasons:
+        lines.append(f"#   {', '.join(flat_keys(values))}: {reason}")
+    lines += [f"# WARNING: {warning}" for warning in composition.warnings]
+    lines.append(yaml_text.rstrip())
+    lines.append(f"# serve it: {shlex.join(serve_argv)}")
+    return "\n".join(lines)

@@ -1,0 +1,187 @@
+"""`swallow-trt build --target pytorch`: a deployment directory for TensorRT-LLM's PyTorch backend.
+
+Nothing is compiled: the PyTorch backend loads the HF / ModelOpt checkpoint itself. The deployment is
+  llm_api_options.yaml  the LLM-API options tuned for the GPU and checkpoint (llmapi_options.RULES)
+  manifest.json         target "pytorch", the checkpoint (absolute path, kind, quantization, config
+                        hashes), the options with a reason per key, and the exact trtllm-serve command.
+The checkpoint is referenced by its absolute path, not copied or linked: weights are tens of GB, and a
+link breaks as silently as a path when the checkpoint moves. Moving the checkpoint means building again
+(a second). `swallow-trt repo --engine DEPLOY_DIR` and `swallow-trt serve --via trtllm-serve` read it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from trt_build.build.llmapi_options import (
+    OPTIONS_FILE,
+    PYTORCH_QUANT_ALGOS,
+    OptionsComposition,
+    OptionsRequest,
+    compose_options,
+    explain,
+    trtllm_serve_argv,
+)
+from trt_build.common.gpus import GpuProfile
+from trt_build.common.manifest import sha256_file, write_manifest
+from trt_build.common.outdir import atomic_output_dir, refuse_existing
+from trt_build.common.targets import HF_CHECKPOINT, CheckpointKind, checkpoint_kind
+from trt_build.source.hf_config import read_hf_config
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def options_request(
+    checkpoint: Path,
+    gpu: GpuProfile,
+    tp: int,
+    pp: int,
+    kv_cache_dtype: str,
+    max_batch_size: int,
+    max_seq_len: int,
+    max_num_tokens: int,
+) -> tuple[OptionsRequest, CheckpointKind]:
+    kind = checkpoint_kind(checkpoint)
+    if kind.kind != HF_CHECKPOINT:
+        raise click.ClickException(
+            f"{checkpoint} is a TRT-LLM checkpoint (engine target). The pytorch target loads a Hugging Face "
+            "or ModelOpt unified checkpoint: pass the HF model directory, or `swallow-trt convert --target "
+            "pytorch` output; or build an engine with --target engine."
+        )
+    request = OptionsRequest(
+        arch=read_hf_config(checkpoint),
+        gpu=gpu,
+        quant_algo=kind.quant_algo,
+        checkpoint_kv_cache_quant_algo=kind.kv_cache_quant_algo,
+        tp=tp,
+        pp=pp,
+        kv_cache_dtype=kv_cache_dtype,
+        max_batch_size=max_batch_size,
+        max_seq_len=max_seq_len,
+        max_num_tokens=max_num_tokens,
+    )
+    return request, kind
+
+
+def options_yaml(options: dict[str, Any]) -> str:
+    return yaml.safe_dump(options, sort_keys=False, default_flow_style=False)
+
+
+def build_pytorch_target(
+    checkpoint: Path,
+    output: Path,
+    request: OptionsRequest,
+    kind: CheckpointKind,
+    overwrite: bool,
+    dry_run: bool,
+) -> OptionsComposition:
+    """Write the deployment directory (or print it with --dry-run); refuses impossible combinations."""
+    composition = compose_options(request)
+    if composition.refusals:
+        raise click.ClickException(" ".join(composition.refusals))
+    checkpoint = checkpoint.resolve()
+    final_options = str(output.resolve() / OPTIONS_FILE)
+    serve = trtllm_serve_argv(str(checkpoint), final_options, request.tp, request.pp)
+    text = options_yaml(composition.options)
+    if dry_run:
+        click.echo(explain(composition, text, serve))
+        return composition
+    refuse_existing(output, overwrite)
+    for warning in composition.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    if not all((checkpoint / name).is_file() for name in TOKENIZER_FILES):
+        click.echo(
+            f"Warning: {checkpoint} has no tokenizer.json/tokenizer_config.json; trtllm-serve and the llmapi "
+            "model load the tokenizer from the checkpoint directory: copy it there.",
+            err=True,
+        )
+    quant_file = checkpoint / "hf_quant_config.json"
+    with atomic_output_dir(output, overwrite) as tmp:
+        (tmp / OPTIONS_FILE).write_text(text)
+        write_manifest(
+            tmp,
+            "build",
+            target="pytorch",
+            options_file=OPTIONS_FILE,
+            options=composition.options,
+            option_reasons=[{"options": values, "reason": reason} for values, reason in composition.reasons],
+            warnings=composition.warnings,
+            trtllm_serve_command=serve,
+            tp=request.tp,
+            pp=request.pp,
+            gpu_profile=request.gpu.as_dict(),
+            checkpoint={
+                "path": str(checkpoint),
+                "kind": kind.kind,
+                "quant_algo": kind.quant_algo,
+                "quant_description": PYTORCH_QUANT_ALGOS[kind.quant_algo],
+                "kv_cache_quant_algo": kind.kv_cache_quant_algo,
+                "config_sha256": sha256_file(checkpoint / "config.json"),
+                "hf_quant_config_sha256": sha256_file(quant_file) if quant_file.is_file() else None,
+            },
+        )
+    click.echo(
+        f"Deployment written to {output} (PyTorch backend, nothing compiled).\n"
+        f"  Triton:       swallow-trt repo --engine {output} --tokenizer {checkpoint} --output REPO\n"
+        f"  trtllm-serve: swallow-trt serve --via trtllm-serve --deploy {output}"
+    )
+    return composition
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A pytorch-target deployment directory as `build --target pytorch` wrote it."""
+
+    directory: Path
+    options: dict[str, Any]
+    options_path: Path
+    checkpoint: Path
+    tp: int
+    pp: int
+    manifest: dict[str, Any]
+
+
+def is_pytorch_deployment(directory: Path) -> bool:
+    manifest = directory / "manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        return json.loads(manifest.read_text()).get("target") == "pytorch"
+    except json.JSONDecodeError:
+        return False
+
+
+def read_deployment(directory: Path) -> Deployment:
+    """The deployment, after checking its options file and that its checkpoint is still there."""
+    manifest_path = directory / "manifest.json"
+    if not is_pytorch_deployment(directory):
+        raise click.ClickException(
+            f"{directory} is not a pytorch-target deployment (manifest.json with target 'pytorch'): write "
+            "one with `swallow-trt build --target pytorch`."
+        )
+    manifest = json.loads(manifest_path.read_text())
+    options_path = directory / manifest.get("options_file", OPTIONS_FILE)
+    if not options_path.is_file():
+        raise click.ClickException(f"{options_path} is missing: build the deployment again.")
+    options = yaml.safe_load(options_path.read_text()) or {}
+    checkpoint = Path(manifest["checkpoint"]["path"])
+    if not (checkpoint / "config.json").is_file():
+        raise click.ClickException(
+            f"The deployment's checkpoint {checkpoint} is gone (moved or deleted): build again with "
+            "`swallow-trt build --target pytorch --checkpoint NEW_PATH ...`."
+        )
+    return Deployment(
+        directory=directory.resolve(),
+        options=options,
+        options_path=options_path.resolve(),
+        checkpoint=checkpoint,
+        tp=int(options.get("tensor_parallel_size", manifest.get("tp", 1))),
+        pp=int(options.get("pipeline_parallel_size", manifest.get("pp", 1))),
+        manifest=manifest,
+    )

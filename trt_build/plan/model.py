@@ -1,0 +1,118 @@
+"""What `plan --model` names: a registry id, a HF model dir, a ModelOpt or a TRT-LLM checkpoint dir.
+
+A checkpoint was converted with settings of its own; those its conversion fixed (FIXED_BY_SOURCE) are
+taken from it, and a different value on the command line is refused with what to do instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from trt_build.common.targets import hf_quantization
+from trt_build.formats.trtllm_config import CheckpointError, architecture_from_checkpoint
+from trt_build.plan.memory import PLAN_QUANT_FORMATS, ModelSpec
+from trt_build.quant.memory import KV_CACHE_DTYPES, format_for_quant_algo
+from trt_build.source.hf_config import read_hf_config
+from trt_build.source.registry import lookup
+
+
+def _kv_cache_dtype(spec: ModelSpec) -> str:
+    """The --kv-cache-dtype of a checkpoint's KV format (auto for none, or for one plan does not size)."""
+    return next((k for k, v in KV_CACHE_DTYPES.items() if v == spec.kv_cache_quant_algo), "auto")
+
+
+CHECKPOINT_SETTINGS: dict[str, Callable[[ModelSpec], Any]] = {  # option -> its value at conversion
+    "--quant": lambda m: m.quant,
+    "--kv-cache-dtype": _kv_cache_dtype,
+    "--tp": lambda m: m.tp,
+    "--pp": lambda m: m.pp,
+}
+FIXED_BY_SOURCE: dict[str, tuple[str, ...]] = {
+    "trtllm-checkpoint": tuple(CHECKPOINT_SETTINGS),  # quantized, KV format and sharding all baked in
+    "modelopt-checkpoint": ("--quant",),  # the KV cache may still be made FP8 at load time
+}
+
+
+def _checkpoint_model(directory: Path, raw: dict[str, Any]) -> ModelSpec:
+    """A TRT-LLM checkpoint's config.json: shape numbers plus its own quantization and mapping."""
+    source = str(directory / "config.json")
+    try:
+        arch = architecture_from_checkpoint(raw)
+    except KeyError as missing:
+        raise click.ClickException(f"{source}: TRT-LLM checkpoint config lacks {missing}.") from None
+    except CheckpointError as error:
+        raise click.ClickException(f"{source}: {error}") from None
+    quantization, mapping = raw.get("quantization") or {}, raw.get("mapping") or {}
+    quant = format_for_quant_algo(quantization.get("quant_algo"), source).name
+    return ModelSpec(
+        name=directory.resolve().name,
+        arch=arch,
+        source="trtllm-checkpoint",
+        quant_algo=quantization.get("quant_algo"),
+        kv_cache_quant_algo=quantization.get("kv_cache_quant_algo"),
+        tp=int(mapping.get("tp_size", 1)),
+        pp=int(mapping.get("pp_size", 1)),
+        quant=quant,
+    )
+
+
+def _plan_format_name(quant_algo: str | None, source: str) -> str:
+    for name, fmt in PLAN_QUANT_FORMATS.items():
+        if fmt.quant_algo == quant_algo:
+            return name
+    raise click.ClickException(f"{source}: quant_algo {quant_algo!r} is not one swallow-trt plans.")
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """A registry id / short name, a Hugging Face model directory or a TRT-LLM checkpoint directory."""
+    path = Path(name)
+    if path.is_dir():
+        config = path / "config.json"
+        if not config.is_file():
+            raise click.ClickException(
+                f"{path} has no config.json: give a HF model or TRT-LLM checkpoint dir."
+            )
+        raw = json.loads(config.read_text())
+        if "architecture" in raw and "architectures" not in raw:
+            return _checkpoint_model(path, raw)
+        quantization = hf_quantization(path)
+        if quantization is not None:
+            return ModelSpec(
+                path.resolve().name,
+                read_hf_config(path),
+                "modelopt-checkpoint",
+                quant_algo=quantization.get("quant_algo"),
+                kv_cache_quant_algo=quantization.get("kv_cache_quant_algo"),
+                quant=_plan_format_name(quantization.get("quant_algo"), str(path / "hf_quant_config.json")),
+            )
+        return ModelSpec(path.resolve().name, read_hf_config(path), "hf-dir")
+    known = lookup(name)
+    if known is None:
+        raise click.ClickException(
+            f"{name!r} is neither a directory nor a known Swallow model. `swallow-trt models` lists the known "
+            "ones; for another model, `swallow-trt fetch` it and pass its directory."
+        )
+    return ModelSpec(known.short_name, known.architecture, "registry")
+
+
+def checkpoint_setting(spec: ModelSpec, option: str) -> Any:
+    """The value `option` had when the checkpoint was converted (None / auto where it has none)."""
+    return CHECKPOINT_SETTINGS[option](spec)
+
+
+def pick(spec: ModelSpec, option: str, given: Any, default: Any) -> Any:
+    """`given`, else `default`; for a setting the checkpoint fixed, its own value (refusing another)."""
+    if option not in FIXED_BY_SOURCE.get(spec.source, ()):
+        return default if given is None else given
+    fixed = checkpoint_setting(spec, option)
+    if given is not None and given != fixed:
+        raise click.ClickException(
+            f"{spec.name} is a {spec.source} converted with {option} {fixed}; "
+            f"convert again to plan {option} {given}, or leave {option} out."
+        )
+    return fixed

@@ -1,0 +1,247 @@
+"""Reading the Hugging Face source of `swallow-trt convert`: lazily, safely, and hashed once.
+
+A 70B source is 140 GB, so nothing here loads a whole model: `SourceCheckpoint` reads only the header
+of each safetensors file up front (names, shapes, dtypes, checked against config.json) and then the
+slices a rank asks for, in the checkpoint dtype through `checked_cast`, which refuses a value that
+becomes inf/NaN in a cast (bf16 -> float16 beyond 65504, or already inf/NaN); convert (both targets) and
+calibration read only through it. Pickle checkpoints (*.bin, *.pt, ...) are refused: loading one can
+execute code.
+`SourceHasher` records the sha256 of the source files on a thread beside the conversion, reusing a
+digest that `swallow-trt fetch` or the Hugging Face cache already knows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+from safetensors import safe_open
+from tqdm import tqdm
+
+from trt_build.common.manifest import sha256_file
+from trt_build.parallel.weight_map import SourceSlice
+from trt_build.source.hf_config import LlamaArchitecture
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+# --- reading the source lazily ---------------------------------------------------------------------
+
+
+class SourceCheckpoint:
+    """The HF safetensors of a model directory, read lazily: only the slices a rank needs."""
+
+    def __init__(self, model_dir: Path):
+        self.model_dir = Path(model_dir)
+        self.files = self._find_files()
+        self.location: dict[str, Path] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.dtypes: dict[str, str] = {}
+        for path in self.files:
+            with safe_open(path, framework="pt") as handle:
+                for name in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
+                    piece = handle.get_slice(name)
+                    self.location[name] = path
+                    self.shapes[name] = tuple(piece.get_shape())
+                    self.dtypes[name] = piece.get_dtype()
+
+    def _find_files(self) -> list[Path]:
+        index = self.model_dir / "model.safetensors.index.json"
+        if index.is_file():
+            weight_map = json.loads(index.read_text()).get("weight_map", {})
+            files = sorted({self.model_dir / name for name in weight_map.values()})
+            missing = [path.name for path in files if not path.is_file()]
+            if missing:
+                raise click.ClickException(
+                    f"{index.name} lists {', '.join(missing)}, which are not in {self.model_dir}; "
+                    "the download is incomplete. Download the missing shards and run again."
+                )
+            return files
+        files = sorted(self.model_dir.glob("*.safetensors"))
+        if files:
+            return files
+        pickles = sorted(p.name for p in self.model_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise click.ClickException(
+                f"{self.model_dir} holds only pickle checkpoints ({', '.join(pickles[:3])}). Loading a pickle "
+                "can execute arbitrary code, so swallow-trt reads only safetensors. Download the "
+                "*.safetensors files of the model (huggingface-cli download REPO --include '*.safetensors' "
+                "'*.json'), or convert the pickle yourself in a sandbox you trust."
+            )
+        raise click.ClickException(f"no *.safetensors files in {self.model_dir}.")
+
+    def validate(self, needed: set[str], expected: dict[str, tuple[int, ...]]) -> None:
+        """Every needed tensor exists and has the shape config.json implies."""
+        missing = sorted(needed - self.location.keys())
+        if missing:
+            raise click.ClickException(
+                f"{len(missing)} tensor(s) the conversion needs are missing from {self.model_dir}: "
+                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}. Is the download complete, "
+                "and is config.json from the same model?"
+            )
+        for name in (name for name in expected if name in needed):  # model order: first layer first
+            if self.shapes[name] != expected[name]:
+                raise click.ClickException(
+                    f"tensor {name} in {self.location[name].name} has shape {list(self.shapes[name])}, but "
+                    f"config.json implies {list(expected[name])}. config.json and the weights do not match."
+                )
+            if self.dtypes[name] not in ("BF16", "F16", "F32"):
+                raise click.ClickException(
+                    f"tensor {name} is {self.dtypes[name]}; convert reads bf16/fp16/fp32 weights. Quantized "
+                    "source checkpoints are not supported."
+                )
+
+    def read(
+        self,
+        piece: SourceSlice,
+        row_start: int | None = None,
+        row_stop: int | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Rows of a slice (default: all of it, without padding) in `dtype` (default: as stored), read
+        through a handle closed at once so no mapped file pages stay resident. Every cast is checked by
+        `checked_cast`, so no caller can write or calibrate on an inf or NaN it made."""
+        start = piece.row_start if row_start is None else row_start
+        stop = piece.row_stop if row_stop is None else row_stop
+        with safe_open(self.location[piece.hf], framework="pt") as handle:
+            view = handle.get_slice(piece.hf)
+            if len(self.shapes[piece.hf]) == 1:
+                rows = view[start:stop]
+            else:
+                rows = view[start:stop, piece.col_start : piece.col_stop]
+        return checked_cast(rows, dtype or rows.dtype, piece.hf, self.location[piece.hf].name)
+
+    def check_range(self, names: set[str], dtype: torch.dtype, block_elements: int = 1 << 26) -> None:
+        """Read every tensor in `names` once, in row blocks, through `checked_cast` to `dtype`: a weight
+        that dtype cannot hold then fails in seconds or minutes, not after hours of calibration."""
+        for name in tqdm(
+            sorted(names), desc=f"range check ({_dtype_name(dtype)})", unit="tensor", leave=False
+        ):
+            shape = self.shapes[name]
+            rows = shape[0] if shape else 1
+            step = max(1, block_elements // max(1, math.prod(shape[1:])))
+            for start in range(0, rows, step):
+                self.read(SourceSlice(name, start, min(rows, start + step)), dtype=dtype)
+
+    def get(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """One whole tensor by its HF name (calibration reads a layer's tensors this way)."""
+        if name not in self.location:
+            raise click.ClickException(
+                f"tensor {name} is missing from {self.model_dir}. Is the download complete, and is "
+                "config.json from the same model?"
+            )
+        return self.read(SourceSlice(name, 0, self.shapes[name][0]), dtype=dtype)
+
+
+# --- the checked cast ------------------------------------------------------------------------------
+
+
+def checked_cast(tensor: torch.Tensor, dtype: torch.dtype, name: str, file: str = "") -> torch.Tensor:
+    """`tensor` in `dtype`, refusing values that become (or already were) inf/NaN.
+
+    float16 tops out at 65504: a bf16 weight beyond it becomes inf without a word, and one inf makes the
+    engine produce NaN. One aminmax over the result (NaN and inf propagate into it, no temporary tensor)
+    catches both that and a source that was already damaged; the diagnosis runs only on failure.
+    A read that needs no cast (bf16 -> bf16) is not scanned: it cannot overflow, and scanning it doubled
+    the time of `convert --tp 2 --no-sha256` on an 8b-shape model (the values are otherwise only copied
+    by the kernel); calibration casts to float32, so it does check a damaged source.
+    """
+    cast = tensor.to(dtype)
+    if cast is tensor or cast.numel() == 0 or not cast.is_floating_point():
+        return cast
+    low, high = torch.aminmax(cast)
+    if torch.isfinite(low) and torch.isfinite(high):
+        return cast
+    where = f"tensor {name}" + (f" in {file}" if file else "")
+    bad = int((~torch.isfinite(tensor)).sum())
+    if bad:
+        raise click.ClickException(
+            f"{where} already holds inf/NaN values ({bad} of the {tensor.numel()} read). The checkpoint is "
+            "damaged: download it again (and compare its sha256 with the hub), or use another copy."
+        )
+    amax = tensor.abs().amax().float().item()
+    limit = torch.finfo(dtype).max
+    raise click.ClickException(
+        f"{where} has max |value| {amax:.6g}, beyond the {_dtype_name(dtype)} range (+-{limit:.6g}): "
+        f"converting it to {_dtype_name(dtype)} would make it inf and the engine produce NaN. Use --dtype "
+        "bfloat16 (the range of float32) or --dtype auto (the model's own dtype)."
+    )
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# --- its sha256, computed once -------------------------------------------------------------------
+
+
+def _recorded_sha256(model_dir: Path) -> dict[str, dict[str, Any]]:
+    """Files whose sha256 `swallow-trt fetch` recorded from the hub (LFS metadata), by name."""
+    manifest = model_dir / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    recorded = json.loads(manifest.read_text())
+    if recorded.get("stage") != "fetch":
+        return {}
+    return {entry["name"]: entry for entry in recorded.get("files", []) if entry.get("sha256")}
+
+
+class SourceHasher(threading.Thread):
+    """sha256 of each source file, on a thread beside the conversion. Hashing 140 GB takes minutes,
+    so a digest is reused when it is already known: from the fetch manifest (same size), or from the
+    name of a Hugging Face cache blob."""
+
+    def __init__(self, files: list[Path], root: Path, compute: bool = True):
+        super().__init__(name="convert-source-sha256", daemon=True)
+        self.files, self.root, self.compute = files, root, compute
+        self.results: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        try:
+            recorded = _recorded_sha256(self.root)
+            for path in self.files:
+                if self.stop.is_set():
+                    return
+                self.results.append(self._describe(path, recorded))
+        except BaseException as error:  # re-raised by result() in the caller's thread
+            self.error = error
+        finally:
+            self.seconds = time.perf_counter() - started
+
+    def _describe(self, path: Path, recorded: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        name, size = str(path.relative_to(self.root)), path.stat().st_size
+        entry, target = recorded.get(name), path.resolve()
+        if entry and entry.get("bytes") == size:
+            digest, origin = entry["sha256"], "fetch manifest"
+        elif (
+            path.is_symlink() and target.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{64}", target.name)
+        ):
+            digest, origin = target.name, "hf cache blob name"
+        elif self.compute:
+            digest, origin = sha256_file(path), "computed"
+        else:
+            digest, origin = None, "not computed (--no-sha256)"
+        return {"name": name, "bytes": size, "sha256": digest, "sha256_from": origin}
+
+    def result(self) -> list[dict[str, Any]]:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return sorted(self.results, key=lambda entry: entry["name"])
+
+
+def resolve_dtype(requested: str, arch: LlamaArchitecture) -> str:
+    if requested != "auto":
+        return requested
+    return arch.dtype if arch.dtype in ("bfloat16", "float16", "float32") else "bfloat16"
