@@ -70,6 +70,7 @@ def stream_http_events(
 def stream_grpc(url: str, model: str, body: dict[str, Any], timeout: float = 600) -> Iterator[str]:
     """Text deltas over gRPC bidirectional streaming (tritonclient)."""
     import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
 
     dtypes = {
         str: ("BYTES", np.object_),
@@ -91,7 +92,12 @@ def stream_grpc(url: str, model: str, body: dict[str, Any], timeout: float = 600
     client = grpcclient.InferenceServerClient(url.removeprefix("grpc://"))
     client.start_stream(callback=lambda result, error: results.put((result, error)))
     try:
-        client.async_stream_infer(model, inputs, request_id=body["id"], enable_empty_final_response=True)
+        try:
+            client.async_stream_infer(model, inputs, request_id=body["id"], enable_empty_final_response=True)
+        except InferenceServerException as refused:
+            # the stream broke before the request went out (no server there): the callback got the reason
+            reported = None if results.empty() else results.get_nowait()[1]
+            raise SwallowTrtError(str(reported or refused)) from None
         while True:
             result, error = results.get(timeout=timeout)
             if error is not None:
