@@ -11,18 +11,17 @@ import sys
 import time
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 from matplotlib.figure import Figure
 
-from benchmarks.bench import command as bench
 from benchmarks.engine_level.trtllm_bench import bench_target, compose, supported_flags
 from benchmarks.engine_level.trtllm_results import convert_level
 from benchmarks.metrics import results
 from benchmarks.metrics.summary import RequestRecord, summarize
-from benchmarks.report.compare import command as report
 from trt_build.cli import main as cli
+from trt_build.cli.bench import bench, report
+from trt_build.common.errors import SwallowTrtError
 
 
 def test_dry_run_writes_exact_length_token_dataset_and_commands(tmp_path):
@@ -292,7 +291,7 @@ def test_bad_trtllm_output_is_explained(tmp_path, content, message):
     (tmp_path / "c1").mkdir()
     if content is not None:
         (tmp_path / "c1" / "trtllm_requests.json").write_text(content)
-    with pytest.raises(click.ClickException, match=message):
+    with pytest.raises(SwallowTrtError, match=message):
         convert_level(tmp_path / "c1", "x", LEVEL_CONFIG)
 
 

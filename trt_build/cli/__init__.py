@@ -37,9 +37,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "serve": ("triton_repo.launch.serve:command", "Serve a model repository with tritonserver until Ctrl-C."),
     "chat": ("triton_repo.client.chat:command", "Stream an answer from a running server to the terminal."),
-    "bench": ("benchmarks.bench:command", "Benchmark a server: TTFT, ITL, TPOT, throughput, goodput."),
+    "bench": ("trt_build.cli.bench:bench", "Benchmark a server: TTFT, ITL, TPOT, throughput, goodput."),
     "report": (
-        "benchmarks.report.compare:command",
+        "trt_build.cli.bench:report",
         "Compare benchmark results: REPORT.md with tables and plots.",
     ),
     "tokenizer": ("trt_build.source.tokenizer:command", "Build the Llama 3.1 tokenizer offline (cached)."),
