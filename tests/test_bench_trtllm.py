@@ -308,6 +308,9 @@ if "--help" in args:
           " --warmup --eos_id --streaming --report_json --request_json --model")
     sys.exit(0)
 value = lambda flag: args[args.index(flag) + 1]
+if "--engine_dir" in args and not os.path.isfile(os.path.join(value("--engine_dir"), "config.json")):
+    print("no engine at " + value("--engine_dir"))
+    sys.exit(1)
 dataset = [json.loads(line) for line in open(value("--dataset"))][: int(value("--num_requests"))]
 concurrency = int(value("--concurrency"))
 if os.environ.get("STANDIN_FAIL_AT_CONCURRENCY") == str(concurrency):
@@ -408,6 +411,16 @@ def test_engine_run_becomes_results_that_report_draws_beside_a_served_run(
         "fp8-engine (n=8)" not in drawn["itl_distribution.png"]
         and "fp8-engine (n=8)" in drawn["ttft_distribution.png"]
     )
+
+
+def test_an_engine_beside_the_output_keeps_its_path(engine, tmp_path, tokenizer_dir):
+    out = tmp_path / "eng"  # a prefix of the engine's path, tmp_path / "engine", as text
+    args = ["--engine-dir", str(engine), "--model", "m", "--tokenizer", str(tokenizer_dir), "--concurrency", "1",
+            "--num-requests", "2", "--isl", "8", "--osl", "4", "--output", str(out)]  # fmt: skip
+    result = CliRunner().invoke(bench, args)
+    assert result.exit_code == 0, result.output
+    assert f"--engine_dir {engine} " in result.output
+    assert json.loads((out / "c1" / "summary.json").read_text())["num_completed"] == 2
 
 
 def test_a_failed_level_keeps_the_levels_measured_before_it(engine, tmp_path, monkeypatch, tokenizer_dir):

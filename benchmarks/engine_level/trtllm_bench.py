@@ -130,11 +130,20 @@ def supported_flags() -> set[str] | None:
     return {word.strip(",") for word in result.stdout.split() if word.startswith("--")}
 
 
+def in_temp_dir(part: str, output: Path, tmp: Path) -> str:
+    """A command argument that is a path inside the final output directory, moved into the temporary one;
+    any other argument as it is (an engine at `runs/fp8-engine` beside `--output runs/fp8` stays put)."""
+    final = str(output)
+    if part == final or part.startswith(final + "/"):
+        return str(tmp) + part[len(final) :]
+    return part
+
+
 def run_level(tmp: Path, output: Path, level: LoadLevel, command: list[str]) -> None:
     """Run trtllm-bench for one level; its log and JSON files go into the level directory."""
     (tmp / level.name).mkdir()
     # trtllm-bench writes its reports under the final path: point it at the temp dir instead.
-    command = [part.replace(str(output), str(tmp)) for part in command]
+    command = [in_temp_dir(part, output, tmp) for part in command]
     with open(tmp / level.name / "trtllm.log", "w") as log:
         say(f"{level.name}: {shlex.join(command)}")
         try:
