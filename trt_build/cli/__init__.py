@@ -34,9 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "repo": ("trt_build.cli.serve:repo", "Write a Triton model repository (engine, deployment, CPU)."),
     "serve": ("trt_build.cli.serve:serve", "Serve a model repository with tritonserver until Ctrl-C."),
     "chat": ("trt_build.cli.serve:chat", "Stream an answer from a running server to the terminal."),
-    "bench": ("benchmarks.bench:command", "Benchmark a server: TTFT, ITL, TPOT, throughput, goodput."),
+    "bench": ("trt_build.cli.bench:bench", "Benchmark a server: TTFT, ITL, TPOT, throughput, goodput."),
     "report": (
-        "benchmarks.report.compare:command",
+        "trt_build.cli.bench:report",
         "Compare benchmark results: REPORT.md with tables and plots.",
     ),
     "tokenizer": ("trt_build.source.tokenizer:command", "Build the Llama 3.1 tokenizer offline (cached)."),
