@@ -23,7 +23,6 @@ from typing import Any
 
 import click
 
-from trt_build.build.llmapi_options import KV_CACHE_DTYPE_CHOICES
 from trt_build.build.trtllm_build_rules import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_NUM_TOKENS,
@@ -33,11 +32,12 @@ from trt_build.build.trtllm_build_rules import (
     Composition,
     compose,
 )
+from trt_build.cli.base import SwallowTrtCommand
 from trt_build.common.gpus import PROFILES, GpuProfile, get_profile, profile_for_compute_capability
 from trt_build.common.manifest import sha256_file, write_manifest
 from trt_build.common.outdir import atomic_output_dir, refuse_existing
 from trt_build.common.targets import TARGET_CHOICES, resolve_target
-from trt_build.quant.memory import format_for_quant_algo
+from trt_build.quant.schemes import KV_CACHE_DTYPES, scheme_for_quant_algo
 
 NO_GPU_TOOLCHAIN = 3
 INSTALL_HINT = (
@@ -73,7 +73,7 @@ def read_checkpoint(checkpoint: Path) -> CheckpointSettings:
             "PyTorch backend, which loads it directly: --target pytorch."
         )
     quantization, mapping = raw.get("quantization") or {}, raw.get("mapping") or {}
-    format_for_quant_algo(quantization.get("quant_algo"), str(config_path))
+    scheme_for_quant_algo(quantization.get("quant_algo"), str(config_path))
     tp, pp = int(mapping.get("tp_size", 1)), int(mapping.get("pp_size", 1))
     world = int(mapping.get("world_size", tp * pp))
     if world != tp * pp:
@@ -241,7 +241,7 @@ def build_engine_target(request: BuildRequest, final: Path, overwrite: bool, dry
 BUILD_TARGETS = {"engine": build_engine_target}
 
 
-@click.command()
+@click.command(cls=SwallowTrtCommand)
 @click.option("--checkpoint", "checkpoint", required=True, type=click.Path(path_type=Path, file_okay=False))
 @click.option(
     "--output",
@@ -267,7 +267,7 @@ BUILD_TARGETS = {"engine": build_engine_target}
 @click.option("--pp", type=click.IntRange(1, 64), default=None, help="pytorch: pipeline parallelism [1].")
 @click.option(
     "--kv-cache-dtype",
-    type=click.Choice(KV_CACHE_DTYPE_CHOICES),
+    type=click.Choice(list(KV_CACHE_DTYPES)),
     default="auto",
     show_default=True,
     help="pytorch: auto = the checkpoint's KV format, fp8 = force an FP8 KV cache.",

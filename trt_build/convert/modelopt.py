@@ -27,7 +27,7 @@ import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +42,11 @@ from trt_build.common.outdir import atomic_output_dir, interruption_explained, r
 from trt_build.convert.calibration import QuantOptions, run_calibration, save_calibration
 from trt_build.convert.rank_writer import RankFileWriter, release_freed_memory_eagerly
 from trt_build.formats.safetensors_stream import TensorSpec, shard_layout, tensor_bytes
+from trt_build.parallel.rules import check_awq_group
+from trt_build.quant import linear as ql
 from trt_build.quant import numerics as qf
-from trt_build.quant import schemes as qs
-from trt_build.quant.calibrate import GROUP_OF, CalibrationResult, needs_calibration
+from trt_build.quant.calibrate import GROUP_OF, CalibrationResult
+from trt_build.quant.schemes import PYTORCH, SCHEMES, kv_cache_dtype_named, needs_calibration, schemes_for
 from trt_build.source.checkpoint import SourceCheckpoint, SourceHasher, resolve_dtype
 from trt_build.source.hf_config import LlamaArchitecture, hf_config_dict, hf_tensor_shapes, read_hf_config
 
@@ -65,23 +67,14 @@ COPIED_FILES = (
     "tokenizer.model",
     "chat_template.jinja",
 )
+UNIFIED = {name: s for name, s in schemes_for(PYTORCH).items() if name != "none"}  # what it writes
 FP8_CONFIG_GROUP = {"num_bits": 8, "type": "float", "dynamic": False}
 
 
-@dataclass(frozen=True)
-class UnifiedScheme:
-    """What `--quant NAME` becomes in the unified format: its quant_algo and per-quant_algo extras."""
-
-    quant_algo: str
-    hf_quant_extra: dict[str, Any]  # keys of hf_quant_config.json `quantization` beyond algo/kv/exclude
-    inline_config_groups: bool  # config.json quantization_config carries `config_groups` (FP8 only)
-
-
-UNIFIED_SCHEMES: dict[str, UnifiedScheme] = {
-    "fp8": UnifiedScheme("FP8", {}, True),
-    "int4_awq": UnifiedScheme(
-        "W4A16_AWQ", {"group_size": 128, "has_zero_point": False, "pre_quant_scale": True}, False
-    ),
+# What each scheme's linears become in the unified format (quant/linear.py).
+LINEAR_EMITTERS: dict[str, Callable[[ql.LinearQuantInput], dict[str, torch.Tensor]]] = {
+    "fp8": ql.fp8_modelopt_hf,
+    "int4_awq": ql.awq_modelopt_hf,
 }
 # Linears whose AWQ pre-quant scale is folded into the RMSNorm in front of them (§2.2), by that norm.
 AWQ_FOLDED_NORM = {
@@ -105,10 +98,10 @@ def refuse_unsupported(quant: str, kv_cache_dtype: str) -> None:
             "there is nothing to convert. Pass the model directory to `swallow-trt build --target pytorch "
             "--checkpoint HF_DIR`." + kv_hint
         )
-    if quant not in UNIFIED_SCHEMES:
+    if quant not in UNIFIED:
         raise click.ClickException(
             f"--target pytorch does not write --quant {quant}: the unified checkpoint holds "
-            f"{', '.join(UNIFIED_SCHEMES)} (the PyTorch backend's Llama formats usable on Hopper). Use "
+            f"{', '.join(UNIFIED)} (the PyTorch backend's Llama formats usable on Hopper). Use "
             f"--quant fp8 or int4_awq, or --target engine for {quant}."
         )
 
@@ -118,11 +111,11 @@ def refuse_unsupported(quant: str, kv_cache_dtype: str) -> None:
 
 def hf_quant_config(quant: str, kv_cache_dtype: str, group_size: int) -> dict[str, Any]:
     """hf_quant_config.json: the nested form TRT-LLM 1.1/1.2 read (reference §2.1)."""
-    scheme = UNIFIED_SCHEMES[quant]
+    scheme = UNIFIED[quant]
     block: dict[str, Any] = {
         "quant_algo": scheme.quant_algo,
-        "kv_cache_quant_algo": "FP8" if kv_cache_dtype == "fp8" else None,
-        **scheme.hf_quant_extra,
+        "kv_cache_quant_algo": kv_cache_dtype_named(kv_cache_dtype).quant_algo,
+        **scheme.modelopt_quantization,
         "exclude_modules": list(EXCLUDE_MODULES),
     }
     if "group_size" in block:
@@ -133,14 +126,14 @@ def hf_quant_config(quant: str, kv_cache_dtype: str, group_size: int) -> dict[st
 def inline_quantization_config(quant: str, kv_cache_dtype: str) -> dict[str, Any]:
     """config.json `quantization_config`: the flat form (§2.1); only FP8 gets `config_groups`, and AWQ's
     group size is not inline (so hf_quant_config.json must always ship)."""
-    scheme = UNIFIED_SCHEMES[quant]
+    scheme = UNIFIED[quant]
     block: dict[str, Any] = {
         "quant_method": "modelopt",
         "quant_algo": scheme.quant_algo,
         "producer": dict(PRODUCER),
         "ignore": list(EXCLUDE_MODULES),
     }
-    if scheme.inline_config_groups:
+    if scheme.modelopt_config_groups:
         block["config_groups"] = {
             "group_0": {
                 "weights": dict(FP8_CONFIG_GROUP),
@@ -233,7 +226,7 @@ class UnifiedWriterPlan:
 def linear_tensors(
     plan: UnifiedWriterPlan, tensor: HfTensor, weight: torch.Tensor, calibration: CalibrationResult
 ) -> dict[str, torch.Tensor]:
-    """{output name: tensor} of one linear, from `quant_schemes.SCHEMES[quant].modelopt_hf_linear`.
+    """{output name: tensor} of one linear, from `LINEAR_EMITTERS`.
 
     FP8: the weight scale is this linear's own (q/k/v keep separate ones, §2.2); the input scale is the
     fused group's (identical over q/k/v and gate/up). AWQ: the pre-quant scale is rounded to the checkpoint
@@ -243,24 +236,23 @@ def linear_tensors(
     layer, local = tensor.layer, tensor.local
     assert layer is not None
     if plan.quant == "fp8":
-        quant_input = qs.LinearQuantInput(
+        quant_input = ql.LinearQuantInput(
             weight,
             input_amax=calibration.group_input_amax(layer, GROUP_OF[local]),
             weight_amax=calibration.weight_amax(layer, local),
             dtype=plan.dtype,
         )
     else:
-        quant_input = qs.LinearQuantInput(
+        quant_input = ql.LinearQuantInput(
             weight,
             pre_quant_scale=calibration.pre_quant_scale(layer, local).to(plan.dtype),
             group_size=plan.group_size,
             dtype=plan.dtype,
         )
-    emit = qs.SCHEMES[plan.quant].modelopt_hf_linear
-    assert emit is not None
+    emit = LINEAR_EMITTERS[plan.quant]
     produced = {f"{tensor.prefix}.{suffix}": value for suffix, value in emit(quant_input).items()}
     if plan.fp8_kv_cache and local in KV_SCALE_AFTER:
-        kv = qs.kv_cache_modelopt_hf(*calibration.kv_amax(layer))
+        kv = ql.kv_cache_modelopt_hf(*calibration.kv_amax(layer))
         key = KV_SCALE_AFTER[local]
         produced[f"model.layers.{layer}.self_attn.{key}"] = kv[key]
     return produced
@@ -394,9 +386,8 @@ def export_unified_checkpoint(
         )
     torch_dtype = getattr(torch, dtype_name)
     plan = UnifiedWriterPlan(arch, quant, torch_dtype, options.group_size, options.kv_cache_dtype == "fp8")
-    if quant == "int4_awq":
-        for tensor in (t for t in hf_tensors(arch) if t.is_linear):
-            qf.check_group_size(tensor.shape[1], options.group_size, tensor.name)
+    if SCHEMES[quant].group_size:
+        check_awq_group(arch, 1, options.group_size)
     source = SourceCheckpoint(model_dir)
     needed = {t.name for t in hf_tensors(arch)}
     source.validate(needed, hf_tensor_shapes(arch))
@@ -434,7 +425,7 @@ def export_unified_checkpoint(
                     "model_dir": str(model_dir),
                     "dtype": dtype_name,
                     "quant": quant,
-                    "quant_algo": UNIFIED_SCHEMES[quant].quant_algo,
+                    "quant_algo": UNIFIED[quant].quant_algo,
                     "kv_cache_dtype": options.kv_cache_dtype,
                     "group_size": options.group_size if quant == "int4_awq" else None,
                     "max_shard_bytes": max_shard_bytes,

@@ -15,15 +15,15 @@ import click
 
 from trt_build.common.targets import hf_quantization
 from trt_build.formats.trtllm_config import CheckpointError, architecture_from_checkpoint
-from trt_build.plan.memory import PLAN_QUANT_FORMATS, ModelSpec
-from trt_build.quant.memory import KV_CACHE_DTYPES, format_for_quant_algo
+from trt_build.plan.memory import ModelSpec
+from trt_build.quant.schemes import kv_cache_dtype_for, pytorch_backend_schemes, scheme_for_quant_algo
 from trt_build.source.hf_config import read_hf_config
 from trt_build.source.registry import lookup
 
 
 def _kv_cache_dtype(spec: ModelSpec) -> str:
     """The --kv-cache-dtype of a checkpoint's KV format (auto for none, or for one plan does not size)."""
-    return next((k for k, v in KV_CACHE_DTYPES.items() if v == spec.kv_cache_quant_algo), "auto")
+    return kv_cache_dtype_for(spec.kv_cache_quant_algo).name
 
 
 CHECKPOINT_SETTINGS: dict[str, Callable[[ModelSpec], Any]] = {  # option -> its value at conversion
@@ -48,7 +48,7 @@ def _checkpoint_model(directory: Path, raw: dict[str, Any]) -> ModelSpec:
     except CheckpointError as error:
         raise click.ClickException(f"{source}: {error}") from None
     quantization, mapping = raw.get("quantization") or {}, raw.get("mapping") or {}
-    quant = format_for_quant_algo(quantization.get("quant_algo"), source).name
+    quant = scheme_for_quant_algo(quantization.get("quant_algo"), source).name
     return ModelSpec(
         name=directory.resolve().name,
         arch=arch,
@@ -59,13 +59,6 @@ def _checkpoint_model(directory: Path, raw: dict[str, Any]) -> ModelSpec:
         pp=int(mapping.get("pp_size", 1)),
         quant=quant,
     )
-
-
-def _plan_format_name(quant_algo: str | None, source: str) -> str:
-    for name, fmt in PLAN_QUANT_FORMATS.items():
-        if fmt.quant_algo == quant_algo:
-            return name
-    raise click.ClickException(f"{source}: quant_algo {quant_algo!r} is not one swallow-trt plans.")
 
 
 def resolve_model(name: str) -> ModelSpec:
@@ -88,7 +81,11 @@ def resolve_model(name: str) -> ModelSpec:
                 "modelopt-checkpoint",
                 quant_algo=quantization.get("quant_algo"),
                 kv_cache_quant_algo=quantization.get("kv_cache_quant_algo"),
-                quant=_plan_format_name(quantization.get("quant_algo"), str(path / "hf_quant_config.json")),
+                quant=scheme_for_quant_algo(
+                    quantization.get("quant_algo"),
+                    str(path / "hf_quant_config.json"),
+                    pytorch_backend_schemes(),
+                ).name,
             )
         return ModelSpec(path.resolve().name, read_hf_config(path), "hf-dir")
     known = lookup(name)

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from trt_build.cli.base import SwallowTrtCommand
 from trt_build.common.manifest import write_manifest
 from trt_build.source.registry import lookup
 
@@ -286,7 +287,7 @@ def fetch(
     return output
 
 
-@click.command()
+@click.command(cls=SwallowTrtCommand)
 @click.argument("model_id")
 @click.option("--revision", default=None, help="Branch, tag or commit [default: main]; recorded as a commit.")
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="[default: models/<name>]")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from trt_build.cli.base import SwallowTrtCommand
 from trt_build.common.outdir import atomic_output_dir
 
 LLAMA_MODELS_WHEEL = "llama-models==0.3.0"
@@ -166,7 +167,7 @@ def copy_tokenizer(destination: Path) -> None:
         shutil.copy2(source / name, destination / name)
 
 
-@click.command()
+@click.command(cls=SwallowTrtCommand)
 @click.option("--output", type=click.Path(path_type=Path), help="Also copy the tokenizer to this directory.")
 def command(output: Path | None) -> None:
     """Build (once) and show the offline Llama 3.1 tokenizer used by Swallow."""
