@@ -8,19 +8,19 @@ import time
 import uuid
 from pathlib import Path
 
-import click
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from triton_repo.client.chat import command as chat_command
 from triton_repo.client.chat import stream_grpc, stream_http
 from triton_repo.launch.serve import check_repository
 from triton_repo.launch.tritonserver import Ports, TritonInstallation, TritonServer, server_command
 from triton_repo.models.text_deltas import REPLACEMENT, CumulativeText, deltas
 from triton_repo.repository import engine_configs as model_configs
-from triton_repo.repository.write import write_repository
+from triton_repo.repository.write import RepoOptions, write_repository
 from trt_build.build.engine import command as build_command
+from trt_build.cli.serve import chat as chat_command
+from trt_build.common.errors import SwallowTrtError
 
 # The stock llmapi config.pbtxt I/O (trtllm-pytorch-backend.md 4.3), written out by hand.
 LLMAPI_INPUTS = {
@@ -64,7 +64,7 @@ def deployment(tmp_path_factory, tiny_model_dir):
 
 
 def test_pytorch_repository_golden(tmp_path, deployment, tokenizer_dir, tiny_model_dir):
-    repo = write_repository(tmp_path / "repo", tokenizer_dir, engine_dir=deployment)
+    repo = write_repository(RepoOptions(tmp_path / "repo", tokenizer_dir, engine_dir=deployment))
     models = sorted(p.parent.name for p in repo.glob("*/config.pbtxt"))
     assert models == ["tensorrt_llm", "tensorrt_llm_bls"]
     configs = {name: model_configs.parse((repo / name / "config.pbtxt").read_text()) for name in models}
@@ -111,28 +111,36 @@ def test_pytorch_repository_golden(tmp_path, deployment, tokenizer_dir, tiny_mod
         "missing",
     )
     assert manifest["tensor_parallel_size"] == 2 and manifest["world_size"] == 1
-    with pytest.raises(click.ClickException, match="lacks TensorRT-LLM's llmapi model"):
+    with pytest.raises(SwallowTrtError, match="lacks TensorRT-LLM's llmapi model"):
         check_repository(repo)
 
 
 def test_stock_llmapi_files_are_copied_and_checked(tmp_path, deployment, tokenizer_dir):
     stock = tmp_path / "llmapi" / "tensorrt_llm" / "1"
     stock.mkdir(parents=True)
-    with pytest.raises(click.ClickException, match="lacks model.py, helpers.py"):
-        write_repository(tmp_path / "bad", tokenizer_dir, engine_dir=deployment, llmapi_model=stock)
+    with pytest.raises(SwallowTrtError, match="lacks model.py, helpers.py"):
+        write_repository(
+            RepoOptions(tmp_path / "bad", tokenizer_dir, engine_dir=deployment, llmapi_model=stock)
+        )
     (stock / "model.py").write_text("# stock llmapi model\n")
     (stock / "helpers.py").write_text("# stock helpers\n")
-    repo = write_repository(tmp_path / "repo", tokenizer_dir, engine_dir=deployment, llmapi_model=stock)
+    repo = write_repository(
+        RepoOptions(tmp_path / "repo", tokenizer_dir, engine_dir=deployment, llmapi_model=stock)
+    )
     assert (repo / "tensorrt_llm" / "1" / "model.py").read_text() == "# stock llmapi model\n"
     assert check_repository(repo)["llmapi_model"] == "copied"
-    with pytest.raises(click.ClickException, match="takes its limits"):
-        write_repository(tmp_path / "r2", tokenizer_dir, engine_dir=deployment, max_seq_len=100)
-    with pytest.raises(click.ClickException, match="exceeds the deployment's max_batch_size 16"):
-        write_repository(tmp_path / "r3", tokenizer_dir, engine_dir=deployment, max_batch_size=17)
+    with pytest.raises(SwallowTrtError, match="takes its limits"):
+        write_repository(RepoOptions(tmp_path / "r2", tokenizer_dir, engine_dir=deployment, max_seq_len=100))
+    with pytest.raises(SwallowTrtError, match="exceeds the deployment's max_batch_size 16"):
+        write_repository(
+            RepoOptions(tmp_path / "r3", tokenizer_dir, engine_dir=deployment, max_batch_size=17)
+        )
 
 
 def test_hf_checkpoint_gives_the_cpu_stand_in_layout(tmp_path, tiny_model_dir, tokenizer_dir):
-    repo = write_repository(tmp_path / "repo", tokenizer_dir, checkpoint_dir=tiny_model_dir, max_seq_len=512)
+    repo = write_repository(
+        RepoOptions(tmp_path / "repo", tokenizer_dir, checkpoint_dir=tiny_model_dir, max_seq_len=512)
+    )
     llmapi = model_configs.parse((repo / "tensorrt_llm" / "config.pbtxt").read_text())
     assert llmapi.parameters["swallow_trt_cpu_stand_in"].string_value == "true"
     assert {i.name for i in llmapi.input} == set(LLMAPI_INPUTS)
@@ -185,7 +193,7 @@ def cpu_server(tmp_path_factory, tiny_model_dir, tokenizer):
     root = tmp_path_factory.mktemp("pt-serving")
     model_dir = root / "cycle-model"
     write_cycle_model(tiny_model_dir, model_dir, tokenizer)
-    repo = write_repository(root / "repo", model_dir, checkpoint_dir=model_dir, max_seq_len=4096)
+    repo = write_repository(RepoOptions(root / "repo", model_dir, checkpoint_dir=model_dir, max_seq_len=4096))
     with TritonServer(repo, log_path=root / "tritonserver.log") as running:
         yield running
 

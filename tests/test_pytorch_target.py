@@ -13,9 +13,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from triton_repo.launch.serve import command as serve_command
 from trt_build.build.engine import command as build_command
 from trt_build.build.pytorch import read_deployment
+from trt_build.cli.serve import serve as serve_command
 from trt_build.common import targets
 from trt_build.common.targets import checkpoint_kind, resolve_target, target_for_version
 from trt_build.plan.planner import command as plan_command

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from triton_repo.launch.serve import command as serve_command
 from triton_repo.models.cpu_engine import CpuEngine, RequestError, SamplingParams, load_model, word_lists
 from triton_repo.repository.engine_configs import CLIENT_INPUTS, ENGINE, MODEL_NAMES, PRE, parse
-from triton_repo.repository.write import command as repo_command
-from triton_repo.repository.write import repository_world_size, write_repository
+from triton_repo.repository.engine_repo import repository_world_size
+from triton_repo.repository.write import RepoOptions, write_repository
+from trt_build.cli.serve import repo as repo_command
+from trt_build.cli.serve import serve as serve_command
 from trt_build.convert.trtllm import convert_checkpoint
 
 CLIENT_NAMES_USED_BY_TOOLS = {
@@ -70,14 +71,14 @@ def engine_repo(tmp_path_factory, tokenizer_dir):
     root = tmp_path_factory.mktemp("engine-repo")
     engine = write_fake_engine(root / "engine", world_size=2)
     return write_repository(
-        root / "repo", tokenizer_dir, engine_dir=engine, kv_cache_free_gpu_mem_fraction=0.8
+        RepoOptions(root / "repo", tokenizer_dir, engine_dir=engine, kv_cache_free_gpu_mem_fraction=0.8)
     )
 
 
 def test_every_generated_config_parses_back_to_the_same_message(
     engine_repo, checkpoint_dir, tmp_path, tokenizer_dir
 ):
-    cpu_repo = write_repository(tmp_path / "cpu", tokenizer_dir, checkpoint_dir=checkpoint_dir)
+    cpu_repo = write_repository(RepoOptions(tmp_path / "cpu", tokenizer_dir, checkpoint_dir=checkpoint_dir))
     for repo in (engine_repo, cpu_repo):
         for name in MODEL_NAMES:
             text = (repo / name / "config.pbtxt").read_text()
@@ -131,15 +132,15 @@ def test_client_tensors_match_what_the_tools_send(engine_repo):
 def test_engine_repo_refuses_what_the_engine_cannot_do(tmp_path, tokenizer_dir):
     engine = write_fake_engine(tmp_path / "engine", paged_context_fmha=False)
     with pytest.raises(Exception, match="paged_context_fmha"):
-        write_repository(tmp_path / "a", tokenizer_dir, engine_dir=engine, kv_cache_reuse=True)
+        write_repository(RepoOptions(tmp_path / "a", tokenizer_dir, engine_dir=engine, kv_cache_reuse=True))
     with pytest.raises(Exception, match="exceeds the engine's max_batch_size 64"):
-        write_repository(tmp_path / "b", tokenizer_dir, engine_dir=engine, max_batch_size=65)
-    repo = write_repository(tmp_path / "c", tokenizer_dir, engine_dir=engine)
+        write_repository(RepoOptions(tmp_path / "b", tokenizer_dir, engine_dir=engine, max_batch_size=65))
+    repo = write_repository(RepoOptions(tmp_path / "c", tokenizer_dir, engine_dir=engine))
     config = parse((repo / ENGINE / "config.pbtxt").read_text())
     assert config.parameters["enable_kv_cache_reuse"].string_value == "false"
     (engine / "rank0.engine").unlink()
     with pytest.raises(Exception, match="0 rank\\*.engine files"):
-        write_repository(tmp_path / "d", tokenizer_dir, engine_dir=engine)
+        write_repository(RepoOptions(tmp_path / "d", tokenizer_dir, engine_dir=engine))
 
 
 def test_repo_command_errors_are_clear(tmp_path, tokenizer_dir, checkpoint_dir):
@@ -239,7 +240,7 @@ def test_serve_prints_the_endpoints_and_stops_cleanly_on_ctrl_c(tmp_path, tokeni
 
     from triton_repo.launch.tritonserver import Ports
 
-    repo = write_repository(tmp_path / "repo", tokenizer_dir, checkpoint_dir=checkpoint_dir)
+    repo = write_repository(RepoOptions(tmp_path / "repo", tokenizer_dir, checkpoint_dir=checkpoint_dir))
     ports = Ports.free()
     process = subprocess.Popen(
         [

@@ -21,11 +21,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from triton_repo.client.chat import command as chat_command
 from triton_repo.client.chat import request_body, stream_grpc, stream_http, stream_http_events
 from triton_repo.launch.tritonserver import TritonServer
 from triton_repo.models.detokenizer import REPLACEMENT
-from triton_repo.repository.write import write_repository
+from triton_repo.repository.write import RepoOptions, write_repository
+from trt_build.cli.serve import chat as chat_command
 from trt_build.convert.trtllm import convert_checkpoint
 from trt_build.source.tokenizer import copy_tokenizer
 
@@ -68,11 +68,13 @@ def server(tmp_path_factory, tiny_model_dir, tokenizer):
     write_cycle_model(tiny_model_dir, model_dir, tokenizer)
     checkpoint = convert_checkpoint(model_dir, root / "checkpoint")
     repo = write_repository(
-        root / "repo",
-        model_dir,
-        checkpoint_dir=checkpoint,
-        max_input_len=MAX_INPUT_LEN,
-        max_seq_len=MAX_SEQ_LEN,
+        RepoOptions(
+            root / "repo",
+            model_dir,
+            checkpoint_dir=checkpoint,
+            max_input_len=MAX_INPUT_LEN,
+            max_seq_len=MAX_SEQ_LEN,
+        )
     )
     with TritonServer(repo, log_path=root / "tritonserver.log") as running:
         yield running

@@ -1,19 +1,22 @@
-"""`swallow-trt chat`: stream one answer from a running server to the terminal (HTTP SSE or gRPC)."""
+"""`swallow-trt chat`: stream one answer from a running server (HTTP SSE or gRPC), as text deltas.
+
+The streaming functions are also the clients other tools use (benchmarks, tests)."""
 
 from __future__ import annotations
 
 import json
 import queue
-import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-import click
 import numpy as np
+
+from trt_build.common.errors import SwallowTrtError
 
 
 def request_body(prompt: str, max_tokens: int, chat: bool, stream: bool, **sampling: Any) -> dict[str, Any]:
@@ -48,10 +51,10 @@ def stream_http_events(
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as error:
-        raise click.ClickException(f"{error.code}: {error.read().decode(errors='replace')}") from None
+        raise SwallowTrtError(f"{error.code}: {error.read().decode(errors='replace')}") from None
     except urllib.error.URLError as error:
-        raise click.ClickException(
-            f"Cannot reach {url}: {error.reason}. Is `swallow-trt serve` running?"
+        raise SwallowTrtError(
+            f"Cannot reach {url}: {error.reason}.", "Is `swallow-trt serve` running?"
         ) from None
     with response:
         for raw in response:
@@ -60,13 +63,14 @@ def stream_http_events(
                 continue
             event = json.loads(line[len("data:") :])
             if "error" in event:
-                raise click.ClickException(event["error"])
+                raise SwallowTrtError(event["error"])
             yield event
 
 
 def stream_grpc(url: str, model: str, body: dict[str, Any], timeout: float = 600) -> Iterator[str]:
     """Text deltas over gRPC bidirectional streaming (tritonclient)."""
     import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
 
     dtypes = {
         str: ("BYTES", np.object_),
@@ -88,11 +92,16 @@ def stream_grpc(url: str, model: str, body: dict[str, Any], timeout: float = 600
     client = grpcclient.InferenceServerClient(url.removeprefix("grpc://"))
     client.start_stream(callback=lambda result, error: results.put((result, error)))
     try:
-        client.async_stream_infer(model, inputs, request_id=body["id"], enable_empty_final_response=True)
+        try:
+            client.async_stream_infer(model, inputs, request_id=body["id"], enable_empty_final_response=True)
+        except InferenceServerException as refused:
+            # the stream broke before the request went out (no server there): the callback got the reason
+            reported = None if results.empty() else results.get_nowait()[1]
+            raise SwallowTrtError(str(reported or refused)) from None
         while True:
             result, error = results.get(timeout=timeout)
             if error is not None:
-                raise click.ClickException(str(error))
+                raise SwallowTrtError(str(error))
             response = result.get_response()
             text = result.as_numpy("text_output")
             if text is not None:
@@ -126,7 +135,7 @@ def wait_until_ready(url: str, protocol: str, timeout_s: float) -> None:
         except Exception:  # not listening yet
             pass
         time.sleep(0.5)
-    raise click.ClickException(f"{url} was not ready after {timeout_s:.0f} s.")
+    raise SwallowTrtError(f"{url} was not ready after {timeout_s:.0f} s.")
 
 
 def front_model(url: str, protocol: str) -> str:
@@ -138,45 +147,34 @@ def front_model(url: str, protocol: str) -> str:
                 return name
         except Exception:  # unknown model, or the server is not answering yet
             continue
-    raise click.ClickException(f"{url} serves neither {' nor '.join(FRONT_MODELS)}; name one with --model.")
+    raise SwallowTrtError(f"{url} serves neither {' nor '.join(FRONT_MODELS)};", "name one with --model.")
 
 
-@click.command()
-@click.argument("prompt")
-@click.option(
-    "--url", default="http://localhost:8000", show_default=True, help="HTTP URL, or host:port for gRPC."
-)
-@click.option("--protocol", type=click.Choice(["http", "grpc"]), default="http", show_default=True)
-@click.option("--model", help="ensemble or tensorrt_llm_bls [the first of them the server has].")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--chat/--raw", default=True, show_default=True, help="Apply the chat template to the prompt.")
-@click.option("--temperature", type=float, help="0 = greedy (the default when no sampling option is given).")
-@click.option("--top-p", type=float)
-@click.option("--top-k", type=int)
-@click.option("--seed", type=int)
-@click.option("--wait", "wait_s", type=float, default=0, help="Wait up to this many seconds for the server.")
-def command(
-    prompt: str,
-    url: str,
-    protocol: str,
-    model: str | None,
-    max_tokens: int,
-    chat: bool,
-    temperature: float | None,
-    top_p: float | None,
-    top_k: int | None,
-    seed: int | None,
-    wait_s: float,
-) -> None:
-    """Stream an answer to PROMPT from a running `swallow-trt serve`."""
-    if wait_s > 0:
-        wait_until_ready(url, protocol, wait_s)
-    model = model or front_model(url, protocol)
-    body = request_body(
-        prompt, max_tokens, chat, True, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed
+@dataclass(frozen=True)
+class ChatOptions:
+    """What `swallow-trt chat` asks a running server for; sampling options left None are not sent."""
+
+    prompt: str
+    url: str = "http://localhost:8000"
+    protocol: str = "http"
+    model: str | None = None  # the first of FRONT_MODELS the server has
+    max_tokens: int = 256
+    chat: bool = True  # apply the chat template to the prompt
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    wait_s: float = 0
+
+
+def answer_deltas(options: ChatOptions) -> Iterator[str]:
+    """The answer's text deltas as the server streams them (after waiting for it, if asked)."""
+    if options.wait_s > 0:
+        wait_until_ready(options.url, options.protocol, options.wait_s)
+    model = options.model or front_model(options.url, options.protocol)
+    sampling = dict(
+        temperature=options.temperature, top_p=options.top_p, top_k=options.top_k, seed=options.seed
     )
-    stream = stream_http if protocol == "http" else stream_grpc
-    for delta in stream(url, model, body):
-        sys.stdout.write(delta)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+    body = request_body(options.prompt, options.max_tokens, options.chat, True, **sampling)
+    stream = stream_http if options.protocol == "http" else stream_grpc
+    yield from stream(options.url, model, body)

@@ -1,13 +1,15 @@
-"""`swallow-trt serve`: run tritonserver on a generated repository, or trtllm-serve on a deployment, until Ctrl-C.
+"""What `swallow-trt serve` runs: tritonserver on a generated repository, or trtllm-serve on a deployment,
+until Ctrl-C or SIGTERM. The progress lines it prints (starting, endpoints, stopping) are the command's
+own output while it runs.
 
 --repo REPO                          tritonserver on a `swallow-trt repo` output. Engine repositories
                                      with several ranks run in MPI leader mode; a pytorch-target
                                      repository (llmapi model) with TP x PP > 1 runs as one server under
-                                     `mpirun -n 1`, and the LLM API spawns its workers (reference 4.5).
+                                     `mpirun -n 1`, and the LLM API spawns its workers itself.
 --via trtllm-serve --deploy DEPLOY   TensorRT-LLM's OpenAI-compatible server on a `build --target
                                      pytorch` deployment: `trtllm-serve <checkpoint> --extra_llm_api_options
-                                     <yaml> --tp_size ...`. Where trtllm-serve is absent it prints the
-                                     exact command for the GPU host and exits 3, like `build`.
+                                     <yaml> --tp_size ...`. Where trtllm-serve is absent the error carries
+                                     the exact command for the GPU host and exit status 3, like `build`.
 """
 
 from __future__ import annotations
@@ -17,19 +19,37 @@ import shutil
 import signal
 import subprocess
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 
 from triton_repo.launch.tritonserver import Ports, TritonServer
+from triton_repo.repository.common import repository_manifest
 from triton_repo.repository.engine_configs import ENGINE, MODEL_NAMES
+from triton_repo.repository.engine_repo import repository_world_size
 from triton_repo.repository.llmapi_configs import LLMAPI_MODELS
-from triton_repo.repository.write import LLMAPI_STOCK_FILES, repository_manifest, repository_world_size
+from triton_repo.repository.llmapi_repo import STOCK_SOURCE, missing_stock_files
+from trt_build.common.errors import SwallowTrtError
 
 NO_GPU_TOOLCHAIN = 3  # as `swallow-trt build`: nothing was started, the command for the GPU host is printed
 
 
-def check_repository(repo: Path) -> dict:
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `swallow-trt serve` is asked for: `repo` (tritonserver) or, with via trtllm-serve, `deploy`."""
+
+    repo: Path | None = None
+    via: str = "triton"
+    deploy: Path | None = None
+    host: str = "0.0.0.0"  # trtllm-serve only
+    ports: Ports = field(default_factory=Ports)
+    log_path: Path | None = None
+    timeout_s: int = 600
+
+
+def check_repository(repo: Path) -> dict[str, Any]:
     """The repository's manifest, after checking that its models (and the stock llmapi files) are there."""
     manifest = repository_manifest(repo)
     pytorch = manifest.get("target") == "pytorch"
@@ -39,17 +59,17 @@ def check_repository(repo: Path) -> dict:
         if not (repo / name / "config.pbtxt").is_file()
     ]
     if missing:
-        raise click.ClickException(
-            f"{repo} is not a swallow-trt model repository (missing {', '.join(missing)}). "
-            "Write one with `swallow-trt repo`."
+        raise SwallowTrtError(
+            f"{repo} is not a swallow-trt model repository (missing {', '.join(missing)}).",
+            "Write one with `swallow-trt repo`.",
         )
-    absent = [name for name in LLMAPI_STOCK_FILES if not (repo / ENGINE / "1" / name).is_file()]
-    if pytorch and manifest.get("backend") == "llmapi" and absent:
-        raise click.ClickException(
-            f"{repo / ENGINE / '1'} lacks TensorRT-LLM's llmapi model ({', '.join(absent)}). Copy them from "
-            "triton_backend/all_models/llmapi/tensorrt_llm/1/ of the TensorRT-LLM git tag that matches the "
-            "serving host's tensorrt_llm (python3 -c 'import tensorrt_llm; print(tensorrt_llm.__version__)'), "
-            "or write the repository again with `swallow-trt repo ... --llmapi-model DIR`."
+    absent = missing_stock_files(repo)
+    if absent:
+        raise SwallowTrtError(
+            f"{repo / ENGINE / '1'} lacks TensorRT-LLM's llmapi model ({', '.join(absent)}).",
+            f"Copy them from {STOCK_SOURCE}/ of the TensorRT-LLM git tag that matches the serving host's "
+            "tensorrt_llm (python3 -c 'import tensorrt_llm; print(tensorrt_llm.__version__)'), or write the "
+            "repository again with `swallow-trt repo ... --llmapi-model DIR`.",
         )
     return manifest
 
@@ -84,14 +104,13 @@ def run_trtllm_serve(deploy: Path, host: str, port: int) -> None:
     argv = trtllm_serve_command(deploy, host, port)
     program = shutil.which("trtllm-serve")
     if program is None:
-        click.echo(
-            "trtllm-serve NOT started: this host has no trtllm-serve (TensorRT-LLM is not installed).\n"
+        raise SwallowTrtError(
+            "trtllm-serve NOT started: this host has no trtllm-serve (TensorRT-LLM is not installed).",
             "Install TensorRT-LLM on the GPU host (pip install --extra-index-url https://pypi.nvidia.com "
             "tensorrt-llm==<version>) or use the NGC container nvcr.io/nvidia/tritonserver:<yy.mm>-trtllm-python-py3, "
             f"then run there:\n  {shlex.join(argv)}",
-            err=True,
+            exit_code=NO_GPU_TOOLCHAIN,
         )
-        raise SystemExit(NO_GPU_TOOLCHAIN)
     click.echo(
         f"$ {shlex.join(argv)}\nOpenAI-compatible API at http://{host}:{port}/v1 once ready; Ctrl-C stops it."
     )
@@ -105,74 +124,18 @@ def run_trtllm_serve(deploy: Path, host: str, port: int) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
     if returncode not in (0, -signal.SIGINT, 130):
-        raise click.ClickException(f"trtllm-serve exited with {returncode} (its output is above).")
+        raise SwallowTrtError(f"trtllm-serve exited with {returncode} (its output is above).")
     click.echo("Stopped.")
 
 
-@click.command()
-@click.option(
-    "--repo",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Model repository (swallow-trt repo output).",
-)
-@click.option(
-    "--via",
-    type=click.Choice(["triton", "trtllm-serve"]),
-    default="triton",
-    show_default=True,
-    help="trtllm-serve: TensorRT-LLM's OpenAI-compatible server on a pytorch deployment (--deploy).",
-)
-@click.option(
-    "--deploy",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="A `build --target pytorch` deployment directory (with --via trtllm-serve).",
-)
-@click.option("--host", default="0.0.0.0", show_default=True, help="trtllm-serve: address to listen on.")
-@click.option("--http-port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--grpc-port", type=click.IntRange(1, 65535), default=8001, show_default=True)
-@click.option("--metrics-port", type=click.IntRange(1, 65535), default=8002, show_default=True)
-@click.option(
-    "--log", "log_path", type=click.Path(path_type=Path), help="Server log file [a temporary file]."
-)
-@click.option(
-    "--timeout", type=click.IntRange(min=1), default=600, show_default=True, help="Seconds to wait for ready."
-)
-def command(
-    repo: Path | None,
-    via: str,
-    deploy: Path | None,
-    host: str,
-    http_port: int,
-    grpc_port: int,
-    metrics_port: int,
-    log_path: Path | None,
-    timeout: int,
-) -> None:
-    """Serve a model repository with tritonserver (or a pytorch deployment with trtllm-serve); Ctrl-C stops it.
-
-    Exit status 3 (--via trtllm-serve): no trtllm-serve here; the command for the GPU host is printed.
-    """
-    if via == "trtllm-serve":
-        if deploy is None or repo is not None:
-            raise click.ClickException("--via trtllm-serve serves --deploy DEPLOY_DIR (not --repo).")
-        run_trtllm_serve(deploy, host, http_port)
-        return
-    if repo is None or deploy is not None:
-        raise click.ClickException(
-            "Pass --repo REPO (tritonserver), or --via trtllm-serve --deploy DEPLOY_DIR."
-        )
+def serve_repository(repo: Path, ports: Ports, log_path: Path | None, timeout_s: int) -> None:
+    """tritonserver on `repo` until Ctrl-C or SIGTERM; an exit of the server on its own is an error."""
     manifest = check_repository(repo)
     pytorch = manifest.get("target") == "pytorch"
     world_size = repository_world_size(repo)
     parallel = int(manifest.get("tensor_parallel_size", 1)) * int(manifest.get("pipeline_parallel_size", 1))
     mpi_singleton = pytorch and manifest.get("backend") == "llmapi" and parallel > 1
-    server = TritonServer(
-        repo,
-        Ports(http_port, grpc_port, metrics_port),
-        world_size=world_size,
-        log_path=log_path,
-        mpi_singleton=mpi_singleton,
-    )
+    server = TritonServer(repo, ports, world_size=world_size, log_path=log_path, mpi_singleton=mpi_singleton)
     click.echo(
         f"Starting {server.installation.binary} ({server.installation.source}), world size {world_size}"
         + (f", one server under mpirun for the LLM API's {parallel} GPU workers" if mpi_singleton else "")
@@ -181,13 +144,11 @@ def command(
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        server.start(timeout_s=timeout)
+        server.start(timeout_s=timeout_s)
         click.echo(f"Ready.\n{endpoints(server, pytorch)}\nPress Ctrl-C to stop.")
         while not stop.is_set():
             if server.process.poll() is not None:
-                raise click.ClickException(
-                    f"tritonserver exited with {server.process.returncode}.\n{server.log_tail()}"
-                )
+                raise server.exit_error()
             stop.wait(1.0)
     except KeyboardInterrupt:
         pass
@@ -196,3 +157,15 @@ def command(
         click.echo("Stopping tritonserver...")
         server.stop()
     click.echo("Stopped.")
+
+
+def serve_until_stopped(options: ServeOptions) -> None:
+    """`swallow-trt serve`: trtllm-serve on a deployment, or tritonserver on a repository."""
+    if options.via == "trtllm-serve":
+        if options.deploy is None or options.repo is not None:
+            raise SwallowTrtError("--via trtllm-serve serves --deploy DEPLOY_DIR (not --repo).")
+        run_trtllm_serve(options.deploy, options.host, options.ports.http)
+        return
+    if options.repo is None or options.deploy is not None:
+        raise SwallowTrtError("Pass --repo REPO (tritonserver), or --via trtllm-serve --deploy DEPLOY_DIR.")
+    serve_repository(options.repo, options.ports, options.log_path, options.timeout_s)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-import click
+from trt_build.common.errors import SwallowTrtError
 
 NGC_ROOT = Path("/opt/tritonserver")
 SHM_DIR = Path("/dev/shm")
@@ -59,9 +59,7 @@ def _pytriton_backend_dir(root: Path) -> Path:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.is_file():
-        raise click.ClickException(
-            f"nvidia-pytriton has no Python-backend stub for Python {version} ({stub})."
-        )
+        raise SwallowTrtError(f"nvidia-pytriton has no Python-backend stub for Python {version} ({stub}).")
     from trt_build.source.tokenizer import cache_dir
 
     backends = cache_dir() / "triton-backends" / f"py{version}"
@@ -87,9 +85,10 @@ def find_tritonserver() -> TritonInstallation:
         return TritonInstallation(Path(system), NGC_ROOT / "backends", source="system")
     root = _pytriton_root()
     if root is None:
-        raise click.ClickException(
-            "No tritonserver found. Use the NGC container nvcr.io/nvidia/tritonserver:<yy.mm>-trtllm-python-py3 "
-            "on a GPU host, or `pip install nvidia-pytriton` (installed by `make setup`) for the CPU server."
+        raise SwallowTrtError(
+            "No tritonserver found.",
+            "Use the NGC container nvcr.io/nvidia/tritonserver:<yy.mm>-trtllm-python-py3 on a GPU host, or "
+            "`pip install nvidia-pytriton` (installed by `make setup`) for the CPU server.",
         )
     python_bin = str(Path(sys.executable).parent)  # the stub takes site-packages from the python3 on PATH
     env = {
@@ -205,9 +204,9 @@ class TritonServer:
 
     def start(self, timeout_s: float = 120.0) -> TritonServer:
         if (self.world_size > 1 or self.mpi_singleton) and shutil.which("mpirun") is None:
-            raise click.ClickException(
-                "The model runs on several GPUs: install OpenMPI (mpirun) to serve it (the NGC "
-                "trtllm-python-py3 container has it)."
+            raise SwallowTrtError(
+                "The model runs on several GPUs:",
+                "install OpenMPI (mpirun) to serve it (the NGC trtllm-python-py3 container has it).",
             )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
@@ -236,13 +235,16 @@ class TritonServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise click.ClickException(
-                    f"tritonserver exited with {self.process.returncode}.\n{self.log_tail()}"
-                )
+                raise self.exit_error()
             if self.is_ready():
                 return
             time.sleep(0.25)
-        raise click.ClickException(f"tritonserver was not ready after {timeout_s:.0f} s.\n{self.log_tail()}")
+        raise SwallowTrtError(f"tritonserver was not ready after {timeout_s:.0f} s.\n{self.log_tail()}")
+
+    def exit_error(self) -> SwallowTrtError:
+        """The error for a server process that ended on its own, with the end of its log."""
+        assert self.process is not None
+        return SwallowTrtError(f"tritonserver exited with {self.process.returncode}.\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():

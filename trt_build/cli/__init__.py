@@ -34,12 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Compare a converted checkpoint's logits with its HF source.",
     ),
     "build": ("trt_build.build.engine:command", "Build an engine (trtllm-build) or a PyTorch deployment."),
-    "repo": (
-        "triton_repo.repository.write:command",
-        "Write a Triton model repository (engine, deployment, CPU).",
-    ),
-    "serve": ("triton_repo.launch.serve:command", "Serve a model repository with tritonserver until Ctrl-C."),
-    "chat": ("triton_repo.client.chat:command", "Stream an answer from a running server to the terminal."),
+    "repo": ("trt_build.cli.serve:repo", "Write a Triton model repository (engine, deployment, CPU)."),
+    "serve": ("trt_build.cli.serve:serve", "Serve a model repository with tritonserver until Ctrl-C."),
+    "chat": ("trt_build.cli.serve:chat", "Stream an answer from a running server to the terminal."),
     "bench": ("benchmarks.bench:command", "Benchmark a server: TTFT, ITL, TPOT, throughput, goodput."),
     "report": (
         "benchmarks.report.compare:command",
