@@ -23,7 +23,6 @@ Hugging Face directory itself, a copy would add nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
@@ -41,34 +40,26 @@ from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir, interruption_explained, refuse_existing
 from trt_build.convert.calibration import QuantOptions, run_calibration, save_calibration
 from trt_build.convert.rank_writer import RankFileWriter, release_freed_memory_eagerly
+from trt_build.formats.modelopt_config import (
+    MODELOPT_FORMAT_VERSION,
+    UNIFIED,
+    hf_quant_config,
+    unified_config,
+)
 from trt_build.formats.safetensors_stream import TensorSpec, shard_layout, tensor_bytes
 from trt_build.parallel.rules import check_awq_group
 from trt_build.quant import linear as ql
 from trt_build.quant import numerics as qf
 from trt_build.quant.calibrate import GROUP_OF, CalibrationResult
-from trt_build.quant.schemes import PYTORCH, SCHEMES, kv_cache_dtype_named, needs_calibration, schemes_for
+from trt_build.quant.schemes import SCHEMES, needs_calibration
 from trt_build.source.checkpoint import SourceCheckpoint, SourceHasher, resolve_dtype
-from trt_build.source.hf_config import LlamaArchitecture, hf_config_dict, hf_tensor_shapes, read_hf_config
+from trt_build.source.hf_config import LlamaArchitecture, hf_tensor_shapes, read_hf_config
+from trt_build.source.tokenizer import GENERATION_CONFIG, TOKENIZER_FILES
 
-# The ModelOpt release whose export this format follows (reference §2.0). Runtimes recognise the format by
-# `producer.name == "modelopt"` (vLLM's ModelOpt detection, TRT-LLM's flat-config routing), so the
-# producer names the format; what actually wrote the files is in manifest.json.
-MODELOPT_FORMAT_VERSION = "0.47.0"
-PRODUCER = {"name": "modelopt", "version": MODELOPT_FORMAT_VERSION}
-EXCLUDE_MODULES = ["lm_head", "model.embed_tokens"]  # stay in the model dtype (§2.1, §2.2)
 DEFAULT_MAX_SHARD_BYTES = 5 << 30  # transformers' save_pretrained default (5 GB)
 BLOCK_BYTES = 64 << 20  # embedding / lm_head rows streamed in blocks this big
 # Copied from the source when present: generation defaults and the tokenizer (no code, no weights).
-COPIED_FILES = (
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
-    "chat_template.jinja",
-)
-UNIFIED = {name: s for name, s in schemes_for(PYTORCH).items() if name != "none"}  # what it writes
-FP8_CONFIG_GROUP = {"num_bits": 8, "type": "float", "dynamic": False}
+COPIED_FILES = (GENERATION_CONFIG, *TOKENIZER_FILES)
 
 
 # What each scheme's linears become in the unified format (quant/linear.py).
@@ -104,52 +95,6 @@ def refuse_unsupported(quant: str, kv_cache_dtype: str) -> None:
             f"{', '.join(UNIFIED)} (the PyTorch backend's Llama formats usable on Hopper). Use "
             f"--quant fp8 or int4_awq, or --target engine for {quant}."
         )
-
-
-# ---------------------------------------------------------------- the quantization config
-
-
-def hf_quant_config(quant: str, kv_cache_dtype: str, group_size: int) -> dict[str, Any]:
-    """hf_quant_config.json: the nested form TRT-LLM 1.1/1.2 read (reference §2.1)."""
-    scheme = UNIFIED[quant]
-    block: dict[str, Any] = {
-        "quant_algo": scheme.quant_algo,
-        "kv_cache_quant_algo": kv_cache_dtype_named(kv_cache_dtype).quant_algo,
-        **scheme.modelopt_quantization,
-        "exclude_modules": list(EXCLUDE_MODULES),
-    }
-    if "group_size" in block:
-        block["group_size"] = group_size
-    return {"producer": dict(PRODUCER), "quantization": block}
-
-
-def inline_quantization_config(quant: str, kv_cache_dtype: str) -> dict[str, Any]:
-    """config.json `quantization_config`: the flat form (§2.1); only FP8 gets `config_groups`, and AWQ's
-    group size is not inline (so hf_quant_config.json must always ship)."""
-    scheme = UNIFIED[quant]
-    block: dict[str, Any] = {
-        "quant_method": "modelopt",
-        "quant_algo": scheme.quant_algo,
-        "producer": dict(PRODUCER),
-        "ignore": list(EXCLUDE_MODULES),
-    }
-    if scheme.modelopt_config_groups:
-        block["config_groups"] = {
-            "group_0": {
-                "weights": dict(FP8_CONFIG_GROUP),
-                "input_activations": dict(FP8_CONFIG_GROUP),
-                "targets": ["Linear"],
-            }
-        }
-    if kv_cache_dtype == "fp8":
-        block["kv_cache_scheme"] = dict(FP8_CONFIG_GROUP)
-    return block
-
-
-def unified_config(arch: LlamaArchitecture, dtype: str, quant: str, kv_cache_dtype: str) -> dict[str, Any]:
-    config = hf_config_dict(dataclasses.replace(arch, dtype=dtype), "both")
-    config["quantization_config"] = inline_quantization_config(quant, kv_cache_dtype)
-    return config
 
 
 # ---------------------------------------------------------------- per-tensor plan

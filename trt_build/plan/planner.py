@@ -132,7 +132,7 @@ def make_plan(s: Scenario, target_name: str = "engine") -> Plan:
     target = TARGETS[target_name]
     refusals = structural_refusals(s)
     target_refusals, warnings = target.checks(s)
-    refusals += target_refusals
+    refusals += [r for r in target_refusals if r not in refusals]  # both may state a rule (TP, AWQ) once
     if refusals:
         return Plan(s, target_name, [], 0, refusals, warnings)
     stages, sequences = target.memory(s)

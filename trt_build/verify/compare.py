@@ -26,7 +26,7 @@ import torch
 
 from trt_build.cli.base import SwallowTrtCommand
 from trt_build.common.jsonl import json_lines
-from trt_build.common.targets import TRTLLM_CHECKPOINT, checkpoint_kind
+from trt_build.formats.kinds import TRTLLM_CHECKPOINT, checkpoint_kind
 from trt_build.formats.trtllm_config import (
     CheckpointError,
     architecture_from_checkpoint,
