@@ -21,15 +21,13 @@ from triton_repo.repository.engine_configs import render
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import describe_files, write_manifest
 from trt_build.common.outdir import atomic_output_dir
+from trt_build.source import tokenizer
 
 MODELS_DIR = Path(__file__).parents[1] / "models"
 TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "generation_config.json",
-)
+    *tokenizer.TOKENIZER_FILES,
+    tokenizer.GENERATION_CONFIG,
+)  # copied into preprocessing/tokenizer
 
 # The CPU engines (reference engine, llmapi stand-in) when the command line does not say.
 DEFAULT_CPU_MAX_BATCH = 32

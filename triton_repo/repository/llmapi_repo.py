@@ -33,6 +33,7 @@ from triton_repo.repository.engine_configs import BLS, ENGINE
 from trt_build.build.pytorch import read_deployment
 from trt_build.common.errors import SwallowTrtError
 from trt_build.source.hf_config import read_hf_config
+from trt_build.source.tokenizer import FAST_TOKENIZER_FILES
 
 LLMAPI_FRONT_FILES = (
     MODELS_DIR / "llmapi_front" / "model.py",
@@ -82,7 +83,7 @@ def _write(
 ) -> Path:
     """Both layouts: the llmapi model (`engine_files`, model.yaml) and our front, with its tokenizer."""
     cpu = manifest["llmapi_model"] == "cpu-stand-in"
-    has_tokenizer = all((checkpoint / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
+    has_tokenizer = all((checkpoint / name).is_file() for name in FAST_TOKENIZER_FILES)
     tokenizer_for_llm = None if has_tokenizer else str(options.tokenizer_dir.resolve())
     front_batch = options.max_batch_size or int(llm_options.get("max_batch_size", DEFAULT_CPU_MAX_BATCH))
     model_yaml = llmapi_configs.model_yaml(llm_options, str(checkpoint), tokenizer_for_llm)

@@ -12,32 +12,30 @@ trtllm-build or no NVIDIA GPU: nothing was built and the exact command to run on
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import shlex
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from trt_build.build.llmapi_options import KV_CACHE_DTYPE_CHOICES
 from trt_build.build.trtllm_build_rules import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_NUM_TOKENS,
     DEFAULT_MAX_SEQ_LEN,
-    GPUS_PER_NODE,
     BuildRequest,
     Composition,
     compose,
 )
+from trt_build.cli.base import SwallowTrtCommand
 from trt_build.common.gpus import PROFILES, GpuProfile, get_profile, profile_for_compute_capability
 from trt_build.common.manifest import sha256_file, write_manifest
 from trt_build.common.outdir import atomic_output_dir, refuse_existing
 from trt_build.common.targets import TARGET_CHOICES, resolve_target
-from trt_build.quant.memory import format_for_quant_algo
+from trt_build.formats.trtllm_config import TrtllmCheckpoint, read_trtllm_checkpoint
+from trt_build.quant.schemes import KV_CACHE_DTYPES, scheme_for_quant_algo
 
 NO_GPU_TOOLCHAIN = 3
 INSTALL_HINT = (
@@ -49,51 +47,11 @@ INSTALL_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class CheckpointSettings:
-    quant_algo: str | None
-    kv_cache_quant_algo: str | None
-    tp: int
-    pp: int
-    gpus_per_node: int
-
-
-def read_checkpoint(checkpoint: Path) -> CheckpointSettings:
-    """Quantization and mapping from a TRT-LLM checkpoint's config.json, after checking its rank files."""
-    config_path = checkpoint / "config.json"
-    if not config_path.is_file():
-        raise click.ClickException(
-            f"{config_path} not found: --checkpoint must be a TRT-LLM checkpoint written by `swallow-trt convert`."
-        )
-    raw = json.loads(config_path.read_text())
-    if "architecture" not in raw:
-        raise click.ClickException(
-            f"{config_path} has no 'architecture': this looks like a Hugging Face directory, not a TRT-LLM "
-            "checkpoint. Run `swallow-trt convert --model-dir DIR --output CKPT` first, or build for the "
-            "PyTorch backend, which loads it directly: --target pytorch."
-        )
-    quantization, mapping = raw.get("quantization") or {}, raw.get("mapping") or {}
-    format_for_quant_algo(quantization.get("quant_algo"), str(config_path))
-    tp, pp = int(mapping.get("tp_size", 1)), int(mapping.get("pp_size", 1))
-    world = int(mapping.get("world_size", tp * pp))
-    if world != tp * pp:
-        raise click.ClickException(
-            f"{config_path}: mapping world_size {world} != tp_size {tp} x pp_size {pp}."
-        )
-    missing = [
-        f"rank{r}.safetensors" for r in range(world) if not (checkpoint / f"rank{r}.safetensors").is_file()
-    ]
-    if missing:
-        raise click.ClickException(
-            f"{checkpoint} lacks {', '.join(missing)}; convert again (the checkpoint is incomplete)."
-        )
-    return CheckpointSettings(
-        quant_algo=quantization.get("quant_algo"),
-        kv_cache_quant_algo=quantization.get("kv_cache_quant_algo"),
-        tp=tp,
-        pp=pp,
-        gpus_per_node=int(mapping.get("gpus_per_node", GPUS_PER_NODE)),
-    )
+def read_checkpoint(checkpoint: Path) -> TrtllmCheckpoint:
+    """A TRT-LLM checkpoint with every rank file, in a quantization swallow-trt builds."""
+    settings = read_trtllm_checkpoint(checkpoint)
+    scheme_for_quant_algo(settings.quant_algo, str(checkpoint / "config.json"))
+    return settings
 
 
 def detect_gpus() -> list[dict[str, Any]] | None:
@@ -241,7 +199,7 @@ def build_engine_target(request: BuildRequest, final: Path, overwrite: bool, dry
 BUILD_TARGETS = {"engine": build_engine_target}
 
 
-@click.command()
+@click.command(cls=SwallowTrtCommand)
 @click.option("--checkpoint", "checkpoint", required=True, type=click.Path(path_type=Path, file_okay=False))
 @click.option(
     "--output",
@@ -267,7 +225,7 @@ BUILD_TARGETS = {"engine": build_engine_target}
 @click.option("--pp", type=click.IntRange(1, 64), default=None, help="pytorch: pipeline parallelism [1].")
 @click.option(
     "--kv-cache-dtype",
-    type=click.Choice(KV_CACHE_DTYPE_CHOICES),
+    type=click.Choice(list(KV_CACHE_DTYPES)),
     default="auto",
     show_default=True,
     help="pytorch: auto = the checkpoint's KV format, fp8 = force an FP8 KV cache.",

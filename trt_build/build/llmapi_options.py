@@ -22,22 +22,19 @@ from trt_build.build.trtllm_build_rules import (
     DEFAULT_MAX_SEQ_LEN,
 )
 from trt_build.common.gpus import GpuProfile
+from trt_build.parallel.rules import awq_refusal, pp_refusal, tp_fits, tp_refusal
+from trt_build.quant.schemes import SCHEMES, pytorch_backend_schemes
 from trt_build.source.hf_config import LlamaArchitecture
 
 OPTIONS_FILE = "llm_api_options.yaml"
 GPUS_PER_NODE = 8
-AWQ_GROUP_SIZE = 128
 KV_FRACTION = 0.9  # TensorRT-LLM's kv_cache_config.free_gpu_memory_fraction default
 KV_FRACTION_SMALL_GPU = 0.85
 SMALL_GPU_BYTES = 60 * 10**9
 # quant_algo (hf_quant_config.json) -> what the PyTorch backend does with it, for Llama (2.3 support matrix)
 PYTORCH_QUANT_ALGOS: dict[str | None, str] = {
-    None: "bf16 weights",
-    "FP8": "FP8 e4m3 weights and activations, per-tensor scales",
-    "W4A16_AWQ": "INT4 AWQ weights (group 128), bf16 activations",
-    "NVFP4": "NVFP4 weights and activations (Blackwell only)",
+    s.quant_algo: s.description for s in pytorch_backend_schemes().values()
 }
-KV_CACHE_DTYPE_CHOICES = ("auto", "fp8")
 
 
 @dataclass(frozen=True)
@@ -156,15 +153,9 @@ RULES: list[OptionRule] = [
 ]
 
 
-def _tp_choices(arch: LlamaArchitecture) -> list[int]:
-    heads, kv = arch.num_attention_heads, arch.num_key_value_heads
-    return [t for t in range(1, 17) if heads % t == 0 and (t <= kv and kv % t == 0 or t % kv == 0)]
-
-
-def _awq_tp_bad(r: OptionsRequest) -> bool:
-    return r.quant_algo == "W4A16_AWQ" and (
-        r.arch.q_size // r.tp % AWQ_GROUP_SIZE or r.arch.intermediate_size // r.tp % AWQ_GROUP_SIZE
-    )
+def _awq_refusal(r: OptionsRequest) -> str | None:
+    group = next((s.group_size for s in SCHEMES.values() if s.quant_algo == r.quant_algo), None)
+    return awq_refusal(r.arch, r.tp, group) if group and tp_fits(r.arch, r.tp) else None
 
 
 REFUSALS: list[Check] = [
@@ -198,24 +189,9 @@ REFUSALS: list[Check] = [
             "a checkpoint exported without FP8 KV."
         ),
     ),
-    Check(
-        lambda r: r.tp not in _tp_choices(r.arch),
-        lambda r: (
-            f"--tp {r.tp} does not split {r.arch.num_attention_heads} attention heads / "
-            f"{r.arch.num_key_value_heads} KV heads evenly; use --tp in {_tp_choices(r.arch)}."
-        ),
-    ),
-    Check(
-        lambda r: r.pp > r.arch.num_hidden_layers,
-        lambda r: f"--pp {r.pp} is more than the model's {r.arch.num_hidden_layers} layers.",
-    ),
-    Check(
-        lambda r: r.tp in _tp_choices(r.arch) and bool(_awq_tp_bad(r)),
-        lambda r: (
-            f"INT4 AWQ at --tp {r.tp}: each rank's row-parallel input width (o_proj {r.arch.q_size // r.tp}, "
-            f"down_proj {r.arch.intermediate_size // r.tp}) must be a multiple of the group size 128."
-        ),
-    ),
+    Check(lambda r: tp_refusal(r.arch, r.tp) is not None, lambda r: tp_refusal(r.arch, r.tp)),
+    Check(lambda r: pp_refusal(r.arch, r.pp) is not None, lambda r: pp_refusal(r.arch, r.pp)),
+    Check(lambda r: _awq_refusal(r) is not None, _awq_refusal),
     Check(
         lambda r: r.max_seq_len > r.arch.max_position_embeddings,
         lambda r: (

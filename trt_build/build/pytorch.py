@@ -31,10 +31,9 @@ from trt_build.build.llmapi_options import (
 from trt_build.common.gpus import GpuProfile
 from trt_build.common.manifest import sha256_file, write_manifest
 from trt_build.common.outdir import atomic_output_dir, refuse_existing
-from trt_build.common.targets import HF_CHECKPOINT, CheckpointKind, checkpoint_kind
+from trt_build.formats.kinds import HF_CHECKPOINT, CheckpointKind, checkpoint_kind
 from trt_build.source.hf_config import read_hf_config
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+from trt_build.source.tokenizer import FAST_TOKENIZER_FILES
 
 
 def options_request(
@@ -95,7 +94,7 @@ def build_pytorch_target(
     refuse_existing(output, overwrite)
     for warning in composition.warnings:
         click.echo(f"Warning: {warning}", err=True)
-    if not all((checkpoint / name).is_file() for name in TOKENIZER_FILES):
+    if not all((checkpoint / name).is_file() for name in FAST_TOKENIZER_FILES):
         click.echo(
             f"Warning: {checkpoint} has no tokenizer.json/tokenizer_config.json; trtllm-serve and the llmapi "
             "model load the tokenizer from the checkpoint directory: copy it there.",

@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from trt_build.common.gpus import GpuProfile
+from trt_build.quant.schemes import SCHEMES
 
 DEFAULT_MAX_SEQ_LEN = 8192
 DEFAULT_MAX_BATCH_SIZE = 256
 DEFAULT_MAX_NUM_TOKENS = 8192
 GPUS_PER_NODE = 8
-INT_WEIGHT_ALGOS = ("W4A16_AWQ", "W8A16", "W4A16")
+INT_WEIGHT_ALGOS = tuple(s.quant_algo for s in SCHEMES.values() if s.int_weights)
 FP8_CONTEXT_FMHA_ALGOS = ("FP8", "W4A8_AWQ", "NVFP4")  # builder.py keeps FP8 context FMHA only for these
 
 

@@ -8,10 +8,13 @@ with `trt_build.cli.base.command`, which turns the library's `SwallowTrtError` i
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
 
 from trt_build import __version__
+from trt_build.cli.base import CliError
+from trt_build.common.errors import SwallowTrtError
 
 # name: (where the click command lives, one-line description shown by --help), in pipeline order
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -61,6 +64,12 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module_name), attribute)
         command.short_help = COMMANDS[name][1]
         return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SwallowTrtError as error:  # from a command not built with cli.base.command
+            raise CliError(error.message, error.exit_code) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]

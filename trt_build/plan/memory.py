@@ -1,7 +1,7 @@
 """The planner's memory model: what one GPU of a scenario holds, and how much KV cache is left.
 
 Per GPU (GB = 10^9 bytes everywhere):
-  weights   every decoder linear at its quantized width plus its scale tensors (quant_memory.py), split
+  weights   every decoder linear at its quantized width plus its scale tensors (quant/schemes.py), split
             by TP as the converter splits them (trtllm-checkpoint.md 3.2: qkv/fc/gate on out, dense/proj
             on in, KV heads duplicated when TP > KV heads); norms bf16; the embedding bf16 and whole on
             every first-stage rank (use_parallel_embedding false); lm_head bf16 split over TP on the last
@@ -31,7 +31,7 @@ from trt_build.build.trtllm_build_rules import (
     DEFAULT_MAX_SEQ_LEN,
 )
 from trt_build.common.gpus import GpuProfile
-from trt_build.quant.memory import BF16_BYTES, FP32_BYTES, KV_CACHE_BYTES, QUANT_FORMATS, QuantFormat
+from trt_build.quant.schemes import BF16_BYTES, FP32_BYTES, QuantScheme, kv_cache_dtype_for
 from trt_build.source.hf_config import LlamaArchitecture
 
 GIB = 1 << 30
@@ -39,19 +39,6 @@ KV_CACHE_FREE_GPU_MEM_FRACTION = 0.9  # TensorRT-LLM KvCacheConfig default
 TOKENS_PER_BLOCK = 32  # recent trtllm-build default (64 on 0.13)
 CUDA_GRAPH_BYTES = 200 * 10**6  # per captured batch size, upper bound (trtllm-pytorch-backend.md 3.1)
 RUNTIME_BYTES = {"engine": 2 * GIB, "pytorch": 3 * GIB}  # [assumed], see the module docstring
-
-
-@dataclass(frozen=True)
-class Nvfp4Format(QuantFormat):
-    """NVFP4 (ModelOpt, PyTorch backend only): e2m1 weights, an fp8 scale per 16 inputs, two fp32 scalars."""
-
-    def linear_bytes(self, out_features: int, in_features: int) -> int:
-        elements = out_features * in_features
-        return elements // 2 + elements // 16 + 2 * FP32_BYTES
-
-
-NVFP4 = Nvfp4Format("nvfp4", "NVFP4", 4, True, False, "NVFP4 weights and activations, block 16 (Blackwell)")
-PLAN_QUANT_FORMATS: dict[str, QuantFormat] = {**QUANT_FORMATS, NVFP4.name: NVFP4}
 
 
 @dataclass(frozen=True)
@@ -70,7 +57,7 @@ class ModelSpec:
 class Scenario:
     model: ModelSpec
     gpu: GpuProfile
-    quant: QuantFormat
+    quant: QuantScheme
     kv_cache_quant_algo: str | None
     tp: int
     pp: int
@@ -145,7 +132,9 @@ def stage_weights(s: Scenario, stage: int, layers: int) -> dict[str, int]:
 
 
 def kv_bytes_per_token(s: Scenario, layers: int) -> int:
-    return layers * 2 * s.kv_heads_per_rank * s.arch.head_dim * KV_CACHE_BYTES[s.kv_cache_quant_algo]
+    return (
+        layers * 2 * s.kv_heads_per_rank * s.arch.head_dim * kv_cache_dtype_for(s.kv_cache_quant_algo).bytes
+    )
 
 
 def _reserve(s: Scenario, stage: int, target: str) -> dict[str, int]:

@@ -21,12 +21,14 @@ from trt_build.build.trtllm_build_rules import (
     DEFAULT_MAX_NUM_TOKENS,
     DEFAULT_MAX_SEQ_LEN,
 )
+from trt_build.cli.base import SwallowTrtCommand
 from trt_build.common.gpus import GB, PROFILES, get_profile
 from trt_build.common.targets import TARGET_CHOICES, resolve_target
-from trt_build.plan.memory import PLAN_QUANT_FORMATS, TOKENS_PER_BLOCK, Scenario, StageMemory
+from trt_build.parallel.rules import awq_refusal, pp_refusal, tp_fits, tp_refusal
+from trt_build.plan.memory import TOKENS_PER_BLOCK, Scenario, StageMemory
 from trt_build.plan.model import checkpoint_setting, pick, resolve_model
 from trt_build.plan.targets import TARGETS, Target
-from trt_build.quant.memory import AWQ_GROUP_SIZE, KV_CACHE_BYTES, KV_CACHE_DTYPES
+from trt_build.quant.schemes import KV_CACHE_DTYPES, SCHEMES, kv_cache_dtype_for
 from trt_build.source.registry import parameter_count
 
 TP_CHOICES = (1, 2, 4, 8)
@@ -63,35 +65,12 @@ class Plan:
 # ---------------------------------------------------------------- checks
 
 
-def _awq_widths(s: Scenario, tp: int) -> dict[str, int]:
-    """Each rank's input width of the row-split linears, which AWQ groups of 128 must divide."""
-    return {"dense": s.arch.q_size // tp, "proj": s.arch.intermediate_size // tp}
-
-
 def structural_refusals(s: Scenario) -> list[str]:
     """Combinations that cannot be built at all, each with what to do instead."""
-    arch, out = s.arch, []
-    heads, kv = arch.num_attention_heads, arch.num_key_value_heads
-    tp_ok = [t for t in range(1, 17) if heads % t == 0 and (t <= kv and kv % t == 0 or t % kv == 0)]
-    if s.tp not in tp_ok:
-        out.append(
-            f"--tp {s.tp} does not split {heads} attention heads / {kv} KV heads evenly "
-            f"(TP must divide the heads, and divide or be a multiple of the KV heads); use --tp in {tp_ok}."
-        )
-    pp_ok = [p for p in range(1, arch.num_hidden_layers + 1) if arch.num_hidden_layers % p == 0 and p <= 16]
-    if s.pp not in pp_ok:
-        out.append(
-            f"--pp {s.pp} does not divide {arch.num_hidden_layers} layers (0.13 silently drops layers, "
-            f"ModelOpt asserts); use --pp in {pp_ok}."
-        )
-    if s.quant.quant_algo == "W4A16_AWQ" and s.tp in tp_ok:
-        bad = {k: v for k, v in _awq_widths(s, s.tp).items() if v % AWQ_GROUP_SIZE}
-        if bad:
-            good = [t for t in tp_ok if not any(v % AWQ_GROUP_SIZE for v in _awq_widths(s, t).values())]
-            out.append(
-                f"INT4 AWQ at --tp {s.tp}: each rank's input width must be a multiple of the group size 128 "
-                f"({', '.join(f'{k} {v}' for k, v in bad.items())}; NVIDIA/TensorRT-LLM#1636); use --tp in {good}."
-            )
+    arch = s.arch
+    out = [r for r in (tp_refusal(arch, s.tp), pp_refusal(arch, s.pp)) if r]
+    if s.quant.group_size and tp_fits(arch, s.tp) and (awq := awq_refusal(arch, s.tp, s.quant.group_size)):
+        out.append(awq)
     if s.max_seq_len > arch.max_position_embeddings:
         out.append(
             f"--max-seq-len {s.max_seq_len} is beyond the model's max_position_embeddings "
@@ -116,7 +95,7 @@ def alternatives(s: Scenario, target: Target) -> list[str]:
         )
     quants = [
         q.name
-        for name, q in PLAN_QUANT_FORMATS.items()
+        for name, q in SCHEMES.items()
         if name in target.quants and q != s.quant and feasible(replace(s, quant=q), target)
     ]
     if quants:
@@ -153,7 +132,7 @@ def make_plan(s: Scenario, target_name: str = "engine") -> Plan:
     target = TARGETS[target_name]
     refusals = structural_refusals(s)
     target_refusals, warnings = target.checks(s)
-    refusals += target_refusals
+    refusals += [r for r in target_refusals if r not in refusals]  # both may state a rule (TP, AWQ) once
     if refusals:
         return Plan(s, target_name, [], 0, refusals, warnings)
     stages, sequences = target.memory(s)
@@ -247,7 +226,7 @@ def render(plan: Plan) -> str:
             f"  runtime reserve     {_gb(st.reserve_bytes):>12}  ({held}; runtime assumed, activations estimated)",
             f"  KV cache pool       {_gb(st.kv_pool_bytes):>12}  ({plan.kv_fraction} of {_gb(max(0, left))} left)",
             f"  KV bytes per token  {st.kv_bytes_per_token:>12,}  ({st.layers} layers x 2 x {s.kv_heads_per_rank} KV heads "
-            f"x {s.arch.head_dim} x {KV_CACHE_BYTES[s.kv_cache_quant_algo]} B)",
+            f"x {s.arch.head_dim} x {kv_cache_dtype_for(s.kv_cache_quant_algo).bytes} B)",
             f"  KV tokens that fit  {st.kv_tokens:>12,}",
         ]
     if plan.stages:
@@ -272,7 +251,7 @@ def render(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+@click.command(cls=SwallowTrtCommand)
 @click.option(
     "--model",
     "model_name",
@@ -282,7 +261,7 @@ def render(plan: Plan) -> str:
 @click.option("--gpu", "gpu_name", required=True, type=click.Choice(sorted(PROFILES), case_sensitive=False))
 @click.option(
     "--quant",
-    type=click.Choice(list(PLAN_QUANT_FORMATS)),
+    type=click.Choice(list(SCHEMES)),
     default=None,
     help="Weight format [default: none; nvfp4: pytorch target, Blackwell].",
 )
@@ -331,8 +310,10 @@ def command(
     scenario = Scenario(
         model=spec,
         gpu=get_profile(gpu_name),
-        quant=PLAN_QUANT_FORMATS[pick(spec, "--quant", quant, "none")],
-        kv_cache_quant_algo=KV_CACHE_DTYPES[pick(spec, "--kv-cache-dtype", kv_cache_dtype, own_kv)],
+        quant=SCHEMES[pick(spec, "--quant", quant, "none")],
+        kv_cache_quant_algo=KV_CACHE_DTYPES[
+            pick(spec, "--kv-cache-dtype", kv_cache_dtype, own_kv)
+        ].quant_algo,
         tp=1,
         pp=pick(spec, "--pp", pp, 1),
         max_seq_len=max_seq_len,

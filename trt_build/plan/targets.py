@@ -24,7 +24,7 @@ from trt_build.plan.memory import (
     memory,
     pytorch_reserve,
 )
-from trt_build.quant.memory import QUANT_FORMATS
+from trt_build.quant.schemes import ENGINE, pytorch_backend_schemes, schemes_for
 
 Settings = list[tuple[list[str], str]]  # recommended settings, each with its reason
 
@@ -125,7 +125,7 @@ TARGETS: dict[str, Target] = {
         compose=lambda s: compose(engine_request(s)),
         settings=lambda reasons: reasons,
         command=engine_command,
-        quants=tuple(QUANT_FORMATS),
+        quants=tuple(schemes_for(ENGINE)),
         quant_refusal="the engine target does not build {quant}; plan it with --target pytorch.",
     ),
     "pytorch": Target(
@@ -135,7 +135,7 @@ TARGETS: dict[str, Target] = {
         compose=lambda s: compose_options(options_request(s)),
         settings=lambda reasons: [([", ".join(flat_keys(values))], reason) for values, reason in reasons],
         command=pytorch_command,
-        quants=("none", "fp8", "int4_awq", "nvfp4"),
+        quants=tuple(pytorch_backend_schemes()),
         quant_refusal="the pytorch target deploys {quants}, not {quant}.",
         kv_fraction=pytorch_kv_fraction,
         settings_title="LLM-API options",

@@ -17,6 +17,7 @@ import click
 import torch
 from tqdm import tqdm
 
+from trt_build.cli.base import SwallowTrtCommand
 from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir
 from trt_build.formats.safetensors_stream import (
@@ -145,7 +146,7 @@ def write_tiny_model(
     return output
 
 
-@click.command()
+@click.command(cls=SwallowTrtCommand)
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="Model directory to write.")
 @click.option(
     "--preset",
