@@ -1,4 +1,5 @@
-"""`swallow-trt chat`: stream one answer from a running server to the terminal (HTTP SSE or gRPC)."""
+"""`swallow-trt chat`: stream one answer from a running server to the terminal (HTTP SSE, gRPC or an
+OpenAI-compatible API through the official `openai` client)."""
 
 from __future__ import annotations
 
@@ -104,15 +105,78 @@ def stream_grpc(url: str, model: str, body: dict[str, Any], timeout: float = 600
         client.close()
 
 
+def openai_base_url(url: str) -> str:
+    """What the `openai` client takes: http://host:port/v1 (given with or without the /v1)."""
+    base = url.rstrip("/") if "://" in url else f"http://{url.rstrip('/')}"
+    return base if base.endswith("/v1") else f"{base}/v1"
+
+
+def stream_openai(
+    url: str,
+    model: str | None,
+    prompt: str,
+    max_tokens: int,
+    chat: bool,
+    timeout: float = 600,
+    **sampling: Any,
+) -> Iterator[str]:
+    """Text deltas from /v1/chat/completions (chat) or /v1/completions (raw); top_k as vLLM's extension.
+    `model` None: the first model the server lists."""
+    import openai
+
+    client = openai.OpenAI(base_url=openai_base_url(url), api_key="unused", max_retries=0, timeout=timeout)
+    chosen = {key: value for key, value in sampling.items() if value is not None}
+    extra = {"top_k": chosen.pop("top_k")} if "top_k" in chosen else None
+    try:
+        model = model or next(iter(client.models.list())).id
+        if chat:
+            messages = [{"role": "user", "content": prompt}]
+            stream = client.chat.completions.create(
+                model=model, messages=messages, max_tokens=max_tokens, stream=True, extra_body=extra, **chosen
+            )
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        else:
+            stream = client.completions.create(
+                model=model, prompt=prompt, max_tokens=max_tokens, stream=True, extra_body=extra, **chosen
+            )
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].text:
+                    yield chunk.choices[0].text
+    except openai.APIConnectionError:
+        raise click.ClickException(f"Cannot reach {url}. Is the OpenAI API running?") from None
+    except openai.APIStatusError as error:
+        body = error.body if isinstance(error.body, dict) else {}
+        raise click.ClickException(f"{error.status_code}: {body.get('message', error.message)}") from None
+    except openai.APIError as error:  # an error event in the middle of the stream
+        raise click.ClickException(error.message) from None
+    except StopIteration:
+        raise click.ClickException(f"{url} lists no models; name one with --model.") from None
+
+
 FRONT_MODELS = ("ensemble", "tensorrt_llm_bls")  # engine repositories have both; pytorch ones the BLS only
 
 
 def _client(url: str, protocol: str):
+    if protocol == "openai":
+        return _OpenAIReadiness(url)
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
     address = url.removeprefix("http://").removeprefix("grpc://").rstrip("/")
     return (httpclient if protocol == "http" else grpcclient).InferenceServerClient(address)
+
+
+class _OpenAIReadiness:
+    """An OpenAI-compatible server is ready when it lists its models (vLLM, trtllm-serve and ours alike)."""
+
+    def __init__(self, url: str):
+        self.url = f"{openai_base_url(url)}/models"
+
+    def is_server_ready(self) -> bool:
+        with urllib.request.urlopen(self.url, timeout=5) as response:
+            return response.status == 200
 
 
 def wait_until_ready(url: str, protocol: str, timeout_s: float) -> None:
@@ -144,10 +208,16 @@ def front_model(url: str, protocol: str) -> str:
 @click.command()
 @click.argument("prompt")
 @click.option(
-    "--url", default="http://localhost:8000", show_default=True, help="HTTP URL, or host:port for gRPC."
+    "--url",
+    default="http://localhost:8000",
+    show_default=True,
+    help="HTTP URL, host:port for gRPC, or the OpenAI API's URL (http://localhost:9000).",
 )
-@click.option("--protocol", type=click.Choice(["http", "grpc"]), default="http", show_default=True)
-@click.option("--model", help="ensemble or tensorrt_llm_bls [the first of them the server has].")
+@click.option("--protocol", type=click.Choice(["http", "grpc", "openai"]), default="http", show_default=True)
+@click.option(
+    "--model",
+    help="ensemble or tensorrt_llm_bls [the first of them the server has]; openai: [the first model listed].",
+)
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--chat/--raw", default=True, show_default=True, help="Apply the chat template to the prompt.")
 @click.option("--temperature", type=float, help="0 = greedy (the default when no sampling option is given).")
@@ -171,6 +241,13 @@ def command(
     """Stream an answer to PROMPT from a running `swallow-trt serve`."""
     if wait_s > 0:
         wait_until_ready(url, protocol, wait_s)
+    if protocol == "openai":
+        sampling = dict(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
+        for delta in stream_openai(url, model, prompt, max_tokens, chat, **sampling):
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return
     model = model or front_model(url, protocol)
     body = request_body(
         prompt, max_tokens, chat, True, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed
