@@ -213,27 +213,39 @@ def test_completions_streamed_and_not(request, tokenizer, which):
     assert finish_reason(chunks) == "stop" and chunks[-1].usage == whole.usage
 
 
+def cancelled_counts(triton) -> list[int]:
+    """How many tokens each request the engine stopped early had made, in order (the engine logs it)."""
+    log = triton.log_path.read_text(errors="replace")
+    return [int(count) for count in re.findall(r"cancelled after (\d+) tokens", log)]
+
+
+def leave_early(client: openai.OpenAI, stream: bool, max_tokens: int) -> None:
+    """Ask for a long answer and go away: after two chunks, or (not streamed) when the client times out."""
+    if stream:
+        chunks = client.completions.create(model=SERVED, prompt="あ", max_tokens=max_tokens, stream=True)
+        received = [chunk.choices[0].text for chunk, _ in zip(chunks, range(2), strict=False)]
+        chunks.close()
+        assert "".join(received) == "いあ"
+        return
+    impatient = client.with_options(timeout=1.0)
+    with pytest.raises(openai.APITimeoutError):
+        impatient.completions.create(model=SERVED, prompt="あ", max_tokens=max_tokens)
+
+
 @pytest.mark.slow
-def test_a_client_that_closes_a_stream_stops_the_engine(client, triton):
-    """Read two chunks of a 3000-token answer and close the stream: the engine logs that it stopped early."""
-    pattern = re.compile(r"cancelled after (\d+) tokens")
-    before = len(pattern.findall(triton.log_path.read_text(errors="replace")))
-    stream = client.completions.create(model=SERVED, prompt="あ", max_tokens=3000, stream=True)
-    received = []
-    for chunk in stream:
-        received.append(chunk.choices[0].text)
-        if len(received) == 2:
-            break
-    stream.close()
-    assert "".join(received) == "いあ"
-    deadline = time.monotonic() + 60
-    counts: list[str] = []
-    while len(counts) <= before and time.monotonic() < deadline:
-        counts = pattern.findall(triton.log_path.read_text(errors="replace"))
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_goes_away_stops_the_engine(client, triton, stream):
+    """The engine logs that it stopped a 4000-token answer early; the server keeps serving."""
+    max_tokens = MAX_SEQ_LEN - 96
+    before = len(cancelled_counts(triton))
+    leave_early(client, stream, max_tokens)
+    deadline, counts = time.monotonic() + 60, cancelled_counts(triton)
+    while len(counts) == before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert len(counts) > before, triton.log_tail()
-    assert int(counts[before]) < 3000
-    assert client.completions.create(model=SERVED, prompt=PROMPT).choices[0].text == REST  # still serving
+        counts = cancelled_counts(triton)
+    assert len(counts) == before + 1, triton.log_tail()
+    assert counts[-1] < max_tokens
+    assert client.completions.create(model=SERVED, prompt=PROMPT).choices[0].text == REST
 
 
 @pytest.mark.slow
@@ -352,7 +364,9 @@ def test_unknown_model_is_404(client):
     ):
         with pytest.raises(openai.NotFoundError) as raised:
             create()
-        assert error_of(raised)["code"] == "model_not_found" or raised.value.status_code == 404
+        body = error_of(raised)
+        assert (raised.value.status_code, body["code"], body["param"]) == (404, "model_not_found", "model")
+        assert "gpt-4o" in body["message"] and SERVED in body["message"]
 
 
 @pytest.mark.slow
@@ -367,6 +381,18 @@ def test_a_body_that_is_not_json_is_400(front):
         urllib.request.urlopen(request, timeout=30)
     body = json.loads(raised.value.read())
     assert raised.value.code == 400 and set(body["error"]) == {"message", "type", "param", "code"}
+
+
+def test_a_huge_body_is_refused_413_before_it_is_read():
+    settings = OpenAIFrontSettings(
+        grpc_url=f"127.0.0.1:{free_port()}", port=free_port(), served_model_name="x", max_body_bytes=4096
+    )
+    with OpenAIFrontServer(settings) as front:
+        with pytest.raises(openai.APIStatusError) as raised:
+            client_for(front).chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "紅" * 5000}]
+            )
+        assert raised.value.status_code == 413 and "4096 bytes" in error_of(raised)["message"]
 
 
 def test_without_triton_the_api_answers_503():
@@ -443,8 +469,46 @@ def test_python_m_entry_serves_until_interrupted(triton):
                 time.sleep(0.2)
         assert status == 200, process.stdout.read().decode() if process.poll() is not None else "not ready"
         assert get(f"http://127.0.0.1:{port}/v1/models")[1]["data"][0]["id"] == "tensorrt_llm_bls"
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        answer = client.chat.completions.create(model="tensorrt_llm_bls", messages=QUESTION)
+        assert answer.choices[0].message.content == SENTENCE
     finally:
         process.send_signal(subprocess.signal.SIGINT)
         output = process.communicate(timeout=30)[0].decode()
     assert process.returncode == 0, output
-    assert "紅葉" not in output and "東京" not in output  # the access log never carries request text
+    assert "POST /v1/chat/completions" in output
+    assert "紅葉" not in output and "東京" not in output  # the log never carries a request's or answer's text
+
+
+# ---------------------------------------------------------------- the pytorch-target (llmapi) repository
+
+
+@pytest.fixture(scope="module")
+def llmapi_front(tmp_path_factory, tiny_model_dir, tokenizer):
+    """The CPU stand-in of a pytorch-target repository (written from the HF model) and the API before it."""
+    root = tmp_path_factory.mktemp("openai-front-llmapi")
+    write_answer_model(tiny_model_dir, root / "model", tokenizer)
+    repo = write_repository(
+        root / "repo", root / "model", checkpoint_dir=root / "model", max_seq_len=MAX_SEQ_LEN
+    )
+    with (
+        TritonServer(repo, log_path=root / "tritonserver.log") as running,
+        OpenAIFrontServer(front_settings(running, served_model_name=SERVED)) as front,
+    ):
+        yield front
+
+
+@pytest.mark.slow
+def test_the_pytorch_target_repository_answers_the_same(llmapi_front, tokenizer):
+    client = client_for(llmapi_front)
+    whole = client.chat.completions.create(model=SERVED, messages=QUESTION)
+    assert (whole.choices[0].message.content, whole.choices[0].finish_reason) == (SENTENCE, "stop")
+    assert whole.usage.prompt_tokens == rendered_prompt_tokens(tokenizer, QUESTION)
+    assert whole.usage.completion_tokens == len(tokenizer.encode(SENTENCE, add_special_tokens=False))
+    deltas, chunks = streamed_chat(client, messages=QUESTION)
+    assert "".join(deltas) == SENTENCE and chunks[-1].usage == whole.usage
+    assert not any(REPLACEMENT in delta for delta in deltas)
+    cut = client.completions.create(model=SERVED, prompt=PROMPT, max_tokens=3, stop="美")
+    assert (cut.choices[0].text, cut.choices[0].finish_reason) == ("の紅葉", "length")
+    stopped = client.completions.create(model=SERVED, prompt=PROMPT, stop="美")
+    assert (stopped.choices[0].text, stopped.choices[0].finish_reason) == ("の紅葉は", "stop")

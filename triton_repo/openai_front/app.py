@@ -3,8 +3,8 @@
 A request is validated (schema.py), checked against the served model name (404 otherwise), turned into
 the Triton front's inputs and answered from `generate.answer`: one object, or server-sent events. A stream
 waits for the first delta before it answers, so a request the model refuses still gets its 4xx status;
-later errors arrive as an `error` event. A client that goes away closes the stream, which cancels the
-Triton request (triton_client.py). Request texts are never logged.
+later errors arrive as an `error` event. A client that goes away, streamed or not, cancels its Triton
+request (disconnect.py). Request texts are never logged.
 """
 
 from __future__ import annotations
@@ -15,9 +15,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from openai.types import Model
 
+from triton_repo.openai_front.body_limit import BodyLimit
+from triton_repo.openai_front.disconnect import (
+    CLIENT_CLOSED_REQUEST,
+    ClientGone,
+    ClosingStreamingResponse,
+    unless_disconnected,
+)
 from triton_repo.openai_front.errors import OpenAIError, install_handlers
 from triton_repo.openai_front.generate import Finish, answer
 from triton_repo.openai_front.responses import DONE, Answer, sse
@@ -27,17 +34,6 @@ from triton_repo.openai_front.triton_client import TritonFront, TritonUnavailabl
 
 log = logging.getLogger("triton_repo.openai_front")
 OWNER = "swallow-trt"
-
-
-class ClosingStreamingResponse(StreamingResponse):
-    """Closes its body when the response ends for any reason (a client hang-up included), so the Triton
-    request behind it is cancelled at once rather than whenever the generator is collected."""
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self.body_iterator.aclose()
 
 
 async def _events(
@@ -64,6 +60,10 @@ async def _events(
     yield DONE
 
 
+async def _collect(events: AsyncIterator[str | Finish]) -> list[str | Finish]:
+    return [item async for item in events]
+
+
 def create_app(settings: OpenAIFrontSettings, front: TritonFront | None = None) -> FastAPI:
     """The app for one Triton server; `front` replaces the gRPC connection made from `settings`."""
 
@@ -75,6 +75,7 @@ def create_app(settings: OpenAIFrontSettings, front: TritonFront | None = None) 
 
     app = FastAPI(title="swallow-trt OpenAI-compatible API", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     started = int(time.time())
 
     async def served_name(request: Request) -> str:
@@ -94,18 +95,28 @@ def create_app(settings: OpenAIFrontSettings, front: TritonFront | None = None) 
             )  # fmt: skip
 
     async def complete(request: Request, body: ChatCompletionRequest | CompletionRequest, chat: bool):
+        try:
+            return await answer_request(request, body, chat)
+        except ClientGone:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+    async def answer_request(request: Request, body: ChatCompletionRequest | CompletionRequest, chat: bool):
         await check_model(request, body.model)
         reply = Answer(body.model, chat, body.include_usage())
         events = answer(request.app.state.front, generation(body, settings.default_max_tokens))
         if not body.stream:
-            texts = [item async for item in events]
+            texts = await unless_disconnected(request, _collect(events))
             finish = texts.pop()
             assert isinstance(finish, Finish)
-            return JSONResponse(
-                reply.whole("".join(texts), finish).model_dump(mode="json", exclude_unset=True)
-            )
-        first = await anext(events)  # a refused request raises here, before any status is sent
-        return ClosingStreamingResponse(_events(first, events, reply), media_type="text/event-stream")
+            whole = reply.whole("".join(texts), finish)
+            return JSONResponse(whole.model_dump(mode="json", exclude_unset=True))
+        # a refused request raises here, before any status is sent
+        first = await unless_disconnected(request, anext(events))
+        return ClosingStreamingResponse(
+            _events(first, events, reply),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request, body: ChatCompletionRequest):

@@ -22,6 +22,7 @@ ERROR_TYPES = {
     400: "invalid_request_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    413: "invalid_request_error",
     503: "service_unavailable",
     500: "internal_error",
 }
@@ -48,13 +49,13 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
     return OpenAIError(400, message, param, code)
 
 
-# What the repository's preprocessing and engine say when a request exceeds the model's limits or is
-# malformed (triton_repo/models/): these are the client's to fix (400); any other model error is ours (500).
-# Each pattern names the request field the message is about.
+# How the repository's models (triton_repo/models/) word a request they refuse: over the model's limits or
+# malformed. These are the client's to fix (400, naming the field: PROMPT stands for `messages` or `prompt`);
+# "<model> failed: ..." and any other message is a fault of the server (500).
+PROMPT = "<prompt>"
 CLIENT_FAULTS: tuple[tuple[re.Pattern[str], str | None], ...] = (
     (re.compile(r"max_tokens|request_output_len|max_seq_len", re.IGNORECASE), "max_tokens"),
-    (re.compile(r"prompt|max_input_len|input_ids", re.IGNORECASE), "messages"),
-    (re.compile(r"messages|chat template|template", re.IGNORECASE), "messages"),
+    (re.compile(r"prompt|text_input|messages|template|max_input_len|input_ids", re.IGNORECASE), PROMPT),
     (re.compile(r"not valid UTF-8|stop_words|bad_words|seed|min_tokens", re.IGNORECASE), None),
 )
 INTERNAL_MARKERS = re.compile(r"\bfailed: |Traceback|Exception\(|Error\(")
@@ -66,7 +67,7 @@ def model_error(message: str, prompt_field: str) -> OpenAIError:
     if not INTERNAL_MARKERS.search(message):
         for pattern, param in CLIENT_FAULTS:
             if pattern.search(message):
-                return invalid(message, prompt_field if param == "messages" else param)
+                return invalid(message, prompt_field if param == PROMPT else param)
     return OpenAIError(500, f"The model failed: {message}")
 
 

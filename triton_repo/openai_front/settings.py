@@ -14,7 +14,8 @@ FRONT_MODELS = ("tensorrt_llm_bls", "ensemble")
 class OpenAIFrontSettings:
     """`grpc_url` is Triton's gRPC host:port. `front_model` None: the first of FRONT_MODELS Triton has
     ready. `served_model_name` None: the front model's name. `default_max_tokens`: when a request sets
-    neither max_tokens nor max_completion_tokens (the repository refuses more than max_seq_len allows)."""
+    neither max_tokens nor max_completion_tokens (the repository refuses more than max_seq_len allows).
+    `max_body_bytes`: larger request bodies are refused (413) before they are read whole."""
 
     grpc_url: str = "127.0.0.1:8001"
     front_model: str | None = None
@@ -22,3 +23,4 @@ class OpenAIFrontSettings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     default_max_tokens: int = 1024
+    max_body_bytes: int = 16 << 20
