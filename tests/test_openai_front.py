@@ -28,6 +28,7 @@ from benchmarks.bench import command as bench_command
 from triton_repo.client.chat import command as chat_command
 from triton_repo.launch.tritonserver import TritonServer, free_port
 from triton_repo.openai_front import OpenAIFrontServer, OpenAIFrontSettings
+from triton_repo.openai_front.stops import StopText
 from triton_repo.repository.write import write_repository
 from trt_build.convert.trtllm import convert_checkpoint
 from trt_build.source.tokenizer import copy_tokenizer
@@ -75,6 +76,18 @@ def write_answer_model(tiny_model_dir: Path, output: Path, tokenizer) -> dict[in
     model.save_pretrained(output)
     copy_tokenizer(output)
     return links
+
+
+def test_stop_text_holds_back_only_what_may_start_a_stop_string():
+    stops = StopText(("。", "美しい"))
+    pieces = [stops.push(text) for text in ("東京の", "紅葉は美", "し", "い🍁")]
+    assert pieces == [("東京の", False), ("紅葉は", False), ("", False), ("", True)]
+    assert stops.flush() == ""
+    unstopped = StopText(("xyz",))
+    released = [unstopped.push(text)[0] for text in ("ab", "cx", "yd", "xy")]
+    assert released == ["ab", "c", "xyd", ""] and unstopped.flush() == "xy"
+    assert StopText(()).push("東京") == ("東京", False)
+    assert StopText(("は", "紅")).push("紅葉は") == ("", True)  # the earliest match wins
 
 
 # ---------------------------------------------------------------- the served stack
@@ -339,6 +352,11 @@ def error_of(raised: pytest.ExceptionInfo) -> dict:
         ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
         ({"messages": []}, "messages"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"stop": 5}, "stop"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            "messages.0.content",
+        ),  # fmt: skip
         ({"max_tokens": MAX_SEQ_LEN}, "max_tokens"),  # refused by the repository: above max_seq_len
         ({"messages": [{"role": "user", "content": "紅葉" * 200}]}, "messages"),  # above max_input_len
     ],
@@ -353,6 +371,22 @@ def test_invalid_requests_are_400_naming_the_field(client, request_fields, param
     body = error_of(raised)
     assert raised.value.status_code == 400 and body["param"] == param, body
     assert body["type"] == "invalid_request_error"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        (["東京", "大阪"], "one prompt per request"),
+        ([[1, 2, 3]], "token-id prompts are not supported"),
+        ("紅葉" * 200, "accepts at most 64"),  # the repository's max_input_len
+    ],
+)
+def test_invalid_completion_prompts_are_400(client, prompt, message):
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.completions.create(model=SERVED, prompt=prompt)
+    body = error_of(raised)
+    assert body["param"] == "prompt" and message in body["message"], body
 
 
 @pytest.mark.slow

@@ -71,9 +71,13 @@ def model_error(message: str, prompt_field: str) -> OpenAIError:
     return OpenAIError(500, f"The model failed: {message}")
 
 
+TYPE_TAGS = re.compile(r"^(str|int|float|bool|list|dict)$|[\[\-]")  # pydantic names union members so
+
+
 def _field_name(location: tuple[str | int, ...]) -> str:
-    """pydantic's error location as the dotted field name a client sent ("messages.0.role")."""
-    parts = [str(part) for part in location if part not in ("body",)]
+    """pydantic's error location as the dotted field name a client sent ("messages.0.role"), without the
+    "body" prefix and the names pydantic gives the members of a union ("stop.str" is "stop")."""
+    parts = [str(part) for part in location if part != "body" and not TYPE_TAGS.search(str(part))]
     return ".".join(parts) or "body"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import (
     BaseModel,
@@ -32,18 +32,11 @@ class Strict(BaseModel):
 
 class StreamOptions(Strict):
     include_usage: StrictBool = False
-    include_obfuscation: StrictBool | None = None  # accepted; this server never obfuscates
-
-
-class TextPart(Strict):
-    type: Literal["text"]
-    text: StrictStr
 
 
 class ChatMessage(Strict):
     role: StrictStr
-    content: StrictStr | list[TextPart]
-    name: StrictStr | None = None  # accepted (the chat template has no place for it)
+    content: object  # checked below, so that an error names `messages.N.content` alone
 
     @field_validator("role")
     @classmethod
@@ -52,12 +45,29 @@ class ChatMessage(Strict):
             raise ValueError(f"role {role!r} is not supported; use one of {', '.join(sorted(ROLES))}")
         return role
 
+    @field_validator("content")
+    @classmethod
+    def text_only(cls, content: object) -> str:
+        """A string, or a list of text parts ({"type": "text", "text": ...}) joined by newlines as vLLM
+        does; images, audio and files are refused."""
+        if isinstance(content, str):
+            return content
+        if not isinstance(content, list) or not all(isinstance(part, dict) for part in content):
+            raise ValueError("must be a string or a list of text parts")
+        texts = []
+        for part in content:
+            if part.get("type") != "text" or not isinstance(part.get("text"), str) or len(part) != 2:
+                raise ValueError(f"only text parts are supported (got {str(part.get('type'))[:40]!r})")
+            texts.append(part["text"])
+        return "\n".join(texts)
+
     def as_template_message(self) -> dict[str, str]:
-        text = self.content if isinstance(self.content, str) else "\n".join(p.text for p in self.content)
-        return {"role": ROLES[self.role], "content": text}
+        return {"role": ROLES[self.role], "content": str(self.content)}
 
 
-PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+INT32_END = 2**31  # the front's token counts and top_k are INT32 tensors
+PositiveInt = Annotated[int, Field(strict=True, ge=1, lt=INT32_END)]
+Count = Annotated[int, Field(strict=True, ge=0, lt=INT32_END)]
 Probability = Annotated[float, Field(strict=True, gt=0.0, le=1.0)]
 Penalty = Annotated[float, Field(strict=True, ge=-2.0, le=2.0)]
 # OpenAI fields whose other values ask for what this server does not do: accepted at these values only.
@@ -73,7 +83,7 @@ NEUTRAL: dict[str, tuple[object, ...]] = {
 
 def neutral_only(value: object, info: ValidationInfo) -> object:
     allowed = NEUTRAL[info.field_name]
-    if value is not None and (type(value) is not type(allowed[0]) or value not in allowed):
+    if value is not None and not any(type(value) is type(ok) and value == ok for ok in allowed):
         shown = " or ".join(json.dumps(v) for v in allowed)
         raise ValueError(f"this server supports only {shown} (got {json.dumps(value)})")
     return value
@@ -86,27 +96,31 @@ class SamplingFields(Strict):
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
     max_tokens: PositiveInt | None = None
-    stop: StrictStr | list[StrictStr] | None = None
+    stop: object = ()  # a string or a list of strings, checked below
     temperature: Annotated[float, Field(strict=True, ge=0.0, le=2.0)] | None = None
     top_p: Probability | None = None
     seed: Annotated[int, Field(strict=True, ge=0, lt=2**64)] | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     n: Annotated[int, Field(strict=True)] | None = None
-    user: StrictStr | None = None
+    user: StrictStr | None = None  # an end-user id for abuse monitoring; it changes no answer
     # vLLM-style extensions (benchmark clients send them)
-    top_k: Annotated[int, Field(strict=True, ge=0)] | None = None
-    min_tokens: Annotated[int, Field(strict=True, ge=0)] | None = None
+    top_k: Count | None = None
+    min_tokens: Count | None = None
     ignore_eos: StrictBool | None = None
 
     _neutral = field_validator(*NEUTRAL, check_fields=False)(neutral_only)
 
     @field_validator("stop")
     @classmethod
-    def few_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(stop, list) and len(stop) > MAX_STOP_STRINGS:
-            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are allowed")
-        return stop
+    def few_stops(cls, stop: object) -> tuple[str, ...]:
+        """The stop strings, empty ones dropped."""
+        stops = [stop] if isinstance(stop, str) else [] if stop is None else stop
+        if not isinstance(stops, list) or not all(isinstance(item, str) for item in stops):
+            raise ValueError("must be a string or a list of strings")
+        if len(stops) > MAX_STOP_STRINGS:
+            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are allowed (got {len(stops)})")
+        return tuple(item for item in stops if item)
 
     @field_validator("stream_options")
     @classmethod
@@ -115,10 +129,6 @@ class SamplingFields(Strict):
             raise ValueError("only allowed when stream is true")
         return options
 
-    def stop_strings(self) -> tuple[str, ...]:
-        stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
-        return tuple(s for s in stops if s)
-
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
@@ -126,18 +136,16 @@ class SamplingFields(Strict):
 class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_completion_tokens: PositiveInt | None = None
-    logprobs: bool | None = None
+    logprobs: StrictBool | None = None
     top_logprobs: int | None = None
-    parallel_tool_calls: StrictBool | None = None  # only meaningful with tools, which are refused
     store: bool | None = None
-    metadata: dict[str, StrictStr] | None = None  # accepted for the caller's bookkeeping; never stored
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
 
 class CompletionRequest(SamplingFields):
-    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=1)]
+    prompt: object  # one text, as a string or a list of one string: checked below
     logprobs: int | None = None
     echo: bool | None = None
     best_of: Annotated[int, Field(strict=True)] | None = None
@@ -145,8 +153,16 @@ class CompletionRequest(SamplingFields):
     def requested_max_tokens(self) -> int | None:
         return self.max_tokens
 
-    def prompt_text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+    @field_validator("prompt")
+    @classmethod
+    def one_text(cls, prompt: object) -> str:
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]
+        if isinstance(prompt, str):
+            return prompt
+        if isinstance(prompt, list) and prompt and all(isinstance(item, str) for item in prompt):
+            raise ValueError(f"one prompt per request is supported (got {len(prompt)})")
+        raise ValueError("must be text (a string); token-id prompts are not supported")
 
 
 @dataclass(frozen=True)
@@ -175,9 +191,9 @@ def generation(request: ChatCompletionRequest | CompletionRequest, default_max_t
         inputs["messages"] = json.dumps(conversation, ensure_ascii=False)  # rendered by the repository
         prompt_field = "messages"
     else:
-        inputs["text_input"] = request.prompt_text()
+        inputs["text_input"] = request.prompt
         prompt_field = "prompt"
-    stops = request.stop_strings()
+    stops = request.stop
     if stops:
         inputs["stop_words"] = list(stops)  # the engine stops early; the text is cut here (stops.py)
     sampling = {

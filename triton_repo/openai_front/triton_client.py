@@ -72,11 +72,7 @@ def _count(result: grpcaio.InferResult, name: str) -> int | None:
 
 def _text(result: grpcaio.InferResult) -> str:
     array = result.as_numpy("text_output")
-    if array is None:
-        return ""
-    return b"".join(
-        item if isinstance(item, bytes) else str(item).encode() for item in array.reshape(-1)
-    ).decode("utf-8")
+    return "" if array is None else b"".join(array.reshape(-1)).decode("utf-8")
 
 
 def _is_final(result: grpcaio.InferResult) -> bool:
