@@ -16,6 +16,9 @@ from typing import Any
 import click
 import numpy as np
 
+from trt_build.cli.base import command
+from trt_build.common.errors import SwallowTrtError
+
 
 def request_body(prompt: str, max_tokens: int, chat: bool, stream: bool, **sampling: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -145,14 +148,14 @@ def stream_openai(
                 if chunk.choices and chunk.choices[0].text:
                     yield chunk.choices[0].text
     except openai.APIConnectionError:
-        raise click.ClickException(f"Cannot reach {url}. Is the OpenAI API running?") from None
+        raise SwallowTrtError(f"Cannot reach {url}.", "Is the OpenAI API running?") from None
     except openai.APIStatusError as error:
         body = error.body if isinstance(error.body, dict) else {}
-        raise click.ClickException(f"{error.status_code}: {body.get('message', error.message)}") from None
+        raise SwallowTrtError(f"{error.status_code}: {body.get('message', error.message)}") from None
     except openai.APIError as error:  # an error event in the middle of the stream
-        raise click.ClickException(error.message) from None
+        raise SwallowTrtError(error.message) from None
     except StopIteration:
-        raise click.ClickException(f"{url} lists no models; name one with --model.") from None
+        raise SwallowTrtError(f"{url} lists no models;", "name one with --model.") from None
 
 
 FRONT_MODELS = ("ensemble", "tensorrt_llm_bls")  # engine repositories have both; pytorch ones the BLS only
@@ -205,7 +208,7 @@ def front_model(url: str, protocol: str) -> str:
     raise click.ClickException(f"{url} serves neither {' nor '.join(FRONT_MODELS)}; name one with --model.")
 
 
-@click.command()
+@command()
 @click.argument("prompt")
 @click.option(
     "--url",

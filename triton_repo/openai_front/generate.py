@@ -3,7 +3,7 @@
 Chat and completions, streamed or not, all run through here, so a streamed answer is by construction the
 non-streamed one in pieces. Token counts are the front's (num_input_tokens, and num_output_tokens summed
 over responses as each response counts its own tokens): the repository's tokenizer, its chat template and
-its one BOS. `finish_reason` is "length" when the engine used all of max_tokens, else "stop" (the end id
+its one BOS. An answer a stop string ended counts the tokens generated up to the one that completed it. `finish_reason` is "length" when the engine used all of max_tokens, else "stop" (the end id
 `<|eot_id|>`, a stop word or a stop string).
 """
 
