@@ -143,10 +143,16 @@ def serve(
 @command()
 @click.argument("prompt")
 @click.option(
-    "--url", default="http://localhost:8000", show_default=True, help="HTTP URL, or host:port for gRPC."
+    "--url",
+    default="http://localhost:8000",
+    show_default=True,
+    help="HTTP URL, host:port for gRPC, or the OpenAI API's URL (http://localhost:9000).",
 )
-@click.option("--protocol", type=click.Choice(["http", "grpc"]), default="http", show_default=True)
-@click.option("--model", help="ensemble or tensorrt_llm_bls [the first of them the server has].")
+@click.option("--protocol", type=click.Choice(["http", "grpc", "openai"]), default="http", show_default=True)
+@click.option(
+    "--model",
+    help="ensemble or tensorrt_llm_bls [the first of them the server has]; openai: [the first model listed].",
+)
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--chat/--raw", default=True, show_default=True, help="Apply the chat template to the prompt.")
 @click.option("--temperature", type=float, help="0 = greedy (the default when no sampling option is given).")
