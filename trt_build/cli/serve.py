@@ -121,6 +121,15 @@ def repo(**options: Any) -> None:
 @click.option(
     "--timeout", type=click.IntRange(min=1), default=600, show_default=True, help="Seconds to wait for ready."
 )
+@click.option(
+    "--openai-port",
+    type=click.IntRange(1, 65535),
+    help="Also serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) on "
+    "127.0.0.1:PORT in front of the repository (Triton's own OpenAI frontend uses 9000).",
+)
+@click.option(
+    "--served-model-name", help="The model name OpenAI clients send [the repository's front model name]."
+)
 def serve(
     repo: Path | None,
     via: str,
@@ -131,13 +140,16 @@ def serve(
     metrics_port: int,
     log_path: Path | None,
     timeout: int,
+    openai_port: int | None,
+    served_model_name: str | None,
 ) -> None:
     """Serve a model repository with tritonserver (or a pytorch deployment with trtllm-serve); Ctrl-C stops it.
 
     Exit status 3 (--via trtllm-serve): no trtllm-serve here; the command for the GPU host is printed.
     """
     ports = Ports(http_port, grpc_port, metrics_port)
-    serve_until_stopped(ServeOptions(repo, via, deploy, host, ports, log_path, timeout))
+    options = ServeOptions(repo, via, deploy, host, ports, log_path, timeout, openai_port, served_model_name)
+    serve_until_stopped(options)
 
 
 @command()
