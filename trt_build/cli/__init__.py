@@ -44,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "tokenizer": ("trt_build.source.tokenizer:command", "Build the Llama 3.1 tokenizer offline (cached)."),
     "tiny-model": (
-        "trt_build.source.tiny_model:command",
+        "trt_build.cli.source:tiny_model",
         "Write a Swallow-architecture model with random weights.",
     ),
 }
