@@ -38,6 +38,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("triton_repo.launch.serve:command", "Serve a model repository with tritonserver until Ctrl-C."),
     "chat": ("triton_repo.client.chat:command", "Stream an answer from a running server to the terminal."),
     "bench": ("benchmarks.bench:command", "Benchmark a server: TTFT, ITL, TPOT, throughput, goodput."),
+    "conform": (
+        "trt_build.cli.conform:conform",
+        "Check an endpoint serves Japanese right on every path (Triton or OpenAI).",
+    ),
     "report": (
         "benchmarks.report.compare:command",
         "Compare benchmark results: REPORT.md with tables and plots.",
