@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.conform.paths import Answer, Path
+from benchmarks.conform.paths import Answer, ClientPath
 from benchmarks.conform.prompt import LEAKED_TEXT, RenderedPrompt, character_occurrences, shown
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -29,7 +29,7 @@ class Outcome:
 class PathRun:
     """Everything one path got back."""
 
-    path: Path
+    path: ClientPath
     answer: Answer  # the sequential request
     reference: Answer  # the sequential answer of the path's reference
     concurrent: list[Answer]  # empty when concurrency was not run
@@ -149,8 +149,11 @@ def stops(run: PathRun, context: Context) -> Outcome:
     reason = run.answer.finish_reason
     if reason is not None and reason != "stop":
         return Outcome(FAIL, f"finish_reason {reason!r}, not 'stop'")
-    if reason is None and (run.answer.completion_tokens or 0) >= context.max_tokens:
+    counted = run.answer.completion_tokens
+    if reason is None and counted is not None and counted >= context.max_tokens:
         return Outcome(FAIL, f"ran to max_tokens ({context.max_tokens}) instead of stopping")
+    if reason is None and counted is None:
+        return Outcome(PASS, "no finish reason or token count reported: only leaked text checked")
     return Outcome(PASS)
 
 

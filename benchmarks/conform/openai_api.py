@@ -13,7 +13,7 @@ from typing import Any
 
 import openai
 
-from benchmarks.conform.paths import Answer, Path, failed
+from benchmarks.conform.paths import Answer, ClientPath, failed
 from benchmarks.conform.prompt import RenderedPrompt
 
 CHAT, COMPLETIONS = "chat", "completions"
@@ -50,12 +50,12 @@ class OpenAIEndpoint:
             self.model = listed.data[0].id
         return self.model
 
-    def paths(self) -> list[Path]:
+    def paths(self) -> list[ClientPath]:
         return [
-            Path(CHAT, False, CHAT, lambda: self.send(CHAT, False)),
-            Path(f"{CHAT}/stream", True, CHAT, lambda: self.send(CHAT, True)),
-            Path(COMPLETIONS, False, COMPLETIONS, lambda: self.send(COMPLETIONS, False)),
-            Path(f"{COMPLETIONS}/stream", True, COMPLETIONS, lambda: self.send(COMPLETIONS, True)),
+            ClientPath(CHAT, False, CHAT, lambda: self.send(CHAT, False)),
+            ClientPath(f"{CHAT}/stream", True, CHAT, lambda: self.send(CHAT, True)),
+            ClientPath(COMPLETIONS, False, COMPLETIONS, lambda: self.send(COMPLETIONS, False)),
+            ClientPath(f"{COMPLETIONS}/stream", True, COMPLETIONS, lambda: self.send(COMPLETIONS, True)),
         ]
 
     def request(self, endpoint: str, streamed: bool) -> dict[str, Any]:

@@ -24,7 +24,7 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class Path:
+class ClientPath:
     name: str  # e.g. ensemble/http-stream/no-id, chat/stream
     streamed: bool
     reference: str  # the non-streamed path this one must equal (itself for a reference)

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path as FsPath
+from pathlib import Path
 
 import aiohttp
 
 from benchmarks.clients.triton_http import base_url
 from benchmarks.conform.checks import Context, PathRun
 from benchmarks.conform.openai_api import OpenAIEndpoint
-from benchmarks.conform.paths import Answer, Path
+from benchmarks.conform.paths import Answer, ClientPath
 from benchmarks.conform.probe import OPENAI, TRITON, UNREACHABLE_EXIT, wait_for_endpoint
-from benchmarks.conform.prompt import render_prompt
+from benchmarks.conform.prompt import RenderedPrompt, render_prompt
 from benchmarks.conform.report import Report, build_report
 from benchmarks.conform.triton import FRONT_MODELS, TritonEndpoint, grpc_address
 from benchmarks.load.datasets import load_tokenizer
@@ -29,7 +29,7 @@ class ConformOptions:
     models: tuple[str, ...] = ()  # Triton front models / the OpenAI model (default: found on the server)
     grpc_url: str | None = None  # Triton gRPC (default: the HTTP port + 1)
     grpc: bool = True  # Triton: also test the gRPC streaming paths
-    tokenizer_dir: FsPath | None = None  # the served model's tokenizer (default: Llama 3.1, built offline)
+    tokenizer_dir: Path | None = None  # the served model's tokenizer (default: Llama 3.1, built offline)
     api_key: str | None = None  # OpenAI servers that want one
     concurrency: int = 32
     max_tokens: int = 256
@@ -37,7 +37,7 @@ class ConformOptions:
     timeout_s: float = 300.0
 
 
-async def run_paths(paths: list[Path], concurrency: int) -> list[PathRun]:
+async def run_paths(paths: list[ClientPath], concurrency: int) -> list[PathRun]:
     """Every path once, in order (the sequential answers), then `concurrency` requests at once per path."""
     sequential: dict[str, Answer] = {}
     for path in paths:
@@ -51,11 +51,18 @@ async def run_paths(paths: list[Path], concurrency: int) -> list[PathRun]:
 
 
 async def _triton_paths(
-    session: aiohttp.ClientSession, base: str, options: ConformOptions, report: Report, prompt
-) -> tuple[TritonEndpoint, list[Path]]:
+    session: aiohttp.ClientSession, base: str, options: ConformOptions, report: Report, prompt: RenderedPrompt
+) -> tuple[TritonEndpoint, list[ClientPath]]:
     grpc_url = (options.grpc_url or grpc_address(base)) if options.grpc else None
     endpoint = TritonEndpoint(session, base, grpc_url, prompt, options.max_tokens, options.timeout_s)
-    models = await endpoint.front_models(options.models)
+    try:
+        models = await endpoint.front_models(options.models)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+        raise SwallowTrtError(
+            f"{base} did not describe its models: {type(error).__name__}: {error}.",
+            "Check that it is a Triton server and name the front model with --model.",
+            exit_code=UNREACHABLE_EXIT,
+        ) from None
     if not models:
         raise SwallowTrtError(
             f"{base} is a Triton server with none of {', '.join(FRONT_MODELS)} ready.",
@@ -68,8 +75,8 @@ async def _triton_paths(
 
 
 async def _openai_paths(
-    base: str, options: ConformOptions, report: Report, prompt
-) -> tuple[OpenAIEndpoint, list[Path]]:
+    base: str, options: ConformOptions, report: Report, prompt: RenderedPrompt
+) -> tuple[OpenAIEndpoint, list[ClientPath]]:
     endpoint = OpenAIEndpoint(base, options.api_key, prompt, options.max_tokens, options.timeout_s)
     try:
         report.target = await endpoint.choose_model(options.models)
@@ -86,7 +93,7 @@ async def _openai_paths(
 async def conform(options: ConformOptions) -> Report:
     tokenizer = load_tokenizer(options.tokenizer_dir or ensure_tokenizer())
     prompt = render_prompt(tokenizer)
-    base = base_url(options.url)
+    base = base_url(options.url).removesuffix("/v1")  # an OpenAI base URL is often given with /v1
     headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else None
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0),

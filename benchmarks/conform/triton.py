@@ -9,6 +9,7 @@ frontend sends it: a repository that adds a second BOS shows in the prompt token
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 import uuid
@@ -21,7 +22,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from benchmarks.clients.base import EXCLUDE_INPUT, MAX_TOKENS, STREAM, TEXT_INPUT, TEXT_OUTPUT
 from benchmarks.clients.sse import HttpError, sse_events
 from benchmarks.clients.triton_grpc import INT_FORMATS, decode_bytes, strip_scheme
-from benchmarks.conform.paths import Answer, Path, failed
+from benchmarks.conform.paths import Answer, ClientPath, failed
 from benchmarks.conform.prompt import RenderedPrompt
 
 FRONT_MODELS = ("ensemble", "tensorrt_llm_bls")  # the names clients call, in the order they are tried
@@ -110,18 +111,20 @@ class TritonEndpoint:
             }
         return ready
 
-    def paths(self, model: str) -> list[Path]:
+    def paths(self, model: str) -> list[ClientPath]:
         reference = f"{model}/http-generate/id"
         paths = [
-            Path(reference, False, reference, lambda: self.http(model, False, True)),
-            Path(f"{model}/http-generate/no-id", False, reference, lambda: self.http(model, False, False)),
-            Path(f"{model}/http-stream/id", True, reference, lambda: self.http(model, True, True)),
-            Path(f"{model}/http-stream/no-id", True, reference, lambda: self.http(model, True, False)),
+            ClientPath(reference, False, reference, lambda: self.http(model, False, True)),
+            ClientPath(
+                f"{model}/http-generate/no-id", False, reference, lambda: self.http(model, False, False)
+            ),
+            ClientPath(f"{model}/http-stream/id", True, reference, lambda: self.http(model, True, True)),
+            ClientPath(f"{model}/http-stream/no-id", True, reference, lambda: self.http(model, True, False)),
         ]
         if self.grpc_url:
             paths += [
-                Path(f"{model}/grpc-stream/id", True, reference, lambda: self.grpc(model, True)),
-                Path(f"{model}/grpc-stream/no-id", True, reference, lambda: self.grpc(model, False)),
+                ClientPath(f"{model}/grpc-stream/id", True, reference, lambda: self.grpc(model, True)),
+                ClientPath(f"{model}/grpc-stream/no-id", True, reference, lambda: self.grpc(model, False)),
             ]
         return paths
 
@@ -161,7 +164,7 @@ class TritonEndpoint:
                         return failed(f"error event after {len(answer.deltas)} responses: {event['error']}")
                     answer.deltas.append(_text(event.get(TEXT_OUTPUT)))
                     add_counts(answer, event)
-        except (HttpError, aiohttp.ClientError, TimeoutError, ValueError) as error:
+        except (HttpError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
             return failed(error)
         answer.text = "".join(answer.deltas)
         return answer
@@ -188,6 +191,7 @@ class TritonEndpoint:
         answer = Answer()
         try:
             await call.write(self.grpc_request(model, with_id))
+            await call.done_writing()
             async for response in call:
                 if response.error_message:
                     return failed(f"error after {len(answer.deltas)} responses: {response.error_message}")

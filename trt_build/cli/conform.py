@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
@@ -62,7 +61,6 @@ def conform(as_json: bool, **settings) -> None:
     from benchmarks.conform.suite import ConformOptions, run_conform
 
     settings["models"] = tuple(settings["models"])
-    settings["api_key"] = settings["api_key"] or os.environ.get("OPENAI_API_KEY")
     report = run_conform(ConformOptions(**settings))
     click.echo(json.dumps(to_json(report), ensure_ascii=False, indent=2) if as_json else format_table(report))
     if not report.passed:
