@@ -206,7 +206,7 @@ class TritonEndpoint:
                 if final is not None and final.bool_param:
                     break
             else:
-                return failed(f"the stream ended without a final response after {len(answer.deltas)}")
+                return failed(f"the stream ended after {len(answer.deltas)} responses, none final")
         except grpc.aio.AioRpcError as error:
             return failed(f"gRPC {error.code().name}: {error.details()}")
         finally:
