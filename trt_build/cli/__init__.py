@@ -38,13 +38,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("trt_build.cli.serve:serve", "Serve a model repository with tritonserver until Ctrl-C."),
     "chat": ("trt_build.cli.serve:chat", "Stream an answer from a running server to the terminal."),
     "bench": ("trt_build.cli.bench:bench", "Benchmark a server: TTFT, ITL, TPOT, throughput, goodput."),
+    "conform": (
+        "trt_build.cli.conform:conform",
+        "Check an endpoint serves Japanese right on every path (Triton or OpenAI).",
+    ),
     "report": (
         "trt_build.cli.bench:report",
         "Compare benchmark results: REPORT.md with tables and plots.",
     ),
     "tokenizer": ("trt_build.source.tokenizer:command", "Build the Llama 3.1 tokenizer offline (cached)."),
     "tiny-model": (
-        "trt_build.source.tiny_model:command",
+        "trt_build.cli.source:tiny_model",
         "Write a Swallow-architecture model with random weights.",
     ),
 }
