@@ -22,14 +22,14 @@ from pathlib import Path
 import openai
 import pytest
 import torch
-from benchmarks.bench import command as bench_command
 from click.testing import CliRunner
 
-from triton_repo.client.chat import command as chat_command
 from triton_repo.launch.tritonserver import TritonServer, free_port
 from triton_repo.openai_front import OpenAIFrontServer, OpenAIFrontSettings
 from triton_repo.openai_front.stops import StopText
-from triton_repo.repository.write import write_repository
+from triton_repo.repository.write import RepoOptions, write_repository
+from trt_build.cli.bench import bench as bench_command
+from trt_build.cli.serve import chat as chat_command
 from trt_build.convert.trtllm import convert_checkpoint
 from trt_build.source.tokenizer import copy_tokenizer
 
@@ -99,11 +99,13 @@ def triton(tmp_path_factory, tiny_model_dir, tokenizer):
     write_answer_model(tiny_model_dir, root / "model", tokenizer)
     checkpoint = convert_checkpoint(root / "model", root / "checkpoint")
     repo = write_repository(
-        root / "repo",
-        root / "model",
-        checkpoint_dir=checkpoint,
-        max_input_len=MAX_INPUT_LEN,
-        max_seq_len=MAX_SEQ_LEN,
+        RepoOptions(
+            root / "repo",
+            root / "model",
+            checkpoint_dir=checkpoint,
+            max_input_len=MAX_INPUT_LEN,
+            max_seq_len=MAX_SEQ_LEN,
+        )
     )
     with TritonServer(repo, log_path=root / "tritonserver.log") as running:
         yield running
@@ -523,7 +525,7 @@ def llmapi_front(tmp_path_factory, tiny_model_dir, tokenizer):
     root = tmp_path_factory.mktemp("openai-front-llmapi")
     write_answer_model(tiny_model_dir, root / "model", tokenizer)
     repo = write_repository(
-        root / "repo", root / "model", checkpoint_dir=root / "model", max_seq_len=MAX_SEQ_LEN
+        RepoOptions(root / "repo", root / "model", checkpoint_dir=root / "model", max_seq_len=MAX_SEQ_LEN)
     )
     with (
         TritonServer(repo, log_path=root / "tritonserver.log") as running,
