@@ -16,7 +16,7 @@ from benchmarks.conform.paths import Answer, ClientPath
 from benchmarks.conform.prompt import render_prompt
 from tests.conform_fakes import AppServer, Chain, openai_app, triton_app
 from triton_repo.launch.tritonserver import TritonServer
-from triton_repo.repository.write import write_repository
+from triton_repo.repository.write import RepoOptions, write_repository
 from trt_build.cli.conform import conform as conform_command
 from trt_build.convert.trtllm import convert_checkpoint
 from trt_build.source.chain_model import CHAIN_SENTENCE, chain_token_ids, write_chain_model
@@ -72,7 +72,7 @@ def chain_server(tmp_path_factory, tokenizer_dir):
     model_dir = write_chain_model(root / "chain")
     checkpoint = convert_checkpoint(model_dir, root / "checkpoint")
     repo = write_repository(
-        root / "repo", model_dir, checkpoint_dir=checkpoint, max_input_len=512, max_seq_len=1024
+        RepoOptions(root / "repo", model_dir, checkpoint_dir=checkpoint, max_input_len=512, max_seq_len=1024)
     )
     with TritonServer(repo, log_path=root / "tritonserver.log") as running:
         yield running
