@@ -21,11 +21,10 @@ from trt_build.build.limits import (
     DEFAULT_MAX_SEQ_LEN,
     GPUS_PER_NODE,
     KV_CACHE_FREE_GPU_MEM_FRACTION,
-    max_seq_len_refusal,
+    model_refusals,
 )
-from trt_build.build.rules import Check, Rule, always, applied, messages
+from trt_build.build.rules import TP_OVER_PCIE, Check, Rule, always, applied, messages
 from trt_build.common.gpus import GB, GpuProfile
-from trt_build.parallel.rules import awq_refusal, pp_refusal, tp_fits, tp_refusal
 from trt_build.quant.schemes import SCHEMES, pytorch_backend_schemes
 from trt_build.source.hf_config import LlamaArchitecture
 
@@ -140,15 +139,7 @@ RULES: list[Rule[OptionsRequest, dict[str, Any]]] = [
 ]
 
 
-def _awq_refusal(r: OptionsRequest) -> str | None:
-    group = next((s.group_size for s in SCHEMES.values() if s.quant_algo == r.quant_algo), None)
-    return awq_refusal(r.arch, r.tp, group) if group and tp_fits(r.arch, r.tp) else None
-
-
-def _seq_len_refusal(r: OptionsRequest) -> str | None:
-    return max_seq_len_refusal(r.arch, r.max_seq_len)
-
-
+# Followed by the model refusals every target shares (build/limits.py model_refusals).
 REFUSALS: list[Check[OptionsRequest]] = [
     Check(
         lambda r: r.quant_algo not in PYTORCH_QUANT_ALGOS,
@@ -180,10 +171,6 @@ REFUSALS: list[Check[OptionsRequest]] = [
             "a checkpoint exported without FP8 KV."
         ),
     ),
-    Check(lambda r: tp_refusal(r.arch, r.tp) is not None, lambda r: tp_refusal(r.arch, r.tp)),
-    Check(lambda r: pp_refusal(r.arch, r.pp) is not None, lambda r: pp_refusal(r.arch, r.pp)),
-    Check(lambda r: _awq_refusal(r) is not None, _awq_refusal),
-    Check(lambda r: _seq_len_refusal(r) is not None, _seq_len_refusal),
 ]
 
 WARNINGS: list[Check[OptionsRequest]] = [
@@ -194,13 +181,7 @@ WARNINGS: list[Check[OptionsRequest]] = [
             "only for NVFP4 KV); check Japanese accuracy with FP8 KV on and off."
         ),
     ),
-    Check(
-        lambda r: r.tp > 1 and not r.gpu.nvlink,
-        lambda r: (
-            f"TP {r.tp} on {r.gpu.name} (PCIe, no NVLink): two all-reduces per layer cross PCIe; prefer a "
-            "quantization that fits one GPU, or pipeline parallelism."
-        ),
-    ),
+    TP_OVER_PCIE,
     Check(
         lambda r: r.world_size > GPUS_PER_NODE,
         lambda r: (
@@ -229,9 +210,11 @@ def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
 
 def compose_options(request: OptionsRequest) -> OptionsComposition:
     """The LLM-API options for `request`, the reason for every key, refusals and warnings."""
+    group = next((s.group_size for s in SCHEMES.values() if s.quant_algo == request.quant_algo), None)
+    model = model_refusals(request.arch, request.tp, request.pp, group, request.max_seq_len)
     composition = OptionsComposition(
         reasons=applied(RULES, request),
-        refusals=messages(REFUSALS, request),
+        refusals=messages(REFUSALS, request) + model,
         warnings=messages(WARNINGS, request),
     )
     for values, _ in composition.reasons:

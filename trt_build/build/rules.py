@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Request = TypeVar("Request")
 Settings = TypeVar("Settings")
@@ -32,6 +32,16 @@ class Check(Generic[Request]):
 
 def always(request: object) -> bool:
     return True
+
+
+# Both targets: tensor parallelism across GPUs that only PCIe connects (the request's .tp and .gpu).
+TP_OVER_PCIE: Check[Any] = Check(
+    lambda r: r.tp > 1 and not r.gpu.nvlink,
+    lambda r: (
+        f"TP {r.tp} on {r.gpu.name} (PCIe, no NVLink): two all-reduces per layer cross PCIe; "
+        "prefer a quantization that fits one GPU, or pipeline parallelism."
+    ),
+)
 
 
 def applied(rules: Sequence[Rule[Request, Settings]], request: Request) -> list[tuple[Settings, str]]:

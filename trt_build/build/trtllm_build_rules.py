@@ -16,7 +16,7 @@ from trt_build.build.limits import (
     DEFAULT_MAX_SEQ_LEN,
     GPUS_PER_NODE,
 )
-from trt_build.build.rules import Check, Rule, always, applied, messages
+from trt_build.build.rules import TP_OVER_PCIE, Check, Rule, always, applied, messages
 from trt_build.common.gpus import GpuProfile
 from trt_build.quant.schemes import SCHEMES
 
@@ -186,13 +186,7 @@ WARNINGS: list[Check[BuildRequest]] = [
             "KV) if you need them."
         ),
     ),
-    Check(
-        lambda r: r.tp > 1 and not r.gpu.nvlink,
-        lambda r: (
-            f"TP {r.tp} on {r.gpu.name} (PCIe, no NVLink): two all-reduces per layer cross PCIe; "
-            "prefer a quantization that fits one GPU, or pipeline parallelism."
-        ),
-    ),
+    TP_OVER_PCIE,
     Check(
         lambda r: r.world_size > r.gpus_per_node,
         lambda r: (
