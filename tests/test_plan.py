@@ -7,8 +7,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from trt_build.cli.plan import plan as command
 from trt_build.common.gpus import PROFILES, get_profile
-from trt_build.plan.planner import GB, Scenario, command, make_plan, resolve_model
+from trt_build.plan.planner import GB, Scenario, make_plan, resolve_model
 from trt_build.quant.schemes import SCHEMES
 
 EIGHT_B = "tokyotech-llm/Llama-3.1-Swallow-8B-Instruct-v0.5"

@@ -8,19 +8,18 @@ import os
 import stat
 from pathlib import Path
 
-import click
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from trt_build.build.engine import command as build_command
 from trt_build.build.pytorch import read_deployment
+from trt_build.cli.build import build as build_command
+from trt_build.cli.plan import plan as plan_command
 from trt_build.cli.serve import serve as serve_command
 from trt_build.common import targets
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.targets import resolve_target, target_for_version
 from trt_build.formats.kinds import checkpoint_kind
-from trt_build.plan.planner import command as plan_command
 from trt_build.source.hf_config import hf_config_dict
 from trt_build.source.registry import lookup
 
@@ -389,9 +388,9 @@ def test_deployment_manifest_and_moved_checkpoint(tmp_path, tiny_model_dir):
         == 0
     )
     (moved / "config.json").unlink()
-    with pytest.raises(click.ClickException, match="is gone"):
+    with pytest.raises(SwallowTrtError, match="is gone"):
         read_deployment(other)
-    with pytest.raises(click.ClickException, match="not a pytorch-target deployment"):
+    with pytest.raises(SwallowTrtError, match="not a pytorch-target deployment"):
         read_deployment(tiny_model_dir)
 
 

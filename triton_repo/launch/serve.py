@@ -32,9 +32,7 @@ from triton_repo.repository.engine_configs import ENGINE, MODEL_NAMES
 from triton_repo.repository.engine_repo import repository_world_size
 from triton_repo.repository.llmapi_configs import LLMAPI_MODELS
 from triton_repo.repository.llmapi_repo import STOCK_SOURCE, missing_stock_files
-from trt_build.common.errors import SwallowTrtError
-
-NO_GPU_TOOLCHAIN = 3  # as `swallow-trt build`: nothing was started, the command for the GPU host is printed
+from trt_build.common.errors import NO_GPU_TOOLCHAIN, SwallowTrtError
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from trt_build.build.limits import KV_CACHE_FREE_GPU_MEM_FRACTION
+
 PRE, ENGINE, POST, BLS, ENSEMBLE = (
     "preprocessing",
     "tensorrt_llm",
@@ -159,7 +161,7 @@ class RepoSettings:
     engine_dir: str | None = None
     checkpoint_dir: str | None = None
     instances: int = 1
-    kv_cache_free_gpu_mem_fraction: float = 0.9
+    kv_cache_free_gpu_mem_fraction: float = KV_CACHE_FREE_GPU_MEM_FRACTION
     kv_cache_reuse: bool = True
     chunked_context: bool = False
     skip_special_tokens: bool = True

@@ -30,6 +30,7 @@ from triton_repo.repository.common import (
     write_models,
 )
 from triton_repo.repository.engine_configs import BLS, ENGINE
+from trt_build.build.limits import KV_CACHE_FREE_GPU_MEM_FRACTION
 from trt_build.build.pytorch import read_deployment
 from trt_build.common.errors import SwallowTrtError
 from trt_build.source.hf_config import read_hf_config
@@ -118,7 +119,7 @@ def write_deployment_repository(options: RepoOptions, deploy_dir: Path) -> Path:
         options.max_input_len
         or options.max_seq_len
         or options.kv_cache_reuse is not None
-        or options.kv_cache_free_gpu_mem_fraction != 0.9
+        or options.kv_cache_free_gpu_mem_fraction != KV_CACHE_FREE_GPU_MEM_FRACTION
     ):
         raise SwallowTrtError(
             "A pytorch deployment takes its limits and KV-cache settings from its options:",

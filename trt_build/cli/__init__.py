@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("trt_build.cli.source:models", "List the known Swallow checkpoints and their shapes."),
     "fetch": ("trt_build.source.fetch:command", "Download a model's safetensors, configs and tokenizer."),
     "plan": (
-        "trt_build.plan.planner:command",
+        "trt_build.cli.plan:plan",
         "Plan GPU memory: weights, KV cache, sequences that fit, TP, flags.",
     ),
     "calibrate": ("trt_build.quant.calibrate:command", "Calibrate FP8 / INT4-AWQ scales layer by layer."),
@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "trt_build.verify.compare:command",
         "Compare a converted checkpoint's logits with its HF source.",
     ),
-    "build": ("trt_build.build.engine:command", "Build an engine (trtllm-build) or a PyTorch deployment."),
+    "build": ("trt_build.cli.build:build", "Build an engine (trtllm-build) or a PyTorch deployment."),
     "repo": ("trt_build.cli.serve:repo", "Write a Triton model repository (engine, deployment, CPU)."),
     "serve": ("trt_build.cli.serve:serve", "Serve a model repository with tritonserver until Ctrl-C."),
     "chat": ("trt_build.cli.serve:chat", "Stream an answer from a running server to the terminal."),

@@ -15,6 +15,7 @@ from triton_repo.launch.tritonserver import Ports
 from triton_repo.repository.common import repository_manifest
 from triton_repo.repository.llmapi_repo import stock_files_note
 from triton_repo.repository.write import RepoOptions, write_repository
+from trt_build.build.limits import KV_CACHE_FREE_GPU_MEM_FRACTION
 from trt_build.cli.base import command
 
 DIRECTORY = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -72,7 +73,7 @@ def wrote_message(repo: Path, from_engine: bool) -> str:
 @click.option(
     "--kv-cache-free-gpu-mem-fraction",
     type=click.FloatRange(0.05, 0.99),
-    default=0.9,
+    default=KV_CACHE_FREE_GPU_MEM_FRACTION,
     show_default=True,
     help="Share of free GPU memory (after the engine loads) for the KV cache.",
 )

@@ -1,10 +1,10 @@
 """Which TensorRT-LLM target to build for, and what kind of checkpoint a directory holds.
 
-Two targets (../shared/ARCHITECTURE.md, "Two TensorRT-LLM targets"):
+Two targets (docs/architecture.md §2):
   engine   TRT-LLM checkpoint -> trtllm-build -> TensorRT engine -> Triton C++ `tensorrtllm` backend.
   pytorch  HF / ModelOpt unified checkpoint -> LLM-API options -> Triton `llmapi` model or trtllm-serve.
 
-`--target auto` reads the installed tensorrt_llm version (trtllm-pytorch-backend.md section 1.2):
+`--target auto` reads the installed tensorrt_llm version (docs/upstream-2026.md §1.2):
   <= 1.3.0rc20 (the last release with trtllm-build; 1.2.1 is the newest stable and NGC 26.07's) -> engine
   >  1.3.0rc20 (1.3.0rc21 and later: the TensorRT backend and trtllm-build are removed)   -> pytorch
   not installed -> pytorch: it runs on every release from 1.0 on (where PyTorch became the default
