@@ -10,6 +10,7 @@ import click
 import pytest
 import torch
 
+from trt_build.common.errors import SwallowTrtError
 from trt_build.quant.calib_data import (
     BUILTIN_CALIBRATION,
     BUILTIN_EVALUATION,
@@ -93,17 +94,19 @@ def test_user_jsonl_and_txt(tmp_path: Path, tokenizer) -> None:
 def test_bad_calibration_files(tmp_path: Path, tokenizer) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
-    with pytest.raises(click.ClickException, match="is empty"):
+    with pytest.raises(SwallowTrtError, match="is empty"):
         load_samples(empty)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"text": "ok"}\n{"text": oops}\n')
-    with pytest.raises(click.ClickException, match="line 2: not valid JSON"):
+    with pytest.raises(
+        (click.ClickException, SwallowTrtError), match="line 2: not valid JSON"
+    ):  # common/jsonl
         load_samples(broken)
     wrong = tmp_path / "wrong.jsonl"
     wrong.write_text('{"text": "ok"}\n{"prompt": "x"}\n')
-    with pytest.raises(click.ClickException, match="line 2: needs a non-empty 'text'"):
+    with pytest.raises(SwallowTrtError, match="line 2: needs a non-empty 'text'"):
         load_samples(wrong)
-    with pytest.raises(click.ClickException, match="not found"):
+    with pytest.raises(SwallowTrtError, match="not found"):
         load_samples(tmp_path / "missing.jsonl")
-    with pytest.raises(click.ClickException, match="exceeds the model's context"):
+    with pytest.raises(SwallowTrtError, match="exceeds the model's context"):
         calibration_tokens("builtin", 1, 4096, tokenizer=tokenizer, max_position_embeddings=2048)

@@ -1,11 +1,17 @@
-"""Commands about source models: `models` (the registry)."""
+"""Commands about source models: `models` (the registry), `fetch`, `tokenizer` and `tiny-model`."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import click
 
 from trt_build.cli.base import command
+from trt_build.source.fetch import fetch
 from trt_build.source.registry import MODELS, parameter_count
+from trt_build.source.tiny_model import PRESETS, write_tiny_model
+from trt_build.source.tokenizer import prepare_tokenizer
 
 
 @command()
@@ -20,3 +26,90 @@ def models() -> None:
             f"{model.hub_id:52} {kind:8} {params:>7} {arch.num_hidden_layers:>6} {arch.hidden_size:>6} "
             f"{arch.num_attention_heads:>5} {arch.num_key_value_heads:>3}"
         )
+
+
+@command(name="fetch")
+@click.argument("model_id")
+@click.option("--revision", default=None, help="Branch, tag or commit [default: main]; recorded as a commit.")
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="[default: models/<name>]")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+def fetch_command(model_id: str, revision: str | None, output: Path | None, overwrite: bool) -> None:
+    """Download a model's safetensors, configs and tokenizer from the Hugging Face hub (pinned commit).
+
+    Prints the output directory on stdout. Honours HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE.
+    """
+    fetched = fetch(model_id, revision=revision, output=output, overwrite=overwrite)
+    click.echo(fetched.describe(), err=True)
+    click.echo(fetched.directory)
+
+
+@command(name="tokenizer")
+@click.option("--output", type=click.Path(path_type=Path), help="Also copy the tokenizer to this directory.")
+def tokenizer_command(output: Path | None) -> None:
+    """Build (once) and show the offline Llama 3.1 tokenizer used by Swallow."""
+    info = prepare_tokenizer(output)
+    click.echo(f"tokenizer: {info.directory}")
+    click.echo(f"vocab: {info.vocab}  bos: {info.bos_token_id}  eos: {info.eos_token_id}")
+    click.echo(f"{info.sample!r} -> {info.sample_ids}")
+
+
+@command(name="tiny-model")
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="Model directory to write.")
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="tiny",
+    show_default=True,
+    help="tiny: for unit tests; 8b-shape / 70b-shape: the real layer dimensions.",
+)
+@click.option(
+    "--layers", type=click.IntRange(min=1), help="Number of decoder layers (default: the preset's)."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--config-form",
+    type=click.Choice(["both", "v4", "v5"]),
+    default="both",
+    show_default=True,
+    help="config.json keys of transformers 4, 5, or both.",
+)
+@click.option(
+    "--max-shard-size",
+    "max_shard_mb",
+    type=click.IntRange(min=1),
+    default=2048,
+    show_default=True,
+    help="Largest safetensors shard, in MB.",
+)
+@click.option(
+    "--tie-word-embeddings", is_flag=True, help="Share the embedding with lm_head (no lm_head tensor)."
+)
+@click.option("--overwrite", is_flag=True, help="Replace the output directory if it exists.")
+def tiny_model_command(
+    output: Path,
+    preset: str,
+    layers: int | None,
+    seed: int,
+    config_form: str,
+    max_shard_mb: int,
+    tie_word_embeddings: bool,
+    overwrite: bool,
+) -> None:
+    """Write a Hugging Face model directory shaped like Llama-3.1-Swallow, with random weights."""
+    write_tiny_model(
+        output,
+        preset=preset,
+        layers=layers,
+        seed=seed,
+        config_form=config_form,
+        max_shard_bytes=max_shard_mb << 20,
+        tie_word_embeddings=tie_word_embeddings,
+        overwrite=overwrite,
+    )
+    manifest = json.loads((output / "manifest.json").read_text())
+    files = sorted(path.name for path in output.iterdir())
+    click.echo(
+        f"wrote {output}: {manifest['num_parameters']:,} parameters, "
+        f"{manifest['weight_bytes'] / 1e6:.1f} MB of weights"
+    )
+    click.echo("  " + "  ".join(files))

@@ -40,6 +40,11 @@ class CheckpointError(SwallowTrtError):
     """The checkpoint directory is incomplete or not one this toolkit understands."""
 
 
+def rank_file(rank: int) -> str:
+    """The file that holds the tensors of one rank (GPU) of the checkpoint."""
+    return f"rank{rank}.safetensors"
+
+
 def trtllm_config(
     arch: LlamaArchitecture,
     dtype: str,
@@ -149,7 +154,7 @@ class TrtllmCheckpoint:
         return architecture_from_checkpoint(self.config, str(self.directory / "config.json"))
 
     def rank_files(self) -> list[Path]:
-        return [self.directory / f"rank{rank}.safetensors" for rank in range(self.world_size)]
+        return [self.directory / rank_file(rank) for rank in range(self.world_size)]
 
 
 def read_trtllm_checkpoint(directory: Path, check_ranks: bool = True) -> TrtllmCheckpoint:

@@ -13,16 +13,15 @@ import json
 import zlib
 from pathlib import Path
 
-import click
 import torch
 from tqdm import tqdm
 
-from trt_build.cli.base import SwallowTrtCommand
 from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir
 from trt_build.formats.safetensors_stream import (
     StreamingSafetensorsWriter,
     TensorSpec,
+    shard_index,
     shard_layout,
     tensor_bytes,
 )
@@ -120,17 +119,16 @@ def write_tiny_model(
     shards = shard_layout(layout, max_shard_bytes)
     total = sum(tensor_bytes(dt, shape) for _, dt, shape in layout)
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
-        weight_map: dict[str, str] = {}
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"{preset} weights", leave=False) as bar:
             for file_name, shard in shards:
                 with StreamingSafetensorsWriter(tmp / file_name, shard, metadata={"format": "pt"}) as writer:
                     for name, dt, shape in shard:
                         writer.write(name, random_tensor(name, dt, shape, seed))
-                        weight_map[name] = file_name
                         bar.update(tensor_bytes(dt, shape))
         if len(shards) > 1:
-            index_json = {"metadata": {"total_size": total}, "weight_map": weight_map}
-            (tmp / "model.safetensors.index.json").write_text(json.dumps(index_json, indent=2) + "\n")
+            (tmp / "model.safetensors.index.json").write_text(
+                json.dumps(shard_index(shards), indent=2) + "\n"
+            )
         (tmp / "config.json").write_text(json.dumps(hf_config_dict(arch, config_form), indent=2) + "\n")
         (tmp / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2) + "\n")
         copy_tokenizer(tmp)
@@ -144,58 +142,3 @@ def write_tiny_model(
             weight_bytes=total,
         )
     return output
-
-
-@click.command(cls=SwallowTrtCommand)
-@click.option("--output", required=True, type=click.Path(path_type=Path), help="Model directory to write.")
-@click.option(
-    "--preset",
-    type=click.Choice(sorted(PRESETS)),
-    default="tiny",
-    show_default=True,
-    help="tiny: for unit tests; 8b-shape / 70b-shape: the real layer dimensions.",
-)
-@click.option(
-    "--layers", type=click.IntRange(min=1), help="Number of decoder layers (default: the preset's)."
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--config-form",
-    type=click.Choice(["both", "v4", "v5"]),
-    default="both",
-    show_default=True,
-    help="config.json keys of transformers 4, 5, or both.",
-)
-@click.option(
-    "--max-shard-size",
-    "max_shard_mb",
-    type=click.IntRange(min=1),
-    default=2048,
-    show_default=True,
-    help="Largest safetensors shard, in MB.",
-)
-@click.option(
-    "--tie-word-embeddings", is_flag=True, help="Share the embedding with lm_head (no lm_head tensor)."
-)
-@click.option("--overwrite", is_flag=True, help="Replace the output directory if it exists.")
-def command(
-    output: Path,
-    preset: str,
-    layers: int | None,
-    seed: int,
-    config_form: str,
-    max_shard_mb: int,
-    tie_word_embeddings: bool,
-    overwrite: bool,
-) -> None:
-    """Write a Hugging Face model directory shaped like Llama-3.1-Swallow, with random weights."""
-    write_tiny_model(
-        output, preset, layers, seed, config_form, max_shard_mb << 20, tie_word_embeddings, overwrite
-    )
-    manifest = json.loads((output / "manifest.json").read_text())
-    files = sorted(path.name for path in output.iterdir())
-    click.echo(
-        f"wrote {output}: {manifest['num_parameters']:,} parameters, "
-        f"{manifest['weight_bytes'] / 1e6:.1f} MB of weights"
-    )
-    click.echo("  " + "  ".join(files))
