@@ -131,17 +131,7 @@ class ModelOptWriter:
         return hf_quant_config(self.job.options.quant, self.job.kv_cache_dtype, self.job.group_size)
 
     def options_record(self) -> dict[str, Any]:
-        options = self.job.options
-        return {
-            "model_dir": str(options.model_dir),
-            "dtype": self.job.dtype_name,
-            "quant": options.quant,
-            "quant_algo": self.quant_algo,
-            "kv_cache_dtype": self.job.kv_cache_dtype,
-            "group_size": self.job.group_size if SCHEMES[options.quant].group_size else None,
-            "max_shard_bytes": options.max_shard_bytes,
-            "sha256": options.sha256,
-        }
+        return self.job.record(quant_algo=self.quant_algo, max_shard_bytes=self.job.options.max_shard_bytes)
 
     # ------------------------------------------------------------ the layout
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from trt_build.quant.schemes import AWQ_GROUP_SIZE
+from trt_build.quant.schemes import AWQ_GROUP_SIZE, SCHEMES
 from trt_build.source.hf_config import LlamaArchitecture
 
 DTYPE_CHOICES = ("auto", "bfloat16", "float16")
@@ -60,6 +61,19 @@ class ConvertJob:
     @property
     def kv_cache_dtype(self) -> str:
         return self.options.quant_options.kv_cache_dtype
+
+    def record(self, **specific: Any) -> dict[str, Any]:
+        """The manifest's `options`: what every target records, then the target's own `specific` ones."""
+        options = self.options
+        return {
+            "model_dir": str(options.model_dir),
+            "dtype": self.dtype_name,
+            "quant": options.quant,
+            "kv_cache_dtype": self.kv_cache_dtype,
+            "group_size": self.group_size if SCHEMES[options.quant].group_size else None,
+            "sha256": options.sha256,
+            **specific,
+        }
 
 
 @dataclass(frozen=True)

@@ -159,18 +159,12 @@ class TrtllmWriter:
 
     def options_record(self) -> dict[str, Any]:
         options = self.job.options
-        return {
-            "model_dir": str(options.model_dir),
-            "dtype": self.job.dtype_name,
-            "tp": options.tp,
-            "pp": options.pp,
-            "quant": options.quant,
-            "kv_cache_dtype": self.job.kv_cache_dtype,
-            "group_size": self.job.group_size if SCHEMES[options.quant].group_size else None,
-            "workers": options.workers,
-            "use_parallel_embedding": options.use_parallel_embedding,
-            "sha256": options.sha256,
-        }
+        return self.job.record(
+            tp=options.tp,
+            pp=options.pp,
+            workers=options.workers,
+            use_parallel_embedding=options.use_parallel_embedding,
+        )
 
     def write(
         self, directory: Path, source: SourceCheckpoint, calibration: CalibrationResult | None

@@ -59,7 +59,7 @@ def kv_cache_scale_name(qkv_prefix: str) -> str:
 
 
 def kv_cache_scale(k_amax: torch.Tensor, v_amax: torch.Tensor) -> torch.Tensor:
-    """The FP8 KV cache scale of a layer, float32 [1] (docs §4.1: ModelOpt's rule, 1.0 in practice)."""
+    """The FP8 KV cache scale of a layer, float32 [1] (docs/trtllm-checkpoint.md §4.1: ModelOpt's rule, 1.0 in practice)."""
     return qf.fp8_kv_cache_scale(k_amax, v_amax).float().reshape(1)
 
 

@@ -53,7 +53,7 @@ def trtllm_config(
     quantization: dict[str, Any],
     use_parallel_embedding: bool = False,
 ) -> dict[str, Any]:
-    """The checkpoint config.json (docs §1.5), with only keys TensorRT-LLM accepts in mapping/quantization.
+    """The checkpoint config.json (docs/trtllm-checkpoint.md §1.5), with only keys TensorRT-LLM accepts in mapping/quantization.
 
     quantization: the block to write (`QuantScheme.trtllm_block`).
     """
@@ -98,7 +98,7 @@ def is_trtllm_config(config: dict[str, Any]) -> bool:
 
 
 def read_config_json(path: Path) -> dict[str, Any]:
-    """A config.json as a dict, or a clear error naming the file."""
+    """A JSON config file (config.json, hf_quant_config.json) as a dict, or a clear error naming the file."""
     if not path.is_file():
         raise CheckpointError(f"{path} not found.")
     try:

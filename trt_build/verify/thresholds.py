@@ -36,7 +36,7 @@ THRESHOLDS: dict[str, Thresholds] = {
 # about 3x the measured loss (1 - cosine): FP8 5.7e-4, FP8+KV 6.9e-4, AWQ 2.5e-3, W8A16 4e-5, W4A16 4.8e-3,
 # FP8 KV alone 1.2e-4 (worse language). Top-1 allows about 0.1 below the measured 0.76-0.98 (random
 # weights leave many near-ties). The tiny model's perplexity hardly moves (its distribution is nearly
-# flat, +0.2 % at most), so the perplexity bounds are those a real model may lose (bench-metrics.md sec. 4:
+# flat, +0.2 % at most), so the perplexity bounds are those a real model may lose (docs/metrics.md §5.1:
 # FP8 ~lossless, INT4 2-6 % MMLU on 8B), not tiny figures. max |dlogit| grows with the logit scale of a
 # real model, so it is reported but not gated (None). Real-model runs should confirm these bounds.
 QUANTIZED_THRESHOLDS: dict[str, tuple[float, float, float, str]] = {
