@@ -117,7 +117,7 @@ class ModelOptWriter:
         self.dtype = TORCH_DTYPES[job.dtype_name]
         self.quant_algo = UNIFIED[job.options.quant].quant_algo
         self.linear = unified.linear_format(self.quant_algo)
-        self.fp8_kv_cache = job.kv_cache_dtype == "fp8"
+        self.fp8_kv_cache = job.fp8_kv_cache
         self.hf_tensors = [_place(name, shape) for name, shape in hf_tensor_shapes(job.arch).items()]
 
     def source_tensors(self) -> set[str]:

@@ -62,6 +62,10 @@ class ConvertJob:
     def kv_cache_dtype(self) -> str:
         return self.options.quant_options.kv_cache_dtype
 
+    @property
+    def fp8_kv_cache(self) -> bool:
+        return self.kv_cache_dtype == "fp8"
+
     def record(self, **specific: Any) -> dict[str, Any]:
         """The manifest's `options`: what every target records, then the target's own `specific` ones."""
         options = self.options

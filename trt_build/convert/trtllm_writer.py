@@ -89,7 +89,9 @@ class RankJob:
                         yield tensor.name, block
 
 
-def _write_rank(job: RankJob, directory: Path, sha256: bool, cancel: threading.Event, position: int):
+def _write_rank(
+    job: RankJob, directory: Path, sha256: bool, cancel: threading.Event, position: int
+) -> tuple[WrittenFile, float]:
     """rank{N}.safetensors: header from the layout, then each tensor group as it is produced."""
     started = time.perf_counter()
     files = [(directory / rank_file(job.rank), job.layout())]
@@ -191,7 +193,7 @@ class TrtllmWriter:
                 source,
                 calibration,
                 job.group_size,
-                job.kv_cache_dtype == "fp8",
+                job.fp8_kv_cache,
             )
             for rank, plan in enumerate(self.plans)
         ]
