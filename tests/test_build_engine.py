@@ -244,7 +244,7 @@ def test_failed_or_incomplete_builds_leave_nothing(tmp_path, fake_host, monkeypa
 def test_trtllm_build_on_a_tiny_converted_checkpoint(tmp_path, monkeypatch, tokenizer_dir):
     from trt_build.build.engine import detect_gpus
     from trt_build.common.gpus import profile_for_compute_capability
-    from trt_build.convert.trtllm import convert_checkpoint
+    from trt_build.convert.pipeline import convert_checkpoint
     from trt_build.source.hf_config import LlamaArchitecture
     from trt_build.source.tiny_model import LLAMA31_ROPE_SCALING, PRESETS, write_tiny_model
 

@@ -6,7 +6,6 @@ import json
 import re
 from pathlib import Path
 
-import click
 import pytest
 import torch
 
@@ -94,7 +93,7 @@ def test_user_jsonl_and_txt(tmp_path: Path, tokenizer) -> None:
 def test_bad_calibration_files(tmp_path: Path, tokenizer) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
-    with pytest.raises(click.ClickException, match="is empty"):
+    with pytest.raises(SwallowTrtError, match="is empty"):
         load_samples(empty)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"text": "ok"}\n{"text": oops}\n')
@@ -102,9 +101,9 @@ def test_bad_calibration_files(tmp_path: Path, tokenizer) -> None:
         load_samples(broken)
     wrong = tmp_path / "wrong.jsonl"
     wrong.write_text('{"text": "ok"}\n{"prompt": "x"}\n')
-    with pytest.raises(click.ClickException, match="line 2: needs a non-empty 'text'"):
+    with pytest.raises(SwallowTrtError, match="line 2: needs a non-empty 'text'"):
         load_samples(wrong)
-    with pytest.raises(click.ClickException, match="not found"):
+    with pytest.raises(SwallowTrtError, match="not found"):
         load_samples(tmp_path / "missing.jsonl")
-    with pytest.raises(click.ClickException, match="exceeds the model's context"):
+    with pytest.raises(SwallowTrtError, match="exceeds the model's context"):
         calibration_tokens("builtin", 1, 4096, tokenizer=tokenizer, max_position_embeddings=2048)

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from trt_build.common.errors import SwallowTrtError
 from trt_build.quant import numerics as qf
+from trt_build.quant.awq import awq_search
 from trt_build.quant.calibrate import (
     CALIB_ATTENTION,
-    FUSED_GROUPS,
     LINEARS,
-    CalibrationResult,
     _register_recording_attention,
-    awq_search,
-    calibrate,
+    calibrate_model,
 )
+from trt_build.quant.calibration_result import FUSED_GROUPS, CalibrationResult
 from trt_build.quant.schemes import needs_calibration
 from trt_build.source.tiny_model import write_tiny_model
 
@@ -31,7 +29,9 @@ def tokens() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def awq_result(tiny_model_dir: Path, tokens: torch.Tensor) -> CalibrationResult:
-    return calibrate(tiny_model_dir, "int4_awq", tokens, group_size=32, batch_size=2, show_progress=False)
+    return calibrate_model(
+        tiny_model_dir, "int4_awq", tokens, group_size=32, batch_size=2, show_progress=False
+    )
 
 
 def _whole_model_amax(model_dir: Path, tokens: torch.Tensor) -> dict[str, float]:
@@ -64,7 +64,7 @@ def _whole_model_amax(model_dir: Path, tokens: torch.Tensor) -> dict[str, float]
 
 
 def test_layer_by_layer_matches_whole_model(tiny_model_dir: Path, tokens: torch.Tensor) -> None:
-    result = calibrate(tiny_model_dir, "fp8", tokens, batch_size=2, show_progress=False)
+    result = calibrate_model(tiny_model_dir, "fp8", tokens, batch_size=2, show_progress=False)
     reference = _whole_model_amax(tiny_model_dir, tokens)
     assert len(reference) == 2 * (len(LINEARS) + 2)
     for name, expected in reference.items():
@@ -84,14 +84,14 @@ def test_sharded_checkpoint_gives_the_same_result(
 ) -> None:
     sharded = write_tiny_model(tmp_path / "sharded", seed=0, max_shard_bytes=1 << 20)
     assert (sharded / "model.safetensors.index.json").is_file()
-    one = calibrate(tiny_model_dir, "fp8", tokens[:2], show_progress=False)
-    two = calibrate(sharded, "fp8", tokens[:2], show_progress=False)
+    one = calibrate_model(tiny_model_dir, "fp8", tokens[:2], show_progress=False)
+    two = calibrate_model(sharded, "fp8", tokens[:2], show_progress=False)
     assert one.tensors.keys() == two.tensors.keys()
     assert all(torch.equal(one.tensors[k], two.tensors[k]) for k in one.tensors)
     # shards without an index are read like convert reads them
     (sharded / "model.safetensors.index.json").unlink()
     assert len(list(sharded.glob("*.safetensors"))) >= 2
-    three = calibrate(sharded, "fp8", tokens[:2], show_progress=False)
+    three = calibrate_model(sharded, "fp8", tokens[:2], show_progress=False)
     assert all(torch.equal(one.tensors[k], three.tensors[k]) for k in one.tensors)
 
 
@@ -140,20 +140,20 @@ def test_save_and_load_round_trip(tmp_path: Path, awq_result: CalibrationResult)
 
 def test_bad_inputs_are_clear_errors(tiny_model_dir: Path, tokens: torch.Tensor) -> None:
     with pytest.raises(SwallowTrtError, match="group size 48 does not divide the input dimension"):
-        calibrate(tiny_model_dir, "int4_awq", tokens, group_size=48, show_progress=False)
-    with pytest.raises(click.ClickException, match="exceeds the model's context"):
-        calibrate(tiny_model_dir, "fp8", torch.zeros(1, 131073, dtype=torch.long), show_progress=False)
+        calibrate_model(tiny_model_dir, "int4_awq", tokens, group_size=48, show_progress=False)
+    with pytest.raises(SwallowTrtError, match="exceeds the model's context"):
+        calibrate_model(tiny_model_dir, "fp8", torch.zeros(1, 131073, dtype=torch.long), show_progress=False)
     with pytest.raises(SwallowTrtError, match="unknown quantization scheme"):
-        calibrate(tiny_model_dir, "int3", tokens, show_progress=False)
+        calibrate_model(tiny_model_dir, "int3", tokens, show_progress=False)
 
 
 def test_missing_weights_is_a_clear_error(tmp_path: Path, tiny_model_dir: Path, tokens: torch.Tensor) -> None:
     (tmp_path / "config.json").write_text((tiny_model_dir / "config.json").read_text())
-    with pytest.raises(click.ClickException, match=r"no \*.safetensors files"):
-        calibrate(tmp_path, "fp8", tokens, show_progress=False)
+    with pytest.raises(SwallowTrtError, match=r"no \*.safetensors files"):
+        calibrate_model(tmp_path, "fp8", tokens, show_progress=False)
     (tmp_path / "pytorch_model.bin").write_bytes(b"never loaded")
-    with pytest.raises(click.ClickException, match="pickle.*execute arbitrary code"):
-        calibrate(tmp_path, "fp8", tokens, show_progress=False)
+    with pytest.raises(SwallowTrtError, match="pickle.*execute arbitrary code"):
+        calibrate_model(tmp_path, "fp8", tokens, show_progress=False)
 
 
 def test_damaged_or_mismatched_weights_are_refused(tmp_path: Path, tokens: torch.Tensor) -> None:
@@ -162,14 +162,12 @@ def test_damaged_or_mismatched_weights_are_refused(tmp_path: Path, tokens: torch
     tensors = load_file(model / "model.safetensors")
     tensors["model.layers.1.mlp.up_proj.weight"][0, 0] = float("nan")
     save_file(tensors, model / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(
-        click.ClickException, match=r"model.layers.1.mlp.up_proj.weight .*inf/NaN values \(1 of "
-    ):
-        calibrate(model, "fp8", tokens[:1], show_progress=False)
+    with pytest.raises(SwallowTrtError, match=r"model.layers.1.mlp.up_proj.weight .*inf/NaN values \(1 of "):
+        calibrate_model(model, "fp8", tokens[:1], show_progress=False)
     tensors["model.layers.1.mlp.up_proj.weight"] = tensors["model.layers.1.mlp.up_proj.weight"][:64]
     save_file(tensors, model / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(click.ClickException, match="config.json implies"):
-        calibrate(model, "fp8", tokens[:1], show_progress=False)
+    with pytest.raises(SwallowTrtError, match="config.json implies"):
+        calibrate_model(model, "fp8", tokens[:1], show_progress=False)
 
 
 def test_needs_calibration_table() -> None:

@@ -18,7 +18,7 @@ from tests.conform_fakes import AppServer, Chain, openai_app, triton_app
 from triton_repo.launch.tritonserver import TritonServer
 from triton_repo.repository.write import RepoOptions, write_repository
 from trt_build.cli.conform import conform as conform_command
-from trt_build.convert.trtllm import convert_checkpoint
+from trt_build.convert.pipeline import convert_checkpoint
 from trt_build.source.chain_model import CHAIN_SENTENCE, chain_token_ids, write_chain_model
 
 # (path, check) that conform finds failing on our repository today: an id-less stream through `ensemble`

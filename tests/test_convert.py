@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import click
 import pytest
 import torch
 from click.testing import CliRunner
@@ -21,13 +20,10 @@ from safetensors.torch import load_file, save_file
 
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import sha256_file
-from trt_build.convert.rank_writer import RankFileWriter
-from trt_build.convert.trtllm import (
-    ALLOWED_MAPPING_KEYS,
-    ALLOWED_QUANTIZATION_KEYS,
-    convert_checkpoint,
-)
-from trt_build.convert.trtllm_linears import LINEAR_WRITERS
+from trt_build.convert.pipeline import convert_checkpoint
+from trt_build.convert.trtllm_writer import RankJob
+from trt_build.formats.safetensors_stream import StreamingSafetensorsWriter
+from trt_build.formats.trtllm_config import ALLOWED_MAPPING_KEYS, ALLOWED_QUANTIZATION_KEYS
 from trt_build.parallel.rules import check_parallelism, pp_layers
 from trt_build.source.hf_config import hf_config_dict
 from trt_build.source.tiny_model import PRESETS, hf_tensor_layout, random_tensor, write_tiny_model
@@ -315,7 +311,7 @@ def test_tp_incompatible_with_kv_heads_is_refused() -> None:
 def test_non_llama_architecture_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
     model = copy_model(tiny_model_dir, tmp_path / "gpt2")
     edit_config(model, architectures=["GPT2LMHeadModel"])
-    with pytest.raises(click.ClickException, match="GPT2LMHeadModel.*not supported"):
+    with pytest.raises(SwallowTrtError, match="GPT2LMHeadModel.*not supported"):
         convert_checkpoint(model, tmp_path / "ckpt")
 
 
@@ -324,7 +320,7 @@ def test_missing_tensor_is_named(tiny_model_dir: Path, tmp_path: Path) -> None:
     tensors = hf_tensors(model)
     del tensors["model.layers.1.mlp.up_proj.weight"]
     save_file(tensors, model / "model.safetensors")
-    with pytest.raises(click.ClickException, match=r"missing .*model\.layers\.1\.mlp\.up_proj\.weight"):
+    with pytest.raises(SwallowTrtError, match=r"missing .*model\.layers\.1\.mlp\.up_proj\.weight"):
         convert_checkpoint(model, tmp_path / "ckpt")
     assert not (tmp_path / "ckpt").exists()
 
@@ -332,7 +328,7 @@ def test_missing_tensor_is_named(tiny_model_dir: Path, tmp_path: Path) -> None:
 def test_shape_contradicting_config_names_tensor_and_shapes(tiny_model_dir: Path, tmp_path: Path) -> None:
     model = copy_model(tiny_model_dir, tmp_path / "bad-shape")
     edit_config(model, intermediate_size=256)
-    with pytest.raises(click.ClickException) as error:
+    with pytest.raises(SwallowTrtError) as error:
         convert_checkpoint(model, tmp_path / "ckpt")
     assert "model.layers.0.mlp.gate_proj.weight" in error.value.message
     assert "[128, 64]" in error.value.message and "[256, 64]" in error.value.message
@@ -343,7 +339,7 @@ def test_pickle_only_checkpoint_is_refused(tiny_model_dir: Path, tmp_path: Path)
     model.mkdir()
     shutil.copy(tiny_model_dir / "config.json", model / "config.json")
     (model / "pytorch_model.bin").write_bytes(b"not loaded")
-    with pytest.raises(click.ClickException, match="pickle.*execute arbitrary code.*safetensors"):
+    with pytest.raises(SwallowTrtError, match="pickle.*execute arbitrary code.*safetensors"):
         convert_checkpoint(model, tmp_path / "ckpt")
 
 
@@ -355,7 +351,7 @@ def test_sharded_checkpoint_with_index_converts(tmp_path: Path) -> None:
     shards = sorted(model.glob("model-*.safetensors"))
     assert len(shards) >= 2
     shards[-1].unlink()
-    with pytest.raises(click.ClickException, match="download is incomplete"):
+    with pytest.raises(SwallowTrtError, match="download is incomplete"):
         convert_checkpoint(model, tmp_path / "ckpt2")
 
 
@@ -383,7 +379,7 @@ def test_float16_overflow_is_refused_and_leaves_nothing(
     model = write_tiny_model(tmp_path / "model", seed=1)
     stored = edit_tensor(model, name, row, 3, -70000.0)
     assert abs(stored) > torch.finfo(torch.float16).max  # bf16 holds it, fp16 would make it -inf
-    with pytest.raises(click.ClickException) as error:
+    with pytest.raises(SwallowTrtError) as error:
         convert_checkpoint(model, tmp_path / "ckpt", dtype="float16", tp=2, workers=2)
     message = error.value.message
     assert name in message and f"max |value| {abs(stored):.6g}" in message
@@ -399,7 +395,7 @@ def test_source_with_nan_or_inf_is_refused_when_cast(tmp_path: Path) -> None:
     model = write_tiny_model(tmp_path / "model", seed=1)
     edit_tensor(model, "model.layers.0.self_attn.k_proj.weight", 2, 2, float("nan"))
     edit_tensor(model, "model.layers.0.self_attn.k_proj.weight", 3, 1, float("inf"))
-    with pytest.raises(click.ClickException, match=r"already holds inf/NaN values \(2 of the ") as error:
+    with pytest.raises(SwallowTrtError, match=r"already holds inf/NaN values \(2 of the ") as error:
         convert_checkpoint(model, tmp_path / "ckpt", dtype="float16", tp=2)
     assert "model.layers.0.self_attn.k_proj.weight in model.safetensors" in error.value.message
     assert "download it again" in error.value.message
@@ -418,15 +414,15 @@ def test_interrupt_mid_write_leaves_nothing(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
     calls = []
-    original = RankFileWriter.write
+    original = StreamingSafetensorsWriter.write
 
-    def interrupted(self: RankFileWriter, name: str, tensor: torch.Tensor) -> None:
+    def interrupted(self: StreamingSafetensorsWriter, name: str, tensor: torch.Tensor) -> None:
         calls.append(name)
         if len(calls) == 5:
             raise KeyboardInterrupt
         original(self, name, tensor)
 
-    monkeypatch.setattr(RankFileWriter, "write", interrupted)
+    monkeypatch.setattr(StreamingSafetensorsWriter, "write", interrupted)
     with pytest.raises(KeyboardInterrupt):
         convert_checkpoint(tiny_model_dir, tmp_path / "ckpt", tp=2, pp=2, workers=workers)
     assert leftovers(tmp_path) == []
@@ -435,13 +431,13 @@ def test_interrupt_mid_write_leaves_nothing(
 def test_sigterm_mid_write_leaves_nothing(tiny_model_dir: Path, tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
-        "from trt_build.convert.rank_writer import RankFileWriter\n"
+        "from trt_build.formats.safetensors_stream import StreamingSafetensorsWriter\n"
         "from trt_build.cli import main\n"
-        "write = RankFileWriter.write\n"
+        "write = StreamingSafetensorsWriter.write\n"
         "def slow(self, name, tensor):\n"
         "    time.sleep(0.3)\n"
         "    write(self, name, tensor)\n"
-        "RankFileWriter.write = slow\n"
+        "StreamingSafetensorsWriter.write = slow\n"
         "main(sys.argv[1:])\n"
     )
     command = [sys.executable, "-c", script, "convert", "--model-dir", str(tiny_model_dir)]
@@ -465,13 +461,15 @@ def test_sigterm_mid_write_leaves_nothing(tiny_model_dir: Path, tmp_path: Path) 
 def test_a_failing_rank_cancels_the_others(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(linear, weight):
-        if linear.tp_rank == 1:
-            raise RuntimeError("disk on fire")
-        yield linear.tensor.name, weight.to(linear.dtype)
+    tensors = RankJob.tensors
 
-    writer = dataclasses.replace(LINEAR_WRITERS["none"], linear_transform=broken)
-    monkeypatch.setitem(LINEAR_WRITERS, "none", writer)
+    def broken(job: RankJob):
+        for index, item in enumerate(tensors(job)):
+            if job.tp_rank == 1 and index == 3:  # rank 1 fails at its first linear
+                raise RuntimeError("disk on fire")
+            yield item
+
+    monkeypatch.setattr(RankJob, "tensors", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         convert_checkpoint(tiny_model_dir, tmp_path / "ckpt", tp=2, quant="none", workers=2)
     assert leftovers(tmp_path) == []

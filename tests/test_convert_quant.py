@@ -12,11 +12,13 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from trt_build.cli import main
-from trt_build.convert.calibration import QuantOptions
-from trt_build.convert.trtllm import ALLOWED_QUANTIZATION_KEYS, convert_checkpoint
+from trt_build.convert.options import QuantOptions
+from trt_build.convert.pipeline import convert_checkpoint
+from trt_build.formats.trtllm_config import ALLOWED_QUANTIZATION_KEYS
 from trt_build.quant import numerics as qf
-from trt_build.quant.calibrate import CalibrationResult
-from trt_build.verify.reference_runtime import checkpoint_fake_quant, checkpoint_state_dict, load_checkpoint
+from trt_build.quant.calibration_result import CalibrationResult
+from trt_build.verify.reference_runtime import load_checkpoint
+from trt_build.verify.trtllm_reader import checkpoint_fake_quant, checkpoint_state_dict
 
 D, H, K, HEAD, INTER = 64, 8, 2, 8, 128  # the tiny preset
 CALIB = {"calib_size": 4, "calib_seq_len": 32}
@@ -370,8 +372,7 @@ def test_float16_overflow_is_refused_before_calibration(
     def calibration_must_not_run(*args, **kwargs):  # hours on a 70B: the range check comes first
         raise AssertionError("calibration ran before the float16 range check")
 
-    for module in ("trt_build.convert.trtllm", "trt_build.convert.modelopt"):
-        monkeypatch.setattr(f"{module}.run_calibration", calibration_must_not_run)
+    monkeypatch.setattr("trt_build.convert.pipeline.run_calibration", calibration_must_not_run)
     args = ["convert", "--model-dir", str(model), "--output", str(tmp_path / "out"), "--target", target,
             "--quant", "fp8", "--dtype", "float16", "--calib-size", "2", "--calib-seq-len", "16"]  # fmt: skip
     run = CliRunner().invoke(main, args)

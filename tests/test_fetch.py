@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from huggingface_hub import constants
 
 from tests.hub_stub import RunningHub, StubHub, StubRepo
-from trt_build.source.fetch import command
+from trt_build.cli.source import fetch_command as command
 
 SECRET = "hf_testsecretthatmustneverbeprinted"
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"

@@ -1,6 +1,6 @@
-import click
 import pytest
 
+from trt_build.common.errors import SwallowTrtError
 from trt_build.source.hf_config import hf_config_dict, parse_hf_config
 from trt_build.source.tiny_model import PRESETS
 
@@ -33,12 +33,12 @@ def test_old_rope_type_key_is_understood():
 def test_unsupported_architecture_is_refused():
     raw = hf_config_dict(PRESETS["tiny"])
     raw["architectures"] = ["Qwen2ForCausalLM"]
-    with pytest.raises(click.ClickException, match="Qwen2ForCausalLM.*not supported"):
+    with pytest.raises(SwallowTrtError, match="Qwen2ForCausalLM.*not supported"):
         parse_hf_config(raw)
 
 
 def test_missing_keys_are_named():
     raw = hf_config_dict(PRESETS["tiny"])
     del raw["hidden_size"]
-    with pytest.raises(click.ClickException, match="missing hidden_size"):
+    with pytest.raises(SwallowTrtError, match="missing hidden_size"):
         parse_hf_config(raw)

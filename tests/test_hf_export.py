@@ -11,7 +11,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import click
 import pytest
 import torch
 from click.testing import CliRunner
@@ -19,22 +18,28 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from trt_build.cli import main
-from trt_build.convert.calibration import QuantOptions
-from trt_build.convert.modelopt import export_unified_checkpoint
-from trt_build.convert.trtllm import convert_checkpoint
+from trt_build.common.errors import SwallowTrtError
+from trt_build.convert.options import QuantOptions
+from trt_build.convert.pipeline import convert_checkpoint
 from trt_build.formats.kinds import HF_CHECKPOINT, checkpoint_kind
 from trt_build.quant import numerics as qf
-from trt_build.quant.calibrate import FUSED_GROUPS, CalibrationResult
+from trt_build.quant.calibration_result import FUSED_GROUPS, CalibrationResult
 from trt_build.source.hf_config import hf_config_dict, read_hf_config
 from trt_build.source.tiny_model import GENERATION_CONFIG, PRESETS, hf_tensor_layout, random_tensor
 from trt_build.source.tokenizer import copy_tokenizer
-from trt_build.verify.reference_runtime import load_unified_checkpoint, unified_state_dict
+from trt_build.verify.modelopt_reader import unified_state_dict
+from trt_build.verify.reference_runtime import load_unified_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CALIB = {"calib_size": 4, "calib_seq_len": 32}
 LINEARS = tuple(linear for members in FUSED_GROUPS.values() for linear in members)
 GROUP_OF = {linear: group for group, members in FUSED_GROUPS.items() for linear in members}
 EXCLUDED = ["lm_head", "model.embed_tokens"]
+
+
+def export_unified_checkpoint(model: Path, out: Path, quant: str, options: QuantOptions, **more) -> Path:
+    """`convert --target pytorch` from Python."""
+    return convert_checkpoint(model, out, target="pytorch", quant=quant, quant_options=options, **more)
 
 
 def export(model: Path, out: Path, quant: str, **options) -> Path:
@@ -598,7 +603,7 @@ def test_real_llm_api_loads_the_unified_checkpoint(tmp_path: Path, quant: str, k
 
 
 def test_unsupported_dtype_is_refused(tiny_model_dir: Path, tmp_path: Path):
-    with pytest.raises(click.ClickException, match="bfloat16 or float16"):
+    with pytest.raises(SwallowTrtError, match="bfloat16 or float16"):
         export_unified_checkpoint(
             tiny_model_dir, tmp_path / "f32", "fp8", QuantOptions(**CALIB), dtype="float32"
         )

@@ -30,7 +30,7 @@ from triton_repo.openai_front.stops import StopText
 from triton_repo.repository.write import RepoOptions, write_repository
 from trt_build.cli.bench import bench as bench_command
 from trt_build.cli.serve import chat as chat_command
-from trt_build.convert.trtllm import convert_checkpoint
+from trt_build.convert.pipeline import convert_checkpoint
 from trt_build.source.tokenizer import copy_tokenizer
 
 SENTENCE = "東京の紅葉は美しい🍁。"

@@ -142,16 +142,13 @@ def test_weight_only_per_channel(bits: int, convention: str, divisor: int) -> No
 
 
 def test_scheme_table_emits_the_spec_tensors() -> None:
-    from trt_build.quant.linear import (
-        LinearQuantInput,
-        awq_modelopt_hf,
-        awq_reference,
-        awq_trtllm,
-        fp8_trtllm,
-        kv_cache_modelopt_hf,
-        kv_cache_trtllm,
-    )
+    from trt_build.formats import modelopt_checkpoint, trtllm_checkpoint
+    from trt_build.quant.linear import LinearQuantInput, awq_reference
     from trt_build.quant.schemes import SCHEMES
+
+    fp8_trtllm = trtllm_checkpoint.LINEAR_FORMATS["FP8"].emit
+    awq_trtllm = trtllm_checkpoint.LINEAR_FORMATS["W4A16_AWQ"].emit
+    awq_modelopt_hf = modelopt_checkpoint.LINEAR_FORMATS["W4A16_AWQ"].emit
 
     q, k, v = _weight(16, 256, 1), _weight(4, 256, 2), _weight(4, 256, 3)
     qkv = torch.cat([q, k, v]).to(torch.bfloat16)
@@ -186,6 +183,14 @@ def test_scheme_table_emits_the_spec_tensors() -> None:
     assert reference.dtype == torch.bfloat16
     assert torch.all((reference.float() - qkv.float()).abs() <= step / 2 + 1e-3)  # + bf16 rounding
 
-    assert kv_cache_trtllm(torch.tensor(2.0), torch.tensor(3.0))["kv_cache_scaling_factor"].tolist() == [1.0]
-    hf_kv = kv_cache_modelopt_hf(torch.tensor(2.0), torch.tensor(3.0))
-    assert hf_kv["k_proj.k_scale"].item() == pytest.approx(2 / 448) and hf_kv["v_proj.v_scale"].shape == ()
+    kv_name = trtllm_checkpoint.kv_cache_scale_name("transformer.layers.0.attention.qkv")
+    assert kv_name == "transformer.layers.0.attention.kv_cache_scaling_factor"
+    assert trtllm_checkpoint.kv_cache_scale(torch.tensor(2.0), torch.tensor(3.0)).tolist() == [1.0]
+    hf_kv = modelopt_checkpoint.kv_cache_scales(torch.tensor(2.0), torch.tensor(3.0))
+    assert modelopt_checkpoint.KV_CACHE_SCALES == {
+        "self_attn.k_proj": "k_scale",
+        "self_attn.v_proj": "v_scale",
+    }
+    assert (
+        hf_kv["self_attn.k_proj"].item() == pytest.approx(2 / 448) and hf_kv["self_attn.v_proj"].shape == ()
+    )

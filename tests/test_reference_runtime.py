@@ -8,17 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from trt_build.convert.trtllm import convert_checkpoint
+from trt_build.convert.pipeline import convert_checkpoint
+from trt_build.formats.trtllm_checkpoint import LINEAR_FORMATS
+from trt_build.formats.trtllm_config import CheckpointError, architecture_from_checkpoint
 from trt_build.source.tiny_model import write_tiny_model
 from trt_build.verify.compare import load_hf_model
-from trt_build.verify.reference_runtime import (
-    LINEAR_READERS,
-    CheckpointError,
-    architecture_from_checkpoint,
-    checkpoint_llama_config,
-    checkpoint_state_dict,
-    load_checkpoint,
-)
+from trt_build.verify.reference_runtime import checkpoint_llama_config, load_checkpoint
+from trt_build.verify.trtllm_reader import checkpoint_state_dict
 
 INPUT_IDS = torch.tensor([[128000, 9906, 11, 1917, 0, 220, 15025, 30358, 3574, 31281, 5486, 100, 128009]])
 
@@ -132,7 +128,7 @@ def test_llama_config_from_checkpoint_handles_both_rope_forms(tiny_model_dir: Pa
 
 
 def test_unknown_quant_algo_and_missing_rank_are_clear_errors(tiny_model_dir: Path, tmp_path: Path) -> None:
-    assert None in LINEAR_READERS
+    assert None in LINEAR_FORMATS
     checkpoint = convert_checkpoint(tiny_model_dir, tmp_path / "ckpt", tp=2)
     config = json.loads((checkpoint / "config.json").read_text())
     config["quantization"]["quant_algo"] = "NOT_A_SCHEME"

@@ -14,7 +14,7 @@ from triton_repo.repository.engine_repo import repository_world_size
 from triton_repo.repository.write import RepoOptions, write_repository
 from trt_build.cli.serve import repo as repo_command
 from trt_build.cli.serve import serve as serve_command
-from trt_build.convert.trtllm import convert_checkpoint
+from trt_build.convert.pipeline import convert_checkpoint
 
 CLIENT_NAMES_USED_BY_TOOLS = {
     # genai-perf --backend tensorrtllm, Triton's OpenAI frontend, tensorrtllm_backend client scripts

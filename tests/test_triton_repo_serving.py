@@ -26,7 +26,7 @@ from triton_repo.launch.tritonserver import TritonServer
 from triton_repo.models.detokenizer import REPLACEMENT
 from triton_repo.repository.write import RepoOptions, write_repository
 from trt_build.cli.serve import chat as chat_command
-from trt_build.convert.trtllm import convert_checkpoint
+from trt_build.convert.pipeline import convert_checkpoint
 from trt_build.source.tokenizer import copy_tokenizer
 
 CYCLE = "紅葉😀𠮷野家齉"

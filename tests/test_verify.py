@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from trt_build.cli import main
-from trt_build.convert.trtllm import convert_checkpoint
-from trt_build.verify.compare import BUILTIN_TEXTS, THRESHOLDS, precision_key, read_prompts
+from trt_build.convert.pipeline import convert_checkpoint
+from trt_build.verify.texts import BUILTIN_TEXTS, read_prompts
+from trt_build.verify.thresholds import THRESHOLDS, precision_key
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ LAYER_COUNTS = (4, 8)
 
 def _worker(model_dir: Path, scheme: str, calib_size: int, seq_len: int, device: str) -> None:
     from trt_build.quant.calib_data import calibration_tokens
-    from trt_build.quant.calibrate import calibrate
+    from trt_build.quant.calibrate import calibrate_model
     from trt_build.source.hf_config import read_hf_config
 
     arch = read_hf_config(model_dir)
@@ -31,7 +31,9 @@ def _worker(model_dir: Path, scheme: str, calib_size: int, seq_len: int, device:
         "builtin", calib_size, seq_len, max_position_embeddings=arch.max_position_embeddings
     )
     start = time.perf_counter()
-    result = calibrate(model_dir, scheme, batch.tokens, device, awq_search_tokens=512, show_progress=False)
+    result = calibrate_model(
+        model_dir, scheme, batch.tokens, device=device, awq_search_tokens=512, show_progress=False
+    )
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     report = {

@@ -19,18 +19,21 @@ from trt_build.common.errors import SwallowTrtError
 # name: (where the click command lives, one-line description shown by --help), in pipeline order
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("trt_build.cli.source:models", "List the known Swallow checkpoints and their shapes."),
-    "fetch": ("trt_build.source.fetch:command", "Download a model's safetensors, configs and tokenizer."),
+    "fetch": ("trt_build.cli.source:fetch_command", "Download a model's safetensors, configs and tokenizer."),
     "plan": (
         "trt_build.cli.plan:plan",
         "Plan GPU memory: weights, KV cache, sequences that fit, TP, flags.",
     ),
-    "calibrate": ("trt_build.quant.calibrate:command", "Calibrate FP8 / INT4-AWQ scales layer by layer."),
+    "calibrate": (
+        "trt_build.cli.convert:calibrate_command",
+        "Calibrate FP8 / INT4-AWQ scales layer by layer.",
+    ),
     "convert": (
-        "trt_build.convert.trtllm:command",
+        "trt_build.cli.convert:convert_command",
         "Convert HF weights for TensorRT-LLM (engine or pytorch target).",
     ),
     "verify": (
-        "trt_build.verify.compare:command",
+        "trt_build.cli.verify:verify_command",
         "Compare a converted checkpoint's logits with its HF source.",
     ),
     "build": ("trt_build.cli.build:build", "Build an engine (trtllm-build) or a PyTorch deployment."),
@@ -46,9 +49,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "trt_build.cli.bench:report",
         "Compare benchmark results: REPORT.md with tables and plots.",
     ),
-    "tokenizer": ("trt_build.source.tokenizer:command", "Build the Llama 3.1 tokenizer offline (cached)."),
+    "tokenizer": (
+        "trt_build.cli.source:tokenizer_command",
+        "Build the Llama 3.1 tokenizer offline (cached).",
+    ),
     "tiny-model": (
-        "trt_build.cli.source:tiny_model",
+        "trt_build.cli.source:tiny_model_command",
         "Write a Swallow-architecture model with random weights.",
     ),
 }

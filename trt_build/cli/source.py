@@ -1,4 +1,5 @@
-"""Commands about source models: `models` (the registry) and `tiny-model` (models made for tests)."""
+"""Commands about source models: `models` (the registry), `fetch`, `tokenizer` and `tiny-model` (models
+made for tests, including the Japanese chain model)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import click
 
 from trt_build.cli.base import command
 from trt_build.source.chain_model import CHAIN_PRESET, write_chain_model
+from trt_build.source.fetch import fetch
 from trt_build.source.registry import MODELS, parameter_count
 from trt_build.source.tiny_model import PRESETS, write_tiny_model
+from trt_build.source.tokenizer import prepare_tokenizer
 
 
 @command()
@@ -27,7 +30,32 @@ def models() -> None:
         )
 
 
-@command()
+@command(name="fetch")
+@click.argument("model_id")
+@click.option("--revision", default=None, help="Branch, tag or commit [default: main]; recorded as a commit.")
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="[default: models/<name>]")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+def fetch_command(model_id: str, revision: str | None, output: Path | None, overwrite: bool) -> None:
+    """Download a model's safetensors, configs and tokenizer from the Hugging Face hub (pinned commit).
+
+    Prints the output directory on stdout. Honours HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE.
+    """
+    fetched = fetch(model_id, revision=revision, output=output, overwrite=overwrite)
+    click.echo(fetched.describe(), err=True)
+    click.echo(fetched.directory)
+
+
+@command(name="tokenizer")
+@click.option("--output", type=click.Path(path_type=Path), help="Also copy the tokenizer to this directory.")
+def tokenizer_command(output: Path | None) -> None:
+    """Build (once) and show the offline Llama 3.1 tokenizer used by Swallow."""
+    info = prepare_tokenizer(output)
+    click.echo(f"tokenizer: {info.directory}")
+    click.echo(f"vocab: {info.vocab}  bos: {info.bos_token_id}  eos: {info.eos_token_id}")
+    click.echo(f"{info.sample!r} -> {info.sample_ids}")
+
+
+@command(name="tiny-model")
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="Model directory to write.")
 @click.option(
     "--preset",
@@ -60,7 +88,7 @@ def models() -> None:
     "--tie-word-embeddings", is_flag=True, help="Share the embedding with lm_head (no lm_head tensor)."
 )
 @click.option("--overwrite", is_flag=True, help="Replace the output directory if it exists.")
-def tiny_model(
+def tiny_model_command(
     output: Path,
     preset: str,
     layers: int | None,
@@ -75,7 +103,14 @@ def tiny_model(
         write_chain_model(output, layers=layers or 1, overwrite=overwrite)
     else:
         write_tiny_model(
-            output, preset, layers, seed, config_form, max_shard_mb << 20, tie_word_embeddings, overwrite
+            output,
+            preset=preset,
+            layers=layers,
+            seed=seed,
+            config_form=config_form,
+            max_shard_bytes=max_shard_mb << 20,
+            tie_word_embeddings=tie_word_embeddings,
+            overwrite=overwrite,
         )
     manifest = json.loads((output / "manifest.json").read_text())
     files = sorted(path.name for path in output.iterdir())

@@ -10,11 +10,11 @@ runtime read them through `read_modelopt_quantization`.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 from trt_build.common.errors import SwallowTrtError
+from trt_build.formats.trtllm_config import read_config_json
 from trt_build.quant.schemes import PYTORCH, kv_cache_dtype_named, schemes_for
 from trt_build.source.hf_config import LlamaArchitecture, hf_config_dict
 
@@ -78,27 +78,17 @@ def unified_config(arch: LlamaArchitecture, dtype: str, quant: str, kv_cache_dty
 # ---------------------------------------------------------------- reading
 
 
-def _json_object(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SwallowTrtError(f"{path} is not valid JSON ({error}).") from None
-    if not isinstance(value, dict):
-        raise SwallowTrtError(f"{path} holds a {type(value).__name__}, not a JSON object.")
-    return value
-
-
 def read_modelopt_quantization(directory: Path) -> dict[str, Any] | None:
     """The ModelOpt quantization block of an HF directory: hf_quant_config.json (authoritative for every
     TensorRT-LLM version), None for an unquantized model; a clear error for a quantization_config that is
     not ModelOpt's or ships without hf_quant_config.json."""
     quant_file = Path(directory) / HF_QUANT_CONFIG
     if quant_file.is_file():
-        block = _json_object(quant_file).get("quantization")
+        block = read_config_json(quant_file).get("quantization")
         if not isinstance(block, dict):
             raise SwallowTrtError(f"{quant_file} has no 'quantization' block.")
         return block
-    inline = _json_object(Path(directory) / "config.json").get("quantization_config")
+    inline = read_config_json(Path(directory) / "config.json").get("quantization_config")
     if not inline:
         return None
     if not str(inline.get("quant_method", "")).startswith("modelopt"):

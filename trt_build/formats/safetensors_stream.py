@@ -2,16 +2,20 @@
 
 The safetensors header holds every tensor's dtype, shape and byte range. All of that is known from
 the layout before any data is produced, so we write the header first and then append each tensor as
-it is made; a rank file of many GB never exists whole in RAM.
+it is made; a rank file of many GB never exists whole in RAM. Both convert targets and the tiny models
+write through it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
+import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import torch
 
@@ -37,12 +41,24 @@ def tensor_bytes(dtype: torch.dtype, shape: tuple[int, ...]) -> int:
 
 
 class StreamingSafetensorsWriter:
-    """Writes tensors in the order of `layout`; each `write` is checked against its declared spec."""
+    """Writes tensors in the order of `layout`; each `write` is checked against its declared spec.
 
-    def __init__(self, path: Path, layout: list[TensorSpec], metadata: dict[str, str] | None = None):
+    A large tensor may come as consecutive row blocks (each `write` a block of its rows), so a converter never
+    holds a whole embedding. With `sha256` the bytes are hashed as they go out, so a multi-GB file is never
+    read back to record its digest (`digest`, and the time it took in `hash_seconds`).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        layout: list[TensorSpec],
+        metadata: dict[str, str] | None = None,
+        sha256: bool = False,
+    ):
         self.path = Path(path)
         self.layout = list(layout)
         self._next = 0
+        self._rows_written = 0  # of the tensor being written, when it comes in row blocks
         header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
         offset = 0
         for name, dtype, shape in self.layout:
@@ -57,23 +73,40 @@ class StreamingSafetensorsWriter:
             offset += size
         encoded = json.dumps(header, separators=(",", ":")).encode()
         encoded += b" " * (-len(encoded) % 8)
-        self.total_bytes = 8 + len(encoded) + offset
+        head = struct.pack("<Q", len(encoded)) + encoded
+        self.total_bytes = len(head) + offset
+        self.digest = hashlib.sha256(head) if sha256 else None
+        self.hash_seconds = 0.0
         self._handle = open(self.path, "wb")  # noqa: SIM115 (closed in close())
-        self._handle.write(struct.pack("<Q", len(encoded)))
-        self._handle.write(encoded)
+        self._handle.write(head)
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
+        """The next tensor of the layout, whole or as its next block of rows."""
         if self._next >= len(self.layout):
             raise ValueError(f"{self.path.name}: unexpected extra tensor {name!r}")
-        expected_name, dtype, shape = self.layout[self._next]
-        if (name, tensor.dtype, tuple(tensor.shape)) != (expected_name, dtype, shape):
+        expected, dtype, shape = self.layout[self._next]
+        rows, total_rows = (tensor.shape[0] if tensor.dim() else 1), (shape or (1,))[0]
+        fits = tuple(tensor.shape[1:]) == tuple(shape[1:]) and self._rows_written + rows <= total_rows
+        if name != expected or tensor.dtype != dtype or not fits:
             raise ValueError(
-                f"{self.path.name}: expected {expected_name} {dtype} {list(shape)}, "
+                f"{self.path.name}: expected {expected} {dtype} {list(shape)} (rows {self._rows_written}+), "
                 f"got {name} {tensor.dtype} {list(tensor.shape)}"
             )
-        data = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
-        self._handle.write(memoryview(data))
-        self._next += 1
+        data = memoryview(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
+        self._handle.write(data)
+        if self.digest is not None:
+            started = time.perf_counter()
+            self.digest.update(data)
+            self.hash_seconds += time.perf_counter() - started
+        self._rows_written += rows
+        if self._rows_written == total_rows:
+            self._next += 1
+            self._rows_written = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every tensor of the layout is written."""
+        return self._next == len(self.layout)
 
     def close(self) -> None:
         self._handle.close()
@@ -112,3 +145,12 @@ def shard_layout(layout: list[TensorSpec], max_shard_bytes: int) -> list[tuple[s
     return [
         (f"model-{i:05d}-of-{len(shards):05d}.safetensors", shard) for i, shard in enumerate(shards, start=1)
     ]
+
+
+def shard_index(shards: list[tuple[str, list[TensorSpec]]]) -> dict[str, Any]:
+    """model.safetensors.index.json of sharded files: total tensor bytes and the file of every tensor."""
+    total = sum(tensor_bytes(dtype, shape) for _, shard in shards for _, dtype, shape in shard)
+    return {
+        "metadata": {"total_size": total},
+        "weight_map": {name: file for file, shard in shards for name, _, _ in shard},
+    }

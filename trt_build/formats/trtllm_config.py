@@ -40,6 +40,11 @@ class CheckpointError(SwallowTrtError):
     """The checkpoint directory is incomplete or not one this toolkit understands."""
 
 
+def rank_file(rank: int) -> str:
+    """The file that holds the tensors of one rank (GPU) of the checkpoint."""
+    return f"rank{rank}.safetensors"
+
+
 def trtllm_config(
     arch: LlamaArchitecture,
     dtype: str,
@@ -48,7 +53,7 @@ def trtllm_config(
     quantization: dict[str, Any],
     use_parallel_embedding: bool = False,
 ) -> dict[str, Any]:
-    """The checkpoint config.json (docs §1.5), with only keys TensorRT-LLM accepts in mapping/quantization.
+    """The checkpoint config.json (docs/trtllm-checkpoint.md §1.5), with only keys TensorRT-LLM accepts in mapping/quantization.
 
     quantization: the block to write (`QuantScheme.trtllm_block`).
     """
@@ -93,7 +98,7 @@ def is_trtllm_config(config: dict[str, Any]) -> bool:
 
 
 def read_config_json(path: Path) -> dict[str, Any]:
-    """A config.json as a dict, or a clear error naming the file."""
+    """A JSON config file (config.json, hf_quant_config.json) as a dict, or a clear error naming the file."""
     if not path.is_file():
         raise CheckpointError(f"{path} not found.")
     try:
@@ -149,7 +154,7 @@ class TrtllmCheckpoint:
         return architecture_from_checkpoint(self.config, str(self.directory / "config.json"))
 
     def rank_files(self) -> list[Path]:
-        return [self.directory / f"rank{rank}.safetensors" for rank in range(self.world_size)]
+        return [self.directory / rank_file(rank) for rank in range(self.world_size)]
 
 
 def read_trtllm_checkpoint(directory: Path, check_ranks: bool = True) -> TrtllmCheckpoint:

@@ -1,6 +1,6 @@
 """The Hugging Face -> TensorRT-LLM weight map and its tensor/pipeline-parallel split rules, as one table.
 
-Spec: `shared/reference/trtllm-checkpoint.md` §3. `WEIGHT_MAP` is data (gpt-fast style): each row names
+Spec: docs/trtllm-checkpoint.md §3. `WEIGHT_MAP` is data (gpt-fast style): each row names
 a TRT-LLM tensor, the HF tensors it is made of, how it is split over tensor-parallel ranks and which
 pipeline stage holds it. Both directions are derived from it: `rank_plan` says which slices of which HF
 tensors make up one rank's tensor (so the converter reads only that part), and `merge` puts the rank

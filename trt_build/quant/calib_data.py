@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 import torch
 
+from trt_build.common.errors import SwallowTrtError
 from trt_build.common.jsonl import json_lines
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -69,7 +69,7 @@ class CalibrationTokens:
 
 def _sample_from_json(row: Any, where: str) -> TextSample:
     if not isinstance(row, dict):
-        raise click.ClickException(f"{where}: expected a JSON object with 'text' or 'messages'")
+        raise SwallowTrtError(f"{where}: expected a JSON object with 'text' or 'messages'")
     category = str(row.get("category", "user"))
     if isinstance(row.get("text"), str) and row["text"].strip():
         return TextSample(text=row["text"], category=category)
@@ -82,12 +82,12 @@ def _sample_from_json(row: Any, where: str) -> TextSample:
                 or message.get("role") not in ROLES
                 or not isinstance(message.get("content"), str)
             ):
-                raise click.ClickException(
-                    f"{where}: every message needs a role ({'/'.join(ROLES)}) and a string content"
+                raise SwallowTrtError(
+                    f"{where}: every message needs a role ({'/'.join(ROLES)}) and a string content."
                 )
             turns.append((message["role"], message["content"]))
         return TextSample(messages=tuple(turns), category=category)
-    raise click.ClickException(f"{where}: needs a non-empty 'text' string or a non-empty 'messages' list")
+    raise SwallowTrtError(f"{where}: needs a non-empty 'text' string or a non-empty 'messages' list")
 
 
 def read_jsonl(path: Path) -> list[TextSample]:
@@ -105,15 +105,13 @@ def load_samples(source: str | Path) -> list[TextSample]:
         return read_jsonl(BUILTIN_CALIBRATION)
     path = Path(source)
     if not path.is_file():
-        raise click.ClickException(
-            f"calibration data {path} not found (use builtin, a .jsonl or a .txt file)"
-        )
+        raise SwallowTrtError(f"calibration data {path} not found", "(use builtin, a .jsonl or a .txt file).")
     readers = {".jsonl": read_jsonl, ".json": read_jsonl, ".txt": read_text_file}
     if path.suffix not in readers:
-        raise click.ClickException(f"{path}: calibration data must be .jsonl (text or messages) or .txt")
+        raise SwallowTrtError(f"{path}: calibration data must be .jsonl (text or messages) or .txt")
     samples = readers[path.suffix](path)
     if not samples:
-        raise click.ClickException(f"{path} is empty: it holds no calibration text")
+        raise SwallowTrtError(f"{path} is empty: it holds no calibration text")
     return samples
 
 
@@ -131,11 +129,12 @@ def calibration_tokens(
 ) -> CalibrationTokens:
     """`calib_size` x `seq_len` token ids (int64) from `source`, deterministic for a given source."""
     if calib_size < 1 or seq_len < 2:
-        raise click.ClickException("--calib-size must be >= 1 and --calib-seq-len >= 2")
+        raise SwallowTrtError("--calib-size must be >= 1 and --calib-seq-len >= 2")
     if max_position_embeddings is not None and seq_len > max_position_embeddings:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"--calib-seq-len {seq_len} exceeds the model's context (max_position_embeddings "
-            f"{max_position_embeddings}); use a length of at most {max_position_embeddings}."
+            f"{max_position_embeddings});",
+            f"use a length of at most {max_position_embeddings}.",
         )
     if tokenizer is None:
         from transformers import AutoTokenizer

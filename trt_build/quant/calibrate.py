@@ -13,53 +13,34 @@ its own and only afterwards re-smooths q/k/v (and gate/up) to an averaged common
 for the fused qkv, and the AWQ paper (Lin et al. 2024, sec. 3.2; the reference llm-awq `auto_scale`)
 searches q/k/v jointly because they share one input. ModelOpt 0.47 also pins transformers < 5.15
 for its HF plugins (we run 5.x) and adds scipy, PuLP, ninja and omegaconf. Max calibration is just
-an amax, so ModelOpt would buy nothing there. What we follow from the paper and its implementations:
-  s = mean|x|^alpha / mean|w_normalized|^(1-alpha), normalised by sqrt(max(s) * min(s)), grid of 20
-  alphas in [0, 1), pick the alpha minimising the output MSE of the quantized (round-to-nearest,
-  group int4) linears on the calibration inputs. No clipping search (ModelOpt's INT4_AWQ_CFG, awq_lite,
-  does none either). Identity scaling (plain RTN) is also a candidate, so AWQ never loses to RTN on
-  the calibration data.
+an amax, so ModelOpt would buy nothing there. The search itself: `quant/awq.py`.
+
+The caller opens the source once (`source.checkpoint.open_source`) and hands it over: convert calibrates the
+source it is converting; `calibrate_model` opens a model directory for a caller that has none.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from trt_build.cli.base import SwallowTrtCommand
 from trt_build.common.errors import SwallowTrtError
 from trt_build.parallel.rules import check_awq_group
-from trt_build.quant.numerics import int4_group_fake_quant
+from trt_build.quant.awq import AWQ_ALPHAS, awq_search
+from trt_build.quant.calibration_result import FUSED_GROUPS, CalibrationResult
 from trt_build.quant.schemes import ENGINE, schemes_for
-from trt_build.source.checkpoint import SourceCheckpoint
-from trt_build.source.hf_config import (
-    LLAMA_LINEARS,
-    LlamaArchitecture,
-    hf_config_dict,
-    hf_tensor_shapes,
-    read_hf_config,
-)
+from trt_build.source.checkpoint import SourceCheckpoint, open_source
+from trt_build.source.hf_config import LLAMA_LINEARS, LlamaArchitecture, read_hf_config, transformers_config
 
 LINEARS = LLAMA_LINEARS  # every one is quantizable
-# Linears that read the same input: one shared FP8 scale (fused qkv, fc+gate) and one AWQ search each.
-FUSED_GROUPS: dict[str, tuple[str, ...]] = {
-    "qkv": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-    "o": ("self_attn.o_proj",),
-    "gate_up": ("mlp.gate_proj", "mlp.up_proj"),
-    "down": ("mlp.down_proj",),
-}
-GROUP_OF = {linear: group for group, members in FUSED_GROUPS.items() for linear in members}
 EMBEDDING = "model.embed_tokens.weight"
 LAYER_TENSORS = (
     "input_layernorm.weight",
@@ -68,89 +49,17 @@ LAYER_TENSORS = (
 )
 
 CALIBRATED = schemes_for(ENGINE)  # every scheme can be calibrated (for an FP8 KV cache at least)
-AWQ_ALPHAS = tuple(i / 20 for i in range(20))
 CALIB_ATTENTION = "swallow_trt_calibration_sdpa"
 
 
-# ---------------------------------------------------------------- the result
-
-
-@dataclass
-class CalibrationResult:
-    """What calibration found, independent of any output layout (TRT-LLM checkpoint or ModelOpt HF).
-
-    `tensors` (float32, names follow the HF checkpoint):
-      model.layers.{i}.{linear}.input_amax       []    max |input| of the linear
-      model.layers.{i}.{linear}.weight_amax      []    max |W|
-      model.layers.{i}.{linear}.pre_quant_scale  [in]  AWQ activation multiplier 1/s (int4_awq only);
-                                                       identical for q/k/v and for gate/up
-      model.layers.{i}.self_attn.k_amax          []    max |K| after RoPE, as cached (KV cache)
-      model.layers.{i}.self_attn.v_amax          []    max |V|
-    `stats[str(i)]`: per layer seconds and, per fused group, min/max/mean of input amax and (AWQ) the
-    chosen alpha, the pre-quant scale range and the output MSE of round-to-nearest vs AWQ.
-    """
-
-    scheme: str
-    num_layers: int
-    tensors: dict[str, torch.Tensor]
-    info: dict[str, Any] = field(default_factory=dict)
-    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def _get(self, layer: int, suffix: str) -> torch.Tensor:
-        name = f"model.layers.{layer}.{suffix}"
-        if name not in self.tensors:
-            raise KeyError(f"{name} is not in this {self.scheme} calibration result")
-        return self.tensors[name]
-
-    def input_amax(self, layer: int, linear: str) -> torch.Tensor:
-        return self._get(layer, f"{linear}.input_amax")
-
-    def weight_amax(self, layer: int, linear: str) -> torch.Tensor:
-        return self._get(layer, f"{linear}.weight_amax")
-
-    def pre_quant_scale(self, layer: int, linear: str) -> torch.Tensor:
-        return self._get(layer, f"{linear}.pre_quant_scale")
-
-    def group_input_amax(self, layer: int, group: str) -> torch.Tensor:
-        """Shared input amax of a fused group (`qkv`, `o`, `gate_up`, `down`): the max of its parts."""
-        return torch.stack([self.input_amax(layer, linear) for linear in FUSED_GROUPS[group]]).amax()
-
-    def group_weight_amax(self, layer: int, group: str) -> torch.Tensor:
-        return torch.stack([self.weight_amax(layer, linear) for linear in FUSED_GROUPS[group]]).amax()
-
-    def kv_amax(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._get(layer, "self_attn.k_amax"), self._get(layer, "self_attn.v_amax")
-
-    def save(self, directory: Path) -> None:
-        """calibration.safetensors + calibration.json into an existing directory."""
-        directory = Path(directory)
-        save_file({k: v.contiguous() for k, v in self.tensors.items()}, directory / "calibration.safetensors")
-        meta = {"scheme": self.scheme, "num_layers": self.num_layers, "info": self.info, "stats": self.stats}
-        (directory / "calibration.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
-
-    @classmethod
-    def load(cls, directory: Path) -> CalibrationResult:
-        directory = Path(directory)
-        meta_path = directory / "calibration.json"
-        if not meta_path.is_file():
-            raise click.ClickException(f"{meta_path} not found: not a calibration directory")
-        meta = json.loads(meta_path.read_text())
-        tensors = load_file(directory / "calibration.safetensors")
-        return cls(meta["scheme"], meta["num_layers"], tensors, meta["info"], meta["stats"])
+def calibration_tensors(arch: LlamaArchitecture) -> set[str]:
+    """The source tensors calibration reads: the embedding and every decoder layer's."""
+    return {EMBEDDING} | {
+        f"model.layers.{i}.{t}" for i in range(arch.num_hidden_layers) for t in LAYER_TENSORS
+    }
 
 
 # ---------------------------------------------------------------- one decoder layer
-
-
-def transformers_config(arch: LlamaArchitecture):
-    """A LlamaConfig in the form the installed transformers reads correctly (RoPE keys differ 4 vs 5)."""
-    import transformers
-    from transformers import LlamaConfig
-
-    form = "v5" if int(transformers.__version__.split(".")[0]) >= 5 else "v4"
-    config = LlamaConfig(**hf_config_dict(arch, form))
-    config._attn_implementation = CALIB_ATTENTION
-    return config
 
 
 def _register_recording_attention() -> None:
@@ -205,66 +114,22 @@ def _observe(observer: _LinearObserver, keep_rows: torch.Tensor | None, awq: boo
     return hook
 
 
-def awq_search(
-    inputs: torch.Tensor,
-    act_abs_mean: torch.Tensor,
-    weights: list[torch.Tensor],
-    group_size: int,
-    alphas: tuple[float, ...] = AWQ_ALPHAS,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The AWQ scale search for linears sharing one input; returns (pre_quant_scale = 1/s, stats).
-
-    inputs [T, in] (a sample of calibration tokens), act_abs_mean [in] (mean |x| over all tokens),
-    weights: the group's [out_k, in] weights, searched jointly (their outputs concatenated).
-    """
-    weight = torch.cat([w.float() for w in weights], dim=0)
-    x = inputs.float()
-    reference = x @ weight.T
-    # mean over output rows of |W| normalised by its group amax (AutoAWQ's / ModelOpt's weight statistic)
-    grouped = weight.abs().reshape(weight.shape[0], -1, group_size)
-    w_mean = (grouped / grouped.amax(dim=-1, keepdim=True).clamp_min(1e-12)).reshape(weight.shape).mean(0)
-    x_mean = act_abs_mean.float()
-
-    def loss_of(s: torch.Tensor) -> float:
-        quantized = int4_group_fake_quant(weight * s, group_size) / s
-        return (x @ quantized.T - reference).pow(2).mean().item()
-
-    ones = torch.ones_like(x_mean)
-    best_s, best_alpha, rtn_loss = ones, -1.0, loss_of(ones)
-    best_loss = rtn_loss
-    for alpha in alphas:
-        s = (x_mean.pow(alpha) / w_mean.pow(1 - alpha).clamp_min(1e-4)).clamp_min(1e-4)
-        s = s / (s.max() * s.min()).sqrt()
-        loss = loss_of(s)
-        if loss < best_loss:
-            best_s, best_alpha, best_loss = s, alpha, loss
-    pre_quant = 1.0 / best_s
-    stats = {
-        "alpha": best_alpha,  # -1: identity (plain round-to-nearest) was best
-        "mse_rtn": rtn_loss,
-        "mse_awq": best_loss,
-        "pre_quant_min": pre_quant.min().item(),
-        "pre_quant_max": pre_quant.max().item(),
-        "pre_quant_mean": pre_quant.mean().item(),
-    }
-    return pre_quant, stats
-
-
 # ---------------------------------------------------------------- the calibration loop
 
 
 def _check_tokens(calib_tokens: torch.Tensor, arch: LlamaArchitecture) -> torch.Tensor:
     if calib_tokens.dim() != 2 or calib_tokens.numel() == 0:
-        raise click.ClickException(
-            f"calibration tokens must be a non-empty [samples, seq_len] tensor, got {tuple(calib_tokens.shape)}"
+        raise SwallowTrtError(
+            f"calibration tokens must be a non-empty [samples, seq_len] tensor, got {tuple(calib_tokens.shape)}."
         )
     if calib_tokens.shape[1] > arch.max_position_embeddings:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"calibration sequence length {calib_tokens.shape[1]} exceeds the model's context "
-            f"(max_position_embeddings {arch.max_position_embeddings}); use a smaller --calib-seq-len."
+            f"(max_position_embeddings {arch.max_position_embeddings});",
+            "use a smaller --calib-seq-len.",
         )
     if int(calib_tokens.max()) >= arch.vocab_size or int(calib_tokens.min()) < 0:
-        raise click.ClickException(f"calibration token ids must lie in [0, {arch.vocab_size})")
+        raise SwallowTrtError(f"calibration token ids must lie in [0, {arch.vocab_size}).")
     return calib_tokens.long()
 
 
@@ -273,8 +138,53 @@ def _batches(total: int, size: int) -> Iterator[slice]:
         yield slice(start, min(total, start + size))
 
 
+def _layer_figures(
+    layer: torch.nn.Module,
+    index: int,
+    observers: dict[str, _LinearObserver],
+    kv: dict[str, float],
+    awq_group_size: int | None,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """What one calibrated layer contributes: its amaxes (and AWQ pre-quant scales) and their statistics."""
+    prefix = f"model.layers.{index}"
+    tensors: dict[str, torch.Tensor] = {}
+    layer_stats: dict[str, Any] = {}
+    for linear in LINEARS:
+        weight = layer.get_submodule(linear).weight
+        tensors[f"{prefix}.{linear}.input_amax"] = torch.tensor(observers[linear].amax, dtype=torch.float32)
+        tensors[f"{prefix}.{linear}.weight_amax"] = weight.detach().abs().amax().float().cpu()
+    tensors[f"{prefix}.self_attn.k_amax"] = torch.tensor(kv["k"], dtype=torch.float32)
+    tensors[f"{prefix}.self_attn.v_amax"] = torch.tensor(kv["v"], dtype=torch.float32)
+    for group, members in FUSED_GROUPS.items():
+        amaxes = torch.stack([tensors[f"{prefix}.{m}.input_amax"] for m in members])
+        group_stats: dict[str, float] = {"input_amax": amaxes.max().item()}
+        if awq_group_size is not None:
+            first = observers[members[0]]  # every member saw the same input
+            inputs = torch.cat(first.samples)
+            with torch.inference_mode():
+                pre_quant, awq_stats = awq_search(
+                    inputs,
+                    first.abs_sum / first.count,
+                    [layer.get_submodule(m).weight for m in members],
+                    awq_group_size,
+                )
+            group_stats.update(awq_stats)
+            for member in members:
+                tensors[f"{prefix}.{member}.pre_quant_scale"] = pre_quant.float().cpu().clone()
+        layer_stats[group] = group_stats
+    input_amaxes = torch.stack([tensors[f"{prefix}.{m}.input_amax"] for m in LINEARS])
+    layer_stats["input_amax"] = {
+        "min": input_amaxes.min().item(),
+        "max": input_amaxes.max().item(),
+        "mean": input_amaxes.mean().item(),
+    }
+    layer_stats["k_amax"], layer_stats["v_amax"] = kv["k"], kv["v"]
+    return tensors, layer_stats
+
+
 def calibrate(
-    model_dir: Path,
+    source: SourceCheckpoint,
+    arch: LlamaArchitecture,
     scheme: str,
     calib_tokens: torch.Tensor,
     device: str | torch.device = "cpu",
@@ -285,7 +195,8 @@ def calibrate(
     dtype: torch.dtype = torch.float32,
     show_progress: bool = True,
 ) -> CalibrationResult:
-    """Calibrate `model_dir` for `scheme` (a --quant value) on `calib_tokens` [samples, seq_len].
+    """Calibrate the model of `source` (opened and checked by the caller, `open_source`) for `scheme` (a --quant
+    value) on `calib_tokens` [samples, seq_len].
 
     Runs one decoder layer at a time on `device` ("cpu" or "cuda") in `dtype`; `awq_search_tokens`
     bounds the tokens kept per linear for the AWQ search (the mean |x| statistic uses every token).
@@ -296,24 +207,19 @@ def calibrate(
         )
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise click.ClickException("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+        raise SwallowTrtError("--device cuda asked for, but torch sees no CUDA device;", "use --device cpu.")
     awq = "awq" in CALIBRATED[scheme].calibration
-    arch = read_hf_config(Path(model_dir))
     if awq:
         check_awq_group(arch, 1, group_size)
     tokens = _check_tokens(calib_tokens, arch)
     samples, seq_len = tokens.shape
-    checkpoint = SourceCheckpoint(Path(model_dir))  # any layout convert accepts; pickle refused
-    needed = {EMBEDDING} | {
-        f"model.layers.{i}.{t}" for i in range(arch.num_hidden_layers) for t in LAYER_TENSORS
-    }
-    checkpoint.validate(needed, hf_tensor_shapes(arch))
     config = transformers_config(arch)
+    config._attn_implementation = CALIB_ATTENTION
     _register_recording_attention()
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     rotary = LlamaRotaryEmbedding(config).to(device)
-    embedding = checkpoint.get(EMBEDDING)
+    embedding = source.get(EMBEDDING)
     hidden = embedding[tokens].to(dtype)  # [samples, seq_len, hidden], kept on the host between layers
     del embedding
 
@@ -331,7 +237,7 @@ def calibrate(
     )
     for index in bar:
         start = time.perf_counter()
-        layer = load_decoder_layer(checkpoint, config, index, device, dtype)
+        layer = load_decoder_layer(source, config, index, device, dtype)
         observers = {linear: _LinearObserver() for linear in LINEARS}
         # AWQ statistics only on each fused group's first linear: its siblings see the same input
         leaders = {members[0] for members in FUSED_GROUPS.values()}
@@ -354,40 +260,8 @@ def calibrate(
         for handle in handles:
             handle.remove()
 
-        prefix = f"model.layers.{index}"
-        layer_stats: dict[str, Any] = {}
-        for linear in LINEARS:
-            weight = layer.get_submodule(linear).weight
-            tensors[f"{prefix}.{linear}.input_amax"] = torch.tensor(
-                observers[linear].amax, dtype=torch.float32
-            )
-            tensors[f"{prefix}.{linear}.weight_amax"] = weight.detach().abs().amax().float().cpu()
-        tensors[f"{prefix}.self_attn.k_amax"] = torch.tensor(kv["k"], dtype=torch.float32)
-        tensors[f"{prefix}.self_attn.v_amax"] = torch.tensor(kv["v"], dtype=torch.float32)
-        for group, members in FUSED_GROUPS.items():
-            amaxes = torch.stack([tensors[f"{prefix}.{m}.input_amax"] for m in members])
-            group_stats: dict[str, float] = {"input_amax": amaxes.max().item()}
-            if awq:
-                first = observers[members[0]]  # every member saw the same input
-                inputs = torch.cat(first.samples)
-                with torch.inference_mode():
-                    pre_quant, awq_stats = awq_search(
-                        inputs,
-                        first.abs_sum / first.count,
-                        [layer.get_submodule(m).weight for m in members],
-                        group_size,
-                    )
-                group_stats.update(awq_stats)
-                for member in members:
-                    tensors[f"{prefix}.{member}.pre_quant_scale"] = pre_quant.float().cpu().clone()
-            layer_stats[group] = group_stats
-        input_amaxes = torch.stack([tensors[f"{prefix}.{m}.input_amax"] for m in LINEARS])
-        layer_stats["input_amax"] = {
-            "min": input_amaxes.min().item(),
-            "max": input_amaxes.max().item(),
-            "mean": input_amaxes.mean().item(),
-        }
-        layer_stats["k_amax"], layer_stats["v_amax"] = kv["k"], kv["v"]
+        layer_tensors, layer_stats = _layer_figures(layer, index, observers, kv, group_size if awq else None)
+        tensors.update(layer_tensors)
         del layer, observers
         seconds.append(time.perf_counter() - start)
         layer_stats["seconds"] = round(seconds[-1], 3)
@@ -396,7 +270,7 @@ def calibrate(
     bar.close()
 
     info = {
-        "model_dir": str(model_dir),
+        "model_dir": str(source.model_dir),
         "algorithms": list(CALIBRATED[scheme].calibration),
         "calib_samples": samples,
         "calib_seq_len": seq_len,
@@ -412,85 +286,11 @@ def calibrate(
     return CalibrationResult(scheme, arch.num_hidden_layers, tensors, info, stats)
 
 
-def write_calibration(result: CalibrationResult, output: Path, overwrite: bool, **manifest: Any) -> Path:
-    """Save a result as its own pipeline directory (atomic, with manifest.json)."""
-    from trt_build.common.manifest import write_manifest
-    from trt_build.common.outdir import atomic_output_dir
-
-    with atomic_output_dir(Path(output), overwrite=overwrite) as tmp:
-        result.save(tmp)
-        write_manifest(tmp, "calibrate", scheme=result.scheme, **manifest)
-    return Path(output)
-
-
-CALIBRATION_OPTIONS = (
-    click.option(
-        "--group-size",
-        type=click.IntRange(min=1),
-        default=128,
-        show_default=True,
-        help="int4_awq: input channels per scale; must divide every rank's input dimension.",
-    ),
-    click.option(
-        "--calib-data",
-        default="builtin",
-        show_default=True,
-        help="Calibration text: builtin (Japanese-first set), FILE.jsonl (text or chat messages) or FILE.txt.",
-    ),
-    click.option(
-        "--calib-size", type=click.IntRange(min=1), default=128, show_default=True, help="Calibration rows."
-    ),
-    click.option(
-        "--calib-seq-len", type=click.IntRange(min=2), default=512, show_default=True, help="Tokens per row."
-    ),
-    click.option(
-        "--device",
-        type=click.Choice(["cpu", "cuda"]),
-        default="cpu",
-        show_default=True,
-        help="Where calibration runs (one decoder layer at a time).",
-    ),
-)
-
-
-def calibration_options(command):
-    """The calibration options shared by `calibrate` and `convert`."""
-    for option in reversed(CALIBRATION_OPTIONS):
-        command = option(command)
-    return command
-
-
-@click.command(cls=SwallowTrtCommand)
-@click.option(
-    "--model-dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="HF model directory."
-)
-@click.option("--quant", type=click.Choice(sorted(CALIBRATED)), default="fp8", show_default=True)
-@click.option(
-    "--output", required=True, type=click.Path(path_type=Path), help="Calibration directory to write."
-)
-@calibration_options
-@click.option("--overwrite", is_flag=True, help="Replace the output directory if it exists.")
-def command(
-    model_dir: Path,
-    quant: str,
-    output: Path,
-    calib_data: str,
-    calib_size: int,
-    calib_seq_len: int,
-    group_size: int,
-    device: str,
-    overwrite: bool,
-) -> None:
-    """Calibrate a HF model layer by layer (FP8 / KV amax, AWQ scales); write the result once, for any format."""
-    from trt_build.quant.calib_data import calibration_tokens
-
-    arch = read_hf_config(model_dir)
-    batch = calibration_tokens(
-        calib_data, calib_size, calib_seq_len, max_position_embeddings=arch.max_position_embeddings
-    )
-    start = time.perf_counter()
-    result = calibrate(model_dir, quant, batch.tokens, device, group_size=group_size)
-    write_calibration(
-        result, output, overwrite, calibration_data=batch.describe(), seconds=time.perf_counter() - start
-    )
-    click.echo(f"wrote {output}: {len(result.tensors)} tensors over {result.num_layers} layers ({quant})")
+def calibrate_model(
+    model_dir: Path, scheme: str, calib_tokens: torch.Tensor, **options: Any
+) -> CalibrationResult:
+    """`calibrate` a model directory: its source opened and checked here (any layout convert accepts, pickle
+    refused); `options` are calibrate's."""
+    arch = read_hf_config(Path(model_dir))
+    source = open_source(Path(model_dir), arch, calibration_tensors(arch))
+    return calibrate(source, arch, scheme, calib_tokens, **options)

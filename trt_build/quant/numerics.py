@@ -1,7 +1,7 @@
 """Quantized tensor formats as pure functions with closed forms (no calibration, no file layout).
 
-Facts: `shared/reference/trtllm-checkpoint.md` section 4 (TRT-LLM checkpoint) and
-`shared/reference/trtllm-pytorch-backend.md` section 2.2 (ModelOpt unified HF checkpoint).
+Facts: docs/trtllm-checkpoint.md §4 (TRT-LLM checkpoint) and docs/modelopt-checkpoint.md §2 (ModelOpt unified
+HF checkpoint).
 
 Conventions used throughout:
 - A linear weight is `W [out, in]`; scales are float32.

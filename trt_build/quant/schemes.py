@@ -3,7 +3,7 @@
 Convert, calibration, the ModelOpt export, the planner, the memory model and the build rules read their
 facts about a quantization from here and nowhere else. The table is torch-free so the planner can read it
 without importing torch; the tensor math is in `numerics.py`, and what a linear becomes in each checkpoint
-format is the format's business (`convert/`, `verify/reference_runtime.py`).
+format is the format's business (`formats/trtllm_checkpoint.py`, `formats/modelopt_checkpoint.py`).
 
 Byte counts are what the *engine* holds on the GPU: trtllm-build casts AWQ group scales and weight-only
 per-channel scales to the model dtype (bf16), FP8 scales are fp32 scalars, lm_head and the embedding stay
@@ -39,7 +39,7 @@ class QuantScheme:
     needs_data: bool = False  # calibrated even without an FP8 KV cache (FP8 activations, AWQ)
     group_size: int | None = None  # grouped along the input dimension (AWQ)
     convert_targets: tuple[str, ...] = (ENGINE,)  # which `convert --target`s write it
-    # the TRT-LLM config.json `quantization` keys beyond quant_algo / kv_cache_quant_algo (docs §1.3)
+    # the TRT-LLM config.json `quantization` keys beyond quant_algo / kv_cache_quant_algo (docs/trtllm-checkpoint.md §1.3)
     trtllm_quantization: dict[str, Any] = field(default_factory=dict)
     # hf_quant_config.json `quantization` keys beyond quant_algo / kv_cache_quant_algo / exclude_modules
     modelopt_quantization: dict[str, Any] = field(default_factory=dict)
@@ -120,7 +120,7 @@ SCHEMES: dict[str, QuantScheme] = {
                 "pre_quant_scale": True,
             },
         ),
-        # Weight-only: the engine target writes bf16 weights and trtllm-build quantizes them (docs §4.3);
+        # Weight-only: the engine target writes bf16 weights and trtllm-build quantizes them (docs/trtllm-checkpoint.md §4.3);
         # exclude_modules must stay null there.
         QuantScheme(
             "int8_wo",

@@ -17,19 +17,22 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import click
 import torch
 from safetensors import safe_open
 from tqdm import tqdm
 
+from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import sha256_file
 from trt_build.parallel.weight_map import SourceSlice
-from trt_build.source.hf_config import LlamaArchitecture
+from trt_build.source.hf_config import LlamaArchitecture, hf_tensor_shapes
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# The dtypes a checkpoint may be written in (config.json `dtype` / `torch_dtype`).
+TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 # --- reading the source lazily ---------------------------------------------------------------------
@@ -59,9 +62,10 @@ class SourceCheckpoint:
             files = sorted({self.model_dir / name for name in weight_map.values()})
             missing = [path.name for path in files if not path.is_file()]
             if missing:
-                raise click.ClickException(
+                raise SwallowTrtError(
                     f"{index.name} lists {', '.join(missing)}, which are not in {self.model_dir}; "
-                    "the download is incomplete. Download the missing shards and run again."
+                    "the download is incomplete.",
+                    "Download the missing shards and run again.",
                 )
             return files
         files = sorted(self.model_dir.glob("*.safetensors"))
@@ -69,33 +73,34 @@ class SourceCheckpoint:
             return files
         pickles = sorted(p.name for p in self.model_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:
-            raise click.ClickException(
+            raise SwallowTrtError(
                 f"{self.model_dir} holds only pickle checkpoints ({', '.join(pickles[:3])}). Loading a pickle "
-                "can execute arbitrary code, so swallow-trt reads only safetensors. Download the "
-                "*.safetensors files of the model (huggingface-cli download REPO --include '*.safetensors' "
-                "'*.json'), or convert the pickle yourself in a sandbox you trust."
+                "can execute arbitrary code, so swallow-trt reads only safetensors.",
+                "Download the *.safetensors files of the model (huggingface-cli download REPO --include "
+                "'*.safetensors' '*.json'), or convert the pickle yourself in a sandbox you trust.",
             )
-        raise click.ClickException(f"no *.safetensors files in {self.model_dir}.")
+        raise SwallowTrtError(f"no *.safetensors files in {self.model_dir}.")
 
-    def validate(self, needed: set[str], expected: dict[str, tuple[int, ...]]) -> None:
-        """Every needed tensor exists and has the shape config.json implies."""
+    def validate(self, needed: set[str], arch: LlamaArchitecture) -> None:
+        """Every needed tensor exists, has the shape config.json implies and a dtype swallow-trt reads."""
         missing = sorted(needed - self.location.keys())
         if missing:
-            raise click.ClickException(
+            raise SwallowTrtError(
                 f"{len(missing)} tensor(s) the conversion needs are missing from {self.model_dir}: "
-                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}. Is the download complete, "
-                "and is config.json from the same model?"
+                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.",
+                "Is the download complete, and is config.json from the same model?",
             )
+        expected = hf_tensor_shapes(arch)
         for name in (name for name in expected if name in needed):  # model order: first layer first
             if self.shapes[name] != expected[name]:
-                raise click.ClickException(
+                raise SwallowTrtError(
                     f"tensor {name} in {self.location[name].name} has shape {list(self.shapes[name])}, but "
                     f"config.json implies {list(expected[name])}. config.json and the weights do not match."
                 )
             if self.dtypes[name] not in ("BF16", "F16", "F32"):
-                raise click.ClickException(
-                    f"tensor {name} is {self.dtypes[name]}; convert reads bf16/fp16/fp32 weights. Quantized "
-                    "source checkpoints are not supported."
+                raise SwallowTrtError(
+                    f"tensor {name} is {self.dtypes[name]}; convert reads bf16/fp16/fp32 weights.",
+                    "Quantized source checkpoints are not supported.",
                 )
 
     def read(
@@ -122,7 +127,7 @@ class SourceCheckpoint:
         """Read every tensor in `names` once, in row blocks, through `checked_cast` to `dtype`: a weight
         that dtype cannot hold then fails in seconds or minutes, not after hours of calibration."""
         for name in tqdm(
-            sorted(names), desc=f"range check ({_dtype_name(dtype)})", unit="tensor", leave=False
+            sorted(names), desc=f"range check ({dtype_name(dtype)})", unit="tensor", leave=False
         ):
             shape = self.shapes[name]
             rows = shape[0] if shape else 1
@@ -133,11 +138,28 @@ class SourceCheckpoint:
     def get(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
         """One whole tensor by its HF name (calibration reads a layer's tensors this way)."""
         if name not in self.location:
-            raise click.ClickException(
-                f"tensor {name} is missing from {self.model_dir}. Is the download complete, and is "
-                "config.json from the same model?"
+            raise SwallowTrtError(
+                f"tensor {name} is missing from {self.model_dir}.",
+                "Is the download complete, and is config.json from the same model?",
             )
         return self.read(SourceSlice(name, 0, self.shapes[name][0]), dtype=dtype)
+
+    def tensors(self, keep: Callable[[str], bool] = lambda name: True) -> dict[str, torch.Tensor]:
+        """Every tensor `keep` accepts, as stored, each file opened once: loading a whole (small or
+        converted) model, never a conversion's way of reading."""
+        found: dict[str, torch.Tensor] = {}
+        for path in self.files:
+            with safe_open(path, framework="pt") as handle:
+                found.update({name: handle.get_tensor(name) for name in handle.keys() if keep(name)})  # noqa: SIM118
+        return found
+
+
+def open_source(model_dir: Path, arch: LlamaArchitecture, needed: set[str]) -> SourceCheckpoint:
+    """The model's safetensors opened once and checked against config.json: every needed tensor there, in
+    the shape it implies. Convert opens its source this way and hands it on (to calibration, too)."""
+    source = SourceCheckpoint(model_dir)
+    source.validate(needed, arch)
+    return source
 
 
 # --- the checked cast ------------------------------------------------------------------------------
@@ -162,20 +184,21 @@ def checked_cast(tensor: torch.Tensor, dtype: torch.dtype, name: str, file: str 
     where = f"tensor {name}" + (f" in {file}" if file else "")
     bad = int((~torch.isfinite(tensor)).sum())
     if bad:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"{where} already holds inf/NaN values ({bad} of the {tensor.numel()} read). The checkpoint is "
-            "damaged: download it again (and compare its sha256 with the hub), or use another copy."
+            "damaged:",
+            "download it again (and compare its sha256 with the hub), or use another copy.",
         )
     amax = tensor.abs().amax().float().item()
     limit = torch.finfo(dtype).max
-    raise click.ClickException(
-        f"{where} has max |value| {amax:.6g}, beyond the {_dtype_name(dtype)} range (+-{limit:.6g}): "
-        f"converting it to {_dtype_name(dtype)} would make it inf and the engine produce NaN. Use --dtype "
-        "bfloat16 (the range of float32) or --dtype auto (the model's own dtype)."
+    raise SwallowTrtError(
+        f"{where} has max |value| {amax:.6g}, beyond the {dtype_name(dtype)} range (+-{limit:.6g}): "
+        f"converting it to {dtype_name(dtype)} would make it inf and the engine produce NaN.",
+        "Use --dtype bfloat16 (the range of float32) or --dtype auto (the model's own dtype).",
     )
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 

@@ -12,14 +12,15 @@ model from the local HF cache instead, or says clearly that it is not there.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import shutil
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
-from trt_build.cli.base import SwallowTrtCommand
+from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import write_manifest
 from trt_build.source.registry import lookup
 from trt_build.source.tokenizer import GENERATION_CONFIG, TOKENIZER_FILES
@@ -58,14 +59,14 @@ def resolve_repo_id(name: str) -> str:
     if known is not None:
         return known.hub_id
     if name.count("/") != 1:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"{name!r} is not a hub id (organisation/name) nor a known Swallow model (`swallow-trt models`)."
         )
     return name
 
 
-def hub_error(error: Exception, repo_id: str, revision: str | None) -> click.ClickException:
-    """A ClickException saying what went wrong with the hub and what to do next."""
+def hub_error(error: Exception, repo_id: str, revision: str | None) -> SwallowTrtError:
+    """What went wrong with the hub and what to do next."""
     import httpx2
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -78,33 +79,34 @@ def hub_error(error: Exception, repo_id: str, revision: str | None) -> click.Cli
 
     endpoint = hub_endpoint() or "https://huggingface.co"
     if isinstance(error, GatedRepoError):
-        return click.ClickException(
-            f"{repo_id} is a gated repository and this account has no access yet. Open {endpoint}/{repo_id}, "
-            "accept the license while logged in, then give a token of that account: export HF_TOKEN=hf_... "
-            "(or run `hf auth login`), and fetch again."
+        return SwallowTrtError(
+            f"{repo_id} is a gated repository and this account has no access yet.",
+            f"Open {endpoint}/{repo_id}, accept the license while logged in, then give a token of that account: "
+            "export HF_TOKEN=hf_... (or run `hf auth login`), and fetch again.",
         )
     if isinstance(error, RevisionNotFoundError):
-        return click.ClickException(
-            f"{repo_id} has no revision {revision!r}. Check the branch, tag or commit on {endpoint}/{repo_id}."
+        return SwallowTrtError(
+            f"{repo_id} has no revision {revision!r}.",
+            f"Check the branch, tag or commit on {endpoint}/{repo_id}.",
         )
     if isinstance(error, RepositoryNotFoundError):
-        return click.ClickException(
-            f"{repo_id} was not found on {endpoint} (or it is private and no valid token was given). Check the id "
-            "(`swallow-trt models` lists the Swallow ones); for a private repo export HF_TOKEN=hf_..."
+        return SwallowTrtError(
+            f"{repo_id} was not found on {endpoint} (or it is private and no valid token was given).",
+            "Check the id (`swallow-trt models` lists the Swallow ones); for a private repo export HF_TOKEN=hf_...",
         )
     if isinstance(
         error, (httpx2.TransportError, OfflineModeIsEnabled, LocalEntryNotFoundError, ConnectionError)
     ):
-        return click.ClickException(
-            f"Cannot reach the Hugging Face hub at {endpoint} ({type(error).__name__}). Check the network or "
-            "proxy (HTTPS_PROXY), or set HF_ENDPOINT to a mirror; with the model already in the HF cache, "
-            "set HF_HUB_OFFLINE=1 to use it."
+        return SwallowTrtError(
+            f"Cannot reach the Hugging Face hub at {endpoint} ({type(error).__name__}).",
+            "Check the network or proxy (HTTPS_PROXY), or set HF_ENDPOINT to a mirror; with the model already in "
+            "the HF cache, set HF_HUB_OFFLINE=1 to use it.",
         )
     if isinstance(error, HfHubHTTPError):
         status = error.response.status_code if error.response is not None else "?"
         hint = "check HF_TOKEN" if status in (401, 403) else "the hub may be down; try again later"
-        return click.ClickException(f"The hub answered HTTP {status} for {repo_id}: {hint}.")
-    return click.ClickException(f"Fetching {repo_id} failed: {type(error).__name__}: {error}")
+        return SwallowTrtError(f"The hub answered HTTP {status} for {repo_id}: {hint}.")
+    return SwallowTrtError(f"Fetching {repo_id} failed: {type(error).__name__}: {error}")
 
 
 def _staging_dir(output: Path) -> Path:
@@ -128,15 +130,14 @@ def check_disk(output: Path, sizes: dict[str, int]) -> None:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if free < needed:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"Not enough disk space: the files to fetch need {needed / 1e9:.2f} GB and {probe} has "
-            f"{free / 1e9:.2f} GB free. Free some space or pass --output on a larger disk. Nothing was downloaded."
+            f"{free / 1e9:.2f} GB free.",
+            "Free some space or pass --output on a larger disk. Nothing was downloaded.",
         )
 
 
 def _already_fetched(output: Path, repo_id: str, revision: str | None) -> dict[str, Any] | None:
-    import json
-
     manifest = output / "manifest.json"
     if not manifest.is_file():
         return None
@@ -171,20 +172,18 @@ def fetch_online(repo_id: str, revision: str | None, output: Path, overwrite: bo
     if not any(n.endswith(".safetensors") for n in names):
         bins = [n for n in names if any(fnmatch.fnmatch(n, p) for p in BIN_WEIGHT_PATTERNS)]
         what = f"only PyTorch pickle weights ({', '.join(bins[:3])})" if bins else "no weight files"
-        raise click.ClickException(
-            f"{repo_id}@{info.sha} has {what}. swallow-trt loads safetensors only (a pickle can run code). "
-            "Use a revision or repo with *.safetensors, or convert the weights to safetensors yourself first."
+        raise SwallowTrtError(
+            f"{repo_id}@{info.sha} has {what}. swallow-trt loads safetensors only (a pickle can run code).",
+            "Use a revision or repo with *.safetensors, or convert the weights to safetensors yourself first.",
         )
     if "config.json" not in names:
-        raise click.ClickException(
-            f"{repo_id}@{info.sha} has no config.json; is it a transformers model repo?"
-        )
+        raise SwallowTrtError(f"{repo_id}@{info.sha} has no config.json; is it a transformers model repo?")
     sizes = {s.rfilename: int(s.size or 0) for s in siblings if wanted(s.rfilename)}
     check_disk(output, sizes)
     staging = _staging_dir(output)
-    click.echo(
+    print(
         f"Fetching {len(sizes)} files ({sum(sizes.values()) / 1e9:.2f} GB) of {repo_id}@{info.sha} ...",
-        err=True,
+        file=sys.stderr,
     )
     try:
         snapshot_download(
@@ -198,8 +197,8 @@ def fetch_online(repo_id: str, revision: str | None, output: Path, overwrite: bo
         raise hub_error(error, repo_id, revision) from None
     missing = [name for name, size in sizes.items() if not (staging / name).is_file()]
     if missing:
-        raise click.ClickException(
-            f"Download incomplete ({', '.join(missing[:3])} missing); run fetch again to resume."
+        raise SwallowTrtError(
+            f"Download incomplete ({', '.join(missing[:3])} missing);", "run fetch again to resume."
         )
     lfs = {s.rfilename: s.lfs.sha256 for s in siblings if wanted(s.rfilename) and s.lfs is not None}
     files = [
@@ -230,14 +229,15 @@ def fetch_offline(repo_id: str, revision: str | None, output: Path, overwrite: b
             )
         )
     except LocalEntryNotFoundError:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"HF_HUB_OFFLINE is set and {repo_id}@{revision or 'main'} is not in the Hugging Face cache "
-            f"({constants.HF_HUB_CACHE}). Fetch it once with network access (unset HF_HUB_OFFLINE), or copy "
-            "the model directory to this machine and pass that directory as the model."
+            f"({constants.HF_HUB_CACHE}).",
+            "Fetch it once with network access (unset HF_HUB_OFFLINE), or copy the model directory to this "
+            "machine and pass that directory as the model.",
         ) from None
     files = sorted(p for p in cached.rglob("*") if p.is_file() and wanted(p.name))
     if not any(p.suffix == ".safetensors" for p in files):
-        raise click.ClickException(f"The cached snapshot {cached} has no *.safetensors files.")
+        raise SwallowTrtError(f"The cached snapshot {cached} has no *.safetensors files.")
     sizes = {str(p.relative_to(cached)): p.stat().st_size for p in files}
     check_disk(output, sizes)
     staging = _staging_dir(output)
@@ -264,34 +264,32 @@ def fetch_offline(repo_id: str, revision: str | None, output: Path, overwrite: b
     return commit
 
 
+@dataclass(frozen=True)
+class Fetched:
+    directory: Path
+    repo_id: str
+    commit: str | None
+    already_there: bool  # the directory held this repo and revision already: nothing was downloaded
+
+    def describe(self) -> str:
+        if self.already_there:
+            return f"{self.directory} already holds {self.repo_id}@{self.commit}; nothing to do."
+        return f"Fetched {self.repo_id}@{self.commit} into {self.directory}"
+
+
 def fetch(
     model: str, revision: str | None = None, output: Path | None = None, overwrite: bool = False
-) -> Path:
-    """Fetch `model` into `output` (default models/<name>) and return the directory."""
+) -> Fetched:
+    """Fetch `model` into `output` (default models/<name>)."""
     repo_id = resolve_repo_id(model)
     output = Path(output or Path("models") / repo_id.split("/", 1)[1])
     recorded = _already_fetched(output, repo_id, revision)
     if recorded and not overwrite:
-        click.echo(f"{output} already holds {repo_id}@{recorded.get('commit')}; nothing to do.", err=True)
-        return output
+        return Fetched(output, repo_id, recorded.get("commit"), already_there=True)
     if output.exists() and not overwrite:
-        raise click.ClickException(
-            f"{output} already exists and holds something else. Pass --overwrite to replace it."
+        raise SwallowTrtError(
+            f"{output} already exists and holds something else.", "Pass --overwrite to replace it."
         )
     output.parent.mkdir(parents=True, exist_ok=True)
     commit = (fetch_offline if offline_mode() else fetch_online)(repo_id, revision, output, overwrite)
-    click.echo(f"Fetched {repo_id}@{commit} into {output}", err=True)
-    return output
-
-
-@click.command(cls=SwallowTrtCommand)
-@click.argument("model_id")
-@click.option("--revision", default=None, help="Branch, tag or commit [default: main]; recorded as a commit.")
-@click.option("--output", type=click.Path(path_type=Path), default=None, help="[default: models/<name>]")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
-def command(model_id: str, revision: str | None, output: Path | None, overwrite: bool) -> None:
-    """Download a model's safetensors, configs and tokenizer from the Hugging Face hub (pinned commit).
-
-    Prints the output directory on stdout. Honours HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE.
-    """
-    click.echo(fetch(model_id, revision, output, overwrite))
+    return Fetched(output, repo_id, commit, already_there=False)

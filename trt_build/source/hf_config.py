@@ -7,12 +7,13 @@ so we read either, and write both when we create models.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
+from trt_build.common.errors import SwallowTrtError
 
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM",)
 DTYPES = ("bfloat16", "float16", "float32")
@@ -73,16 +74,14 @@ def parse_hf_config(raw: dict[str, Any], source: str = "config.json") -> LlamaAr
     """Validate a Llama config dict (either form) and return its architecture numbers."""
     architectures = raw.get("architectures") or []
     if not any(name in SUPPORTED_ARCHITECTURES for name in architectures):
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"{source}: architecture {architectures or 'missing'} is not supported. swallow-trt converts "
             f"Llama-3.1-architecture checkpoints ({', '.join(SUPPORTED_ARCHITECTURES)}) such as Llama-3.1-Swallow."
         )
     required = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
     missing = [key for key in required if key not in raw]
     if missing:
-        raise click.ClickException(
-            f"{source}: missing {', '.join(missing)}; is this a complete HF config.json?"
-        )
+        raise SwallowTrtError(f"{source}: missing {', '.join(missing)}; is this a complete HF config.json?")
     heads = int(raw["num_attention_heads"])
     theta, scaling = rope_from(raw)
     dtype = raw.get("torch_dtype") or raw.get("dtype") or "bfloat16"
@@ -109,7 +108,7 @@ def parse_hf_config(raw: dict[str, Any], source: str = "config.json") -> LlamaAr
 def read_hf_config(model_dir: Path) -> LlamaArchitecture:
     path = Path(model_dir) / "config.json"
     if not path.is_file():
-        raise click.ClickException(f"{path} not found: --model-dir must be a Hugging Face model directory.")
+        raise SwallowTrtError(f"{path} not found: --model-dir must be a Hugging Face model directory.")
     return parse_hf_config(json.loads(path.read_text()), source=str(path))
 
 
@@ -149,6 +148,17 @@ def hf_config_dict(arch: LlamaArchitecture, form: str = "both") -> dict[str, Any
     if form not in ("v4", "v5", "both"):
         raise ValueError(f"unknown config form {form!r}")
     return dict(sorted(config.items()))
+
+
+def transformers_config(arch: LlamaArchitecture, dtype: str | None = None):
+    """A transformers `LlamaConfig` of `arch` (in `dtype`, default its own), built from the config.json form the
+    installed transformers reads correctly: the RoPE keys differ between 4 and 5 and each misreads the other's.
+    Calibration and the reference runtime build their models from it."""
+    import transformers
+    from transformers import LlamaConfig
+
+    form = "v5" if int(transformers.__version__.split(".")[0]) >= 5 else "v4"
+    return LlamaConfig(**hf_config_dict(dataclasses.replace(arch, dtype=dtype or arch.dtype), form))
 
 
 # Every linear of a Llama decoder layer, by its HF name inside the layer, in file order.

@@ -23,6 +23,7 @@ from trt_build.common.outdir import atomic_output_dir
 from trt_build.formats.safetensors_stream import (
     StreamingSafetensorsWriter,
     TensorSpec,
+    shard_index,
     shard_layout,
     tensor_bytes,
 )
@@ -146,17 +147,16 @@ def write_hf_model(
     total = sum(tensor_bytes(dt, shape) for _, dt, shape in layout)
     label = manifest_fields.get("preset", "model")
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
-        weight_map: dict[str, str] = {}
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"{label} weights", leave=False) as bar:
             for file_name, shard in shards:
                 with StreamingSafetensorsWriter(tmp / file_name, shard, metadata={"format": "pt"}) as writer:
                     for name, dt, shape in shard:
                         writer.write(name, tensor(name, dt, shape))
-                        weight_map[name] = file_name
                         bar.update(tensor_bytes(dt, shape))
         if len(shards) > 1:
-            index_json = {"metadata": {"total_size": total}, "weight_map": weight_map}
-            (tmp / "model.safetensors.index.json").write_text(json.dumps(index_json, indent=2) + "\n")
+            (tmp / "model.safetensors.index.json").write_text(
+                json.dumps(shard_index(shards), indent=2) + "\n"
+            )
         (tmp / "config.json").write_text(json.dumps(hf_config_dict(arch, config_form), indent=2) + "\n")
         (tmp / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2) + "\n")
         copy_tokenizer(tmp)

@@ -15,11 +15,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-import click
-
-from trt_build.cli.base import SwallowTrtCommand
+from trt_build.common.errors import SwallowTrtError
 from trt_build.common.outdir import atomic_output_dir
 
 LLAMA_MODELS_WHEEL = "llama-models==0.3.0"
@@ -100,16 +99,16 @@ def tokenizer_model_file() -> Path:
         result = subprocess.run(command, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("llama_models-*.whl"))
         if result.returncode != 0 or not wheels:
-            raise click.ClickException(
+            raise SwallowTrtError(
                 f"Could not download {LLAMA_MODELS_WHEEL} from the package index to get the Llama 3 "
-                f"tokenizer.model:\n{result.stderr.strip()}\n"
-                f"Put the file (sha256 {TOKENIZER_MODEL_SHA256}) at {target} and run again."
+                f"tokenizer.model:\n{result.stderr.strip()}\n",
+                f"Put the file (sha256 {TOKENIZER_MODEL_SHA256}) at {target} and run again.",
             )
         extracted = Path(tmp) / "tokenizer.model"
         with zipfile.ZipFile(wheels[0]) as wheel:
             extracted.write_bytes(wheel.read(TOKENIZER_MODEL_MEMBER))
         if _sha256(extracted) != TOKENIZER_MODEL_SHA256:
-            raise click.ClickException(
+            raise SwallowTrtError(
                 f"{LLAMA_MODELS_WHEEL} holds an unexpected tokenizer.model (sha256 differs)."
             )
         os.replace(extracted, target)
@@ -172,19 +171,32 @@ def copy_tokenizer(destination: Path) -> None:
         shutil.copy2(source / name, destination / name)
 
 
-@click.command(cls=SwallowTrtCommand)
-@click.option("--output", type=click.Path(path_type=Path), help="Also copy the tokenizer to this directory.")
-def command(output: Path | None) -> None:
-    """Build (once) and show the offline Llama 3.1 tokenizer used by Swallow."""
+SAMPLE_TEXT = "東京の紅葉した公園で"
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """What `swallow-trt tokenizer` shows of the tokenizer it built (or copied)."""
+
+    directory: Path
+    vocab: int
+    bos_token_id: int
+    eos_token_id: int
+    sample: str
+    sample_ids: list[int]
+
+
+def prepare_tokenizer(output: Path | None = None) -> TokenizerInfo:
+    """The offline tokenizer, built once (and copied to `output` when given), and a sample encoding."""
+    from transformers import AutoTokenizer
+
     directory = ensure_tokenizer()
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         copy_tokenizer(output)
         directory = output
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    sample = "東京の紅葉した公園で"
-    click.echo(f"tokenizer: {directory}")
-    click.echo(f"vocab: {len(tokenizer)}  bos: {tokenizer.bos_token_id}  eos: {tokenizer.eos_token_id}")
-    click.echo(f"{sample!r} -> {tokenizer.encode(sample, add_special_tokens=False)}")
+    ids = tokenizer.encode(SAMPLE_TEXT, add_special_tokens=False)
+    return TokenizerInfo(
+        directory, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, SAMPLE_TEXT, ids
+    )

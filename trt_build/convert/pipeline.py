@@ -1,0 +1,122 @@
+"""`swallow-trt convert`: Hugging Face Llama safetensors -> a checkpoint TensorRT-LLM loads, in bounded memory.
+
+One skeleton for both targets: refuse an existing output and what the format cannot hold, read config.json,
+resolve the dtype, open and check the source once, range-check it for float16, calibrate it (or reuse a
+calibration), hash it on a thread beside the writing, and write everything into a directory that appears
+whole or not at all, with the calibration and a manifest. What is written is the writer's business:
+`TrtllmWriter` (engine target: config.json + rank files) or `ModelOptWriter` (pytorch target: ModelOpt unified
+HF checkpoint).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from trt_build import __version__
+from trt_build.common.manifest import write_manifest
+from trt_build.common.outdir import atomic_output_dir, refuse_existing
+from trt_build.common.targets import resolve_target
+from trt_build.convert.calibration import keep_calibration, run_calibration
+from trt_build.convert.modelopt_writer import ModelOptWriter
+from trt_build.convert.options import ConvertJob, ConvertOptions
+from trt_build.convert.streaming import release_freed_memory_eagerly
+from trt_build.convert.trtllm_writer import TrtllmWriter
+from trt_build.quant.calibration_result import CalibrationResult
+from trt_build.quant.schemes import ENGINE, PYTORCH, kv_cache_dtype_named, needs_calibration
+from trt_build.source.checkpoint import (
+    TORCH_DTYPES,
+    SourceCheckpoint,
+    SourceHasher,
+    open_source,
+    resolve_dtype,
+)
+from trt_build.source.hf_config import read_hf_config
+
+
+class CheckpointWriter(Protocol):
+    """What one checkpoint format adds to the skeleton."""
+
+    target: str
+    format: str
+
+    @classmethod
+    def refuse(cls, options: ConvertOptions) -> None:
+        """Refuse options the format cannot hold, before anything is read."""
+
+    def source_tensors(self) -> set[str]:
+        """The HF tensors it reads."""
+
+    def quantization(self) -> dict[str, Any]:
+        """The quantization block its config holds."""
+
+    def options_record(self) -> dict[str, Any]:
+        """The manifest's `options`."""
+
+    def write(
+        self, directory: Path, source: SourceCheckpoint, calibration: CalibrationResult | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Configs and tensor files into `directory`; returns (its manifest records, its timings)."""
+
+
+WRITERS: dict[str, type[CheckpointWriter]] = {ENGINE: TrtllmWriter, PYTORCH: ModelOptWriter}
+
+
+def convert(options: ConvertOptions) -> Path:
+    """Convert `options.model_dir` into a checkpoint of `options.target` at `options.output`; returns it."""
+    started = time.perf_counter()
+    release_freed_memory_eagerly()
+    output, model_dir = Path(options.output), Path(options.model_dir)
+    writer_type = WRITERS[resolve_target(options.target)]
+    writer_type.refuse(options)
+    refuse_existing(output, options.overwrite)
+    quant, quant_options = options.quant, options.quant_options
+    kv_cache_dtype_named(quant_options.kv_cache_dtype)
+    arch = read_hf_config(model_dir)
+    dtype_name = resolve_dtype(options.dtype, arch)
+    writer = writer_type(ConvertJob(options, arch, dtype_name))
+    needed = writer.source_tensors()
+    source = open_source(model_dir, arch, needed)
+    calibration, calibration_record = None, None
+    if needs_calibration(quant, quant_options.kv_cache_dtype):
+        if dtype_name == "float16":  # a weight float16 cannot hold fails now, not after hours of calibration
+            source.check_range(needed, TORCH_DTYPES[dtype_name])
+        calibration, calibration_record = run_calibration(source, arch, quant, quant_options)
+    hasher = SourceHasher([*source.files, model_dir / "config.json"], model_dir, compute=options.sha256)
+    hasher.start()
+    try:
+        with atomic_output_dir(output, overwrite=options.overwrite) as tmp:
+            write_started = time.perf_counter()
+            records, writer_timings = writer.write(tmp, source, calibration)
+            write_seconds = time.perf_counter() - write_started
+            if calibration is not None:  # extra files are harmless to trtllm-build
+                keep_calibration(tmp, calibration, calibration_record)
+            source_files = hasher.result()
+            write_manifest(
+                tmp,
+                "convert",
+                target=writer.target,
+                format=writer.format,
+                tool_version=__version__,
+                options=writer.options_record(),
+                quantization=writer.quantization(),
+                source={"model_dir": str(model_dir.resolve()), "files": source_files},
+                **records,
+                calibration=calibration_record,
+                timings={
+                    "calibration_seconds": calibration_record["seconds"] if calibration_record else 0.0,
+                    "convert_seconds": round(write_seconds, 3),
+                    "total_seconds": round(time.perf_counter() - started, 3),
+                    **writer_timings,
+                    "source_sha256_seconds": round(hasher.seconds, 3),
+                },
+            )
+    finally:
+        hasher.stop.set()
+    return output
+
+
+def convert_checkpoint(model_dir: Path, output: Path, **options: Any) -> Path:
+    """`convert` with the options as keywords (`ConvertOptions`' fields): the Python caller's shorthand."""
+    return convert(ConvertOptions(Path(model_dir), Path(output), **options))
