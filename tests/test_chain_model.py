@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 
-from trt_build.cli.source import tiny_model as tiny_model_command
+from trt_build.cli.source import tiny_model_command
 from trt_build.common.errors import SwallowTrtError
 from trt_build.source.chain_model import CHAIN_SENTENCE, chain_token_ids, write_chain_model
 from trt_build.source.hf_config import read_hf_config
