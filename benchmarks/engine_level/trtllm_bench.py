@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.console import say
 from benchmarks.engine_level.trtllm_results import convert_level
 from benchmarks.load.datasets import load_tokenizer, synthetic
 from benchmarks.load.levels import LoadLevel
@@ -31,6 +30,7 @@ from benchmarks.metrics import results
 from benchmarks.metrics.summary import Summary, headline
 from benchmarks.options import DEFAULT_REQUESTS, BenchOptions
 from trt_build.build.pytorch import is_pytorch_deployment, read_deployment
+from trt_build.common.console import say
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir

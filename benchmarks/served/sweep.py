@@ -17,13 +17,13 @@ from typing import Any
 
 from benchmarks.clients import CLIENTS, ClientOptions
 from benchmarks.clients.triton_http import base_url
-from benchmarks.console import say
 from benchmarks.load.datasets import BenchRequest, load_dataset, load_tokenizer
 from benchmarks.load.generator import Runner, RunResult, stop_on_ctrl_c
 from benchmarks.load.levels import LoadLevel
 from benchmarks.metrics import results
 from benchmarks.metrics.summary import RequestRecord, Summary, headline, read_server_counts, summarize
 from benchmarks.options import DEFAULT_REQUESTS, BenchOptions
+from trt_build.common.console import say
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir

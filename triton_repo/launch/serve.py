@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
-
 from triton_repo.launch.tritonserver import Ports, TritonServer
 from triton_repo.openai_front import OpenAIFrontServer, OpenAIFrontSettings
 from triton_repo.repository.common import repository_manifest
@@ -32,6 +30,7 @@ from triton_repo.repository.engine_configs import ENGINE, MODEL_NAMES
 from triton_repo.repository.engine_repo import repository_world_size
 from triton_repo.repository.llmapi_configs import LLMAPI_MODELS
 from triton_repo.repository.llmapi_repo import STOCK_SOURCE, missing_stock_files
+from trt_build.common.console import say
 from trt_build.common.errors import NO_GPU_TOOLCHAIN, SwallowTrtError
 
 
@@ -112,7 +111,7 @@ def run_trtllm_serve(deploy: Path, host: str, port: int) -> None:
             f"then run there:\n  {shlex.join(argv)}",
             exit_code=NO_GPU_TOOLCHAIN,
         )
-    click.echo(
+    say(
         f"$ {shlex.join(argv)}\nOpenAI-compatible API at http://{host}:{port}/v1 once ready; Ctrl-C stops it."
     )
     process = subprocess.Popen([program, *argv[1:]])
@@ -126,7 +125,7 @@ def run_trtllm_serve(deploy: Path, host: str, port: int) -> None:
         signal.signal(signal.SIGTERM, previous)
     if returncode not in (0, -signal.SIGINT, 130):
         raise SwallowTrtError(f"trtllm-serve exited with {returncode} (its output is above).")
-    click.echo("Stopped.")
+    say("Stopped.")
 
 
 def openai_front(server: TritonServer, options: ServeOptions) -> OpenAIFrontServer | None:
@@ -152,7 +151,7 @@ def serve_repository(options: ServeOptions) -> None:
     parallel = int(manifest.get("tensor_parallel_size", 1)) * int(manifest.get("pipeline_parallel_size", 1))
     mpi_singleton = pytorch and manifest.get("backend") == "llmapi" and parallel > 1
     server = TritonServer(repo, ports, world_size=world_size, log_path=log_path, mpi_singleton=mpi_singleton)
-    click.echo(
+    say(
         f"Starting {server.installation.binary} ({server.installation.source}), world size {world_size}"
         + (f", one server under mpirun for the LLM API's {parallel} GPU workers" if mpi_singleton else "")
         + "..."
@@ -164,7 +163,7 @@ def serve_repository(options: ServeOptions) -> None:
         server.start(timeout_s=options.timeout_s)
         front = openai_front(server, options)
         openai = f"\nOpenAI   {front.url}  (POST /chat/completions, /completions)" if front else ""
-        click.echo(f"Ready.\n{endpoints(server, pytorch)}{openai}\nPress Ctrl-C to stop.")
+        say(f"Ready.\n{endpoints(server, pytorch)}{openai}\nPress Ctrl-C to stop.")
         while not stop.is_set():
             if server.process.poll() is not None:
                 raise server.exit_error()
@@ -175,9 +174,9 @@ def serve_repository(options: ServeOptions) -> None:
         signal.signal(signal.SIGTERM, previous)
         if front is not None:
             front.stop()
-        click.echo("Stopping tritonserver...")
+        say("Stopping tritonserver...")
         server.stop()
-    click.echo("Stopped.")
+    say("Stopped.")
 
 
 def serve_until_stopped(options: ServeOptions) -> None:
