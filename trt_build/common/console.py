@@ -1,6 +1,7 @@
 """What a long stage tells the person running it while it runs: warnings, the command it starts, that
-command's own output, a benchmark level's line, a server's endpoints. Library code prints these itself because they must appear as they happen (a
-trtllm-build can run for an hour); results are returned and errors raised, never printed here."""
+command's own output, a benchmark level's line, a server's endpoints. Library code prints these itself
+because they must appear as they happen (a trtllm-build can run for an hour); results are returned and
+errors raised, never printed here."""
 
 from __future__ import annotations
 
