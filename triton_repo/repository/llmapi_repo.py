@@ -107,6 +107,7 @@ def _write(
         "tensor_parallel_size": int(llm_options.get("tensor_parallel_size", 1)),
         "pipeline_parallel_size": int(llm_options.get("pipeline_parallel_size", 1)),
         "models": list(models),
+        "fronts": [BLS],  # the model clients call
     }
     return write_models(options, models, llmapi_configs.LLMAPI_FRONT_TOKENIZER, manifest)
 

@@ -3,13 +3,18 @@
 Same tensors as the C++ `tensorrtllm` backend. Each request runs in its own thread: with
 `streaming` true one response per token (the new token only), otherwise exactly one response (so
 HTTP `generate` works). A cancelled request, or a `stop` request with the same request id, ends its
-generation. Runs only in swallow-trt's own environment, so it imports the installed package.
+generation before the next token. It reports the C++ backend's metric families that say what it is
+doing: `nv_trt_llm_request_metrics{request_type="active"}` (requests generating now) and the
+`nv_llm_input_token_len` / `nv_llm_output_token_len` histograms (tokens per finished request, a
+cancelled one included). Runs only in swallow-trt's own environment, so it imports the installed package.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections import defaultdict
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -17,6 +22,7 @@ import triton_python_backend_utils as pb_utils
 from triton_repo.models.cpu_engine import CpuEngine, RequestError, SamplingParams, load_model, word_lists
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+TOKEN_BUCKETS = [10, 50, 100, 500, 1000]  # the C++ backend's buckets
 
 
 def _value(request, name, default=None):
@@ -41,9 +47,10 @@ class TritonPythonModel:
             max_input_len=int(parameters["max_input_len"]),
             max_seq_len=int(parameters["max_seq_len"]),
         )
-        self.running: dict[str, threading.Event] = {}
+        self.running: defaultdict[str, set[threading.Event]] = defaultdict(set)  # request id -> its stops
         self.running_lock = threading.Lock()
         self.threads: set[threading.Thread] = set()
+        self.metrics = EngineMetrics(args["model_name"], args["model_version"])
 
     def execute(self, requests):
         for request in requests:
@@ -56,9 +63,10 @@ class TritonPythonModel:
         return None
 
     def stop(self, request):
+        """Stop every running request with this request id, as the C++ backend's `stop` does."""
         with self.running_lock:
-            event = self.running.get(request.request_id())
-        if event is not None:
+            events = list(self.running.get(request.request_id(), ()))
+        for event in events:
             event.set()
         request.get_response_sender().send(flags=FINAL)
 
@@ -66,22 +74,23 @@ class TritonPythonModel:
         sender = request.get_response_sender()
         stop_event = threading.Event()
         key = request.request_id()
-        if key:
-            with self.running_lock:
-                self.running[key] = stop_event
+        with self.running_lock:
+            self.running[key].add(stop_event)
         try:
             self.generate(request, sender, stop_event)
         except RequestError as error:
-            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error))), flags=FINAL)
+            invalid = pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)
+            sender.send(pb_utils.InferenceResponse(error=invalid), flags=FINAL)
         except Exception as error:  # an engine bug must not leave the client waiting
             sender.send(
                 pb_utils.InferenceResponse(error=pb_utils.TritonError(f"CPU engine failed: {error!r}")),
                 flags=FINAL,
             )
         finally:
-            if key:
-                with self.running_lock:
-                    self.running.pop(key, None)
+            with self.running_lock:
+                self.running[key].discard(stop_event)
+                if not self.running[key]:
+                    del self.running[key]
             self.threads.discard(threading.current_thread())
 
     def generate(self, request, sender, stop_event):
@@ -113,11 +122,13 @@ class TritonPythonModel:
         def cancelled() -> bool:
             return stop_event.is_set() or request.is_cancelled() or sender.is_cancelled()
 
+        self.engine.check(prompt, params)  # a refused request is no generation
         generated: list[int] = []
-        for token in self.engine.generate(prompt, params, cancelled):
-            generated.append(token)
-            if streaming:
-                sender.send(self.response([token], len(prompt), 1, counts))  # counts are per response
+        with self.metrics.generating(len(prompt), generated):
+            for token in self.engine.generate(prompt, params, cancelled):
+                generated.append(token)
+                if streaming:
+                    sender.send(self.response([token], len(prompt), 1, counts))  # counts are per response
         if cancelled():
             pb_utils.Logger.log_info(
                 f"tensorrt_llm: request '{request.request_id()}' cancelled after {len(generated)} tokens"
@@ -147,7 +158,46 @@ class TritonPythonModel:
 
     def finalize(self):
         with self.running_lock:
-            for event in self.running.values():
-                event.set()
+            for events in self.running.values():
+                for event in events:
+                    event.set()
         for thread in list(self.threads):
             thread.join(timeout=5)
+
+
+class EngineMetrics:
+    """The C++ backend's metric families this engine can honestly report (docs/triton.md §8)."""
+
+    def __init__(self, model: str, version: str):
+        labels = {"model": model, "version": str(version)}
+        family = pb_utils.MetricFamily
+        # a family must outlive its metrics, so both are kept
+        requests = family("nv_trt_llm_request_metrics", "TRT-LLM request metrics", family.GAUGE)
+        self.families = [requests]
+        self.active = requests.Metric(labels={**labels, "request_type": "active"})
+        self.lengths = {}
+        for kind, metric_type in (("input", "total_input_tokens"), ("output", "total_output_tokens")):
+            histogram = family(
+                f"nv_llm_{kind}_token_len", f"TRT-LLM response {kind} token length", family.HISTOGRAM
+            )
+            self.families.append(histogram)
+            self.lengths[kind] = histogram.Metric(
+                labels={**labels, "response_metric_type": metric_type}, buckets=TOKEN_BUCKETS
+            )
+        self.lock = threading.Lock()
+        self.running = 0
+
+    @contextlib.contextmanager
+    def generating(self, input_tokens: int, generated: list[int]):
+        """Count a request as active while it generates; record its token counts when it ends."""
+        with self.lock:
+            self.running += 1
+            self.active.set(self.running)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.lengths["input"].observe(input_tokens)
+                self.lengths["output"].observe(len(generated))
+                self.running -= 1
+                self.active.set(self.running)

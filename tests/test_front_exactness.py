@@ -1,0 +1,175 @@
+"""Every front path answers exactly, against a real tritonserver on the CPU engine.
+
+`ensemble` and `tensorrt_llm_bls`, over HTTP (`generate`, `generate_stream`) and gRPC (streamed or not),
+with and without a client request id, one at a time and 32 at once with some ids shared: the streamed
+deltas concatenate byte for byte to the non-streamed answer, which is the full decode of the tokens the
+model walks (tests/cycle_model.py), and carry no U+FFFD the full decode lacks.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from tests.cycle_model import PROMPT, answer, cycle_server
+from triton_repo.models.detokenizer import REPLACEMENT
+from triton_repo.repository.engine_configs import FRONTS
+
+PROTOCOLS = ("http", "grpc")
+IDS = (None, "same-id-for-everyone")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model_dir, tokenizer):
+    with cycle_server(tmp_path_factory.mktemp("fronts"), tiny_model_dir, tokenizer) as running:
+        yield running
+
+
+def http_answer(url: str, model: str, fields: dict, request_id: str | None, stream: bool) -> list[str]:
+    """The text of every response (one for `generate`, one per event for `generate_stream`)."""
+    body = {**fields, "stream": stream, **({"id": request_id} if request_id else {})}
+    endpoint = "generate_stream" if stream else "generate"
+    request = urllib.request.Request(
+        f"{url}/v2/models/{model}/{endpoint}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            if not stream:
+                return [json.loads(response.read())["text_output"]]
+            events = [json.loads(line[5:]) for line in response if line.startswith(b"data:")]
+    except urllib.error.HTTPError as error:
+        raise AssertionError(f"{error.code}: {error.read().decode()}") from None
+    assert not any("error" in event for event in events), events
+    return [event["text_output"] for event in events]
+
+
+def grpc_inputs(fields: dict, stream: bool) -> list:
+    import tritonclient.grpc as grpcclient
+
+    types = {str: ("BYTES", np.object_), bool: ("BOOL", np.bool_), int: ("INT32", np.int32)}
+    inputs = []
+    for name, value in {**fields, "stream": stream}.items():
+        triton_type, numpy_type = types[type(value)]
+        data = np.array([[value.encode() if isinstance(value, str) else value]], dtype=numpy_type)
+        tensor = grpcclient.InferInput(name, list(data.shape), triton_type)
+        tensor.set_data_from_numpy(data)
+        inputs.append(tensor)
+    return inputs
+
+
+def grpc_answer(url: str, model: str, fields: dict, request_id: str | None, stream: bool) -> list[str]:
+    """The text of every response on a gRPC stream (tritonclient), until the final one."""
+    import tritonclient.grpc as grpcclient
+
+    results: queue.Queue = queue.Queue()
+    client = grpcclient.InferenceServerClient(url)
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    texts = []
+    try:
+        client.async_stream_infer(
+            model, grpc_inputs(fields, stream), request_id=request_id or "", enable_empty_final_response=True
+        )
+        while True:
+            result, error = results.get(timeout=300)
+            assert error is None, error
+            text = result.as_numpy("text_output")
+            if text is not None:
+                texts.append(text.reshape(-1)[0].decode("utf-8"))
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                return texts
+    finally:
+        client.stop_stream()
+        client.close()
+
+
+def ask(server, protocol: str, model: str, fields: dict, request_id: str | None, stream: bool) -> list[str]:
+    if protocol == "http":
+        return http_answer(server.http_url, model, fields, request_id, stream)
+    return grpc_answer(server.grpc_url, model, fields, request_id, stream)
+
+
+def assert_exact(deltas: list[str], expected: str) -> None:
+    """Deltas join to the full decode; only the last may show a U+FFFD, and only one the decode has."""
+    assert "".join(deltas) == expected, deltas
+    assert not any(REPLACEMENT in delta for delta in deltas[:-1]), deltas
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("request_id", IDS, ids=("no-id", "with-id"))
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("model", FRONTS)
+def test_streamed_equals_non_streamed_equals_the_full_decode(server, tokenizer, model, protocol, request_id):
+    for max_tokens in (21, 10):  # 21 ends on a whole character, 10 inside 齉
+        expected = answer(tokenizer, max_tokens)
+        fields = {"text_input": PROMPT, "max_tokens": max_tokens}
+        whole = ask(server, protocol, model, fields, request_id, stream=False)
+        deltas = ask(server, protocol, model, fields, request_id, stream=True)
+        assert whole == [expected]
+        assert_exact(deltas, expected)
+        assert [delta for delta in deltas if delta] == list(expected)  # streamed as each character completes
+    assert expected.endswith(REPLACEMENT) and REPLACEMENT not in answer(tokenizer, 21)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", FRONTS)
+def test_an_echoed_prompt_is_the_same_streamed_or_not(server, tokenizer, model):
+    fields = {"text_input": PROMPT, "max_tokens": 9, "exclude_input_in_output": False}
+    expected = PROMPT + answer(tokenizer, 9)
+    assert ask(server, "http", model, fields, None, stream=False) == [expected]
+    assert_exact(ask(server, "grpc", model, fields, None, stream=True), expected)
+
+
+@pytest.mark.slow
+def test_32_concurrent_streams_with_and_without_shared_ids_are_all_exact(server, tokenizer):
+    """Every combination of front and protocol, a third without an id, a third all sharing one id, each
+    stream with its own length, so text crossing between streams would show."""
+
+    def one(index: int) -> tuple[list[str], str]:
+        model, protocol = FRONTS[index % 2], PROTOCOLS[index // 2 % 2]
+        request_id = (None, "shared", f"own-{index}")[index % 3]
+        max_tokens = 9 + index
+        deltas = ask(
+            server, protocol, model, {"text_input": PROMPT, "max_tokens": max_tokens}, request_id, True
+        )
+        return deltas, answer(tokenizer, max_tokens)
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(one, range(32)))
+    for deltas, expected in results:
+        assert_exact(deltas, expected)
+
+
+@pytest.mark.slow
+def test_postprocessing_decodes_exactly_the_ids_it_is_given_and_keeps_no_state(server, tokenizer):
+    first, second = tokenizer.encode("😀", add_special_tokens=False)
+
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    client = httpclient.InferenceServerClient(server.http_url.removeprefix("http://"))
+
+    def decode(ids: list[int]) -> str:
+        tokens = httpclient.InferInput("TOKENS_BATCH", [1, 1, len(ids)], "INT32")
+        tokens.set_data_from_numpy(np.array([[ids]], dtype=np.int32))
+        length = httpclient.InferInput("SEQUENCE_LENGTH", [1, 1], "INT32")
+        length.set_data_from_numpy(np.array([[len(ids)]], dtype=np.int32))
+        try:
+            result = client.infer("postprocessing", [tokens, length], request_id="one-id")
+        except InferenceServerException as error:
+            return f"{error.status()}: {error.message()}"
+        return result.as_numpy("OUTPUT").reshape(-1)[0].decode("utf-8")
+
+    assert decode([first]) == tokenizer.decode([first]) and REPLACEMENT in decode([first])
+    assert decode([second]) == tokenizer.decode([second])  # nothing of the first call carried over
+    assert decode([first, second]) == "😀"
+    refused = decode([first] * 5000)
+    assert refused.startswith("400") and "TOKENS_BATCH" in refused and "max_seq_len" in refused
