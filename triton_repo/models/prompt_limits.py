@@ -91,10 +91,17 @@ class PromptLimits:
         )
 
     def check_bytes(self, field: str, sizes: Iterable[int], per_text_byte: int = 1) -> None:
-        """Refuse raw inputs (bytes, before decoding or parsing) that cannot hold a prompt that fits."""
+        """Refuse raw inputs (bytes, before decoding or parsing) that cannot hold a prompt that fits;
+        `per_text_byte` is what the encoding may spend on one byte of text (JSON: six)."""
         for size in sizes:
             if size > self.max_bytes * per_text_byte:
-                raise self.too_large(field, size)
+                if per_text_byte == 1:
+                    raise self.too_large(field, size)
+                raise PromptRefused(
+                    f"{field} is {size} bytes; this model reads at most {self.max_input_len} tokens "
+                    f"(max_input_len), which no {field} over {self.max_bytes * per_text_byte} bytes can fit in: "
+                    f"shorten {field}."
+                )
 
     def check_tokens(self, field: str, count: int) -> None:
         if count > self.max_input_len:
