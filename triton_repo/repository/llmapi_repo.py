@@ -38,6 +38,7 @@ LLMAPI_FRONT_FILES = (
     MODELS_DIR / "llmapi_front" / "model.py",
     MODELS_DIR / "repo_common.py",
     MODELS_DIR / "text_deltas.py",
+    MODELS_DIR / "prompt_limits.py",
 )
 LLMAPI_CPU_FILES = (MODELS_DIR / "llmapi_cpu" / "model.py",)
 LLMAPI_STOCK_FILES = ("model.py", "helpers.py")
@@ -85,6 +86,7 @@ def _write(
     has_tokenizer = all((checkpoint / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
     tokenizer_for_llm = None if has_tokenizer else str(options.tokenizer_dir.resolve())
     front_batch = options.max_batch_size or int(llm_options.get("max_batch_size", DEFAULT_CPU_MAX_BATCH))
+    max_seq_len = llm_options.get("max_seq_len") or read_hf_config(checkpoint).max_position_embeddings
     model_yaml = llmapi_configs.model_yaml(llm_options, str(checkpoint), tokenizer_for_llm)
     models = {
         ENGINE: Model(
@@ -94,7 +96,7 @@ def _write(
         ),
         BLS: Model(
             llmapi_configs.front_config(
-                front_batch, options.instances, llmapi_configs.LLMAPI_FRONT_TOKENIZER
+                front_batch, options.instances, llmapi_configs.LLMAPI_FRONT_TOKENIZER, int(max_seq_len) - 1
             ),
             LLMAPI_FRONT_FILES,
         ),

@@ -11,7 +11,6 @@ cancelled one included). Runs only in swallow-trt's own environment, so it impor
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 from collections import defaultdict
@@ -20,9 +19,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from triton_repo.models.cpu_engine import CpuEngine, RequestError, SamplingParams, load_model, word_lists
+from triton_repo.models.engine_metrics import EngineMetrics
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-TOKEN_BUCKETS = [10, 50, 100, 500, 1000]  # the C++ backend's buckets
 
 
 def _value(request, name, default=None):
@@ -163,41 +162,3 @@ class TritonPythonModel:
                     event.set()
         for thread in list(self.threads):
             thread.join(timeout=5)
-
-
-class EngineMetrics:
-    """The C++ backend's metric families this engine can honestly report (docs/triton.md §8)."""
-
-    def __init__(self, model: str, version: str):
-        labels = {"model": model, "version": str(version)}
-        family = pb_utils.MetricFamily
-        # a family must outlive its metrics, so both are kept
-        requests = family("nv_trt_llm_request_metrics", "TRT-LLM request metrics", family.GAUGE)
-        self.families = [requests]
-        self.active = requests.Metric(labels={**labels, "request_type": "active"})
-        self.lengths = {}
-        for kind, metric_type in (("input", "total_input_tokens"), ("output", "total_output_tokens")):
-            histogram = family(
-                f"nv_llm_{kind}_token_len", f"TRT-LLM response {kind} token length", family.HISTOGRAM
-            )
-            self.families.append(histogram)
-            self.lengths[kind] = histogram.Metric(
-                labels={**labels, "response_metric_type": metric_type}, buckets=TOKEN_BUCKETS
-            )
-        self.lock = threading.Lock()
-        self.running = 0
-
-    @contextlib.contextmanager
-    def generating(self, input_tokens: int, generated: list[int]):
-        """Count a request as active while it generates; record its token counts when it ends."""
-        with self.lock:
-            self.running += 1
-            self.active.set(self.running)
-        try:
-            yield
-        finally:
-            with self.lock:
-                self.lengths["input"].observe(input_tokens)
-                self.lengths["output"].observe(len(generated))
-                self.running -= 1
-                self.active.set(self.running)
