@@ -23,6 +23,7 @@ ENGINE ?=# engine dir for `make repo` (C++ tensorrtllm backend); empty = CPU eng
 CHECKPOINT ?= $(WORK)/demo/tiny-ckpt# TensorRT-LLM checkpoint served by the CPU engine when ENGINE is empty
 TOKENIZER ?= $(WORK)/demo/tiny-swallow# tokenizer directory copied into the repository
 HTTP_PORT ?= 8000# tritonserver HTTP port (gRPC = +1, metrics = +2)
+OPENAI_PORT ?= 9000# the OpenAI-compatible API `make serve` opens beside tritonserver
 BENCH_URL ?= 127.0.0.1:8001# server for `make bench` (grpc host:port; http/openai: http://host:port)
 BENCH_PROTOCOL ?= grpc# grpc | http | openai
 BENCH_MODEL ?=# model name on the server (default: ensemble, else tensorrt_llm_bls)
@@ -74,16 +75,21 @@ demo: setup ## Run the toolkit end to end on a tiny Swallow-architecture model o
 	$(CLI) build --checkpoint $(DEMO)/tiny-ckpt-fp8 --output $(DEMO)/tiny-engine-fp8 --gpu h100 --max-seq-len 4096 --dry-run
 	$(CLI) repo --output $(DEMO)/repo --tokenizer $(DEMO)/tiny-swallow --checkpoint $(DEMO)/tiny-ckpt --overwrite
 	$(CLI) serve --repo $(DEMO)/repo --http-port $(DEMO_PORT) --grpc-port $$(($(DEMO_PORT)+1)) \
-		--metrics-port $$(($(DEMO_PORT)+2)) --log $(DEMO)/triton.log & server=$$!; \
+		--metrics-port $$(($(DEMO_PORT)+2)) --openai-port $$(($(DEMO_PORT)+3)) --log $(DEMO)/triton.log & server=$$!; \
 	trap 'kill $$server; wait $$server' EXIT; \
 	$(CLI) chat --url http://127.0.0.1:$(DEMO_PORT) --wait 300 --max-tokens 24 "東京の紅葉した公園で" && \
+	$(CLI) chat --protocol openai --url http://127.0.0.1:$$(($(DEMO_PORT)+3)) --wait 60 --max-tokens 24 \
+		"東京の紅葉した公園で" && \
 	$(CLI) bench --protocol grpc --url 127.0.0.1:$$(($(DEMO_PORT)+1)) --concurrency 1,4 --num-requests 16 \
 		--warmup 2 --dataset ja-chat --osl 32 --ignore-eos --label cpu-grpc --output $(DEMO)/bench/cpu-grpc \
 		--overwrite --no-progress && \
 	$(CLI) bench --protocol http --url http://127.0.0.1:$(DEMO_PORT) --concurrency 1,4 --num-requests 16 \
 		--warmup 2 --isl 64 --osl 32 --ignore-eos --label cpu-http --output $(DEMO)/bench/cpu-http \
+		--overwrite --no-progress && \
+	$(CLI) bench --protocol openai --url http://127.0.0.1:$$(($(DEMO_PORT)+3)) --concurrency 1,4 --num-requests 16 \
+		--warmup 2 --dataset ja-chat --osl 32 --ignore-eos --label cpu-openai --output $(DEMO)/bench/cpu-openai \
 		--overwrite --no-progress
-	$(CLI) report $(DEMO)/bench/cpu-grpc $(DEMO)/bench/cpu-http --output $(DEMO)/report --overwrite
+	$(CLI) report $(DEMO)/bench/cpu-grpc $(DEMO)/bench/cpu-http $(DEMO)/bench/cpu-openai --output $(DEMO)/report --overwrite
 	@echo "Demo done: the report is $(DEMO)/report/REPORT.md"
 
 clean: ## Remove the virtual environment, caches and make-driven outputs
@@ -146,9 +152,9 @@ repo: setup ## Write REPO (ENGINE=dir: C++ tensorrtllm backend; else the CPU eng
 	$(CLI) repo --output $(REPO) --tokenizer $(TOKENIZER) \
 		$(if $(ENGINE),--engine $(ENGINE),--checkpoint $(CHECKPOINT)) --overwrite
 
-serve: setup ## Serve REPO with tritonserver until Ctrl-C
+serve: setup ## Serve REPO with tritonserver (and the OpenAI API on OPENAI_PORT) until Ctrl-C
 	$(CLI) serve --repo $(REPO) --http-port $(HTTP_PORT) --grpc-port $$(($(HTTP_PORT)+1)) \
-		--metrics-port $$(($(HTTP_PORT)+2))
+		--metrics-port $$(($(HTTP_PORT)+2)) --openai-port $(OPENAI_PORT)
 
 bench: setup ## Benchmark a running server into $(RESULTS)/$(BENCH_LABEL)
 	$(CLI) bench --url $(BENCH_URL) --protocol $(BENCH_PROTOCOL) $(if $(BENCH_MODEL),--model $(BENCH_MODEL)) --label $(BENCH_LABEL) \

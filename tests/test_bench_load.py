@@ -16,16 +16,17 @@ import threading
 import time
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
-from benchmarks.bench import command as bench
-from benchmarks.bench import default_model, parse_levels
 from benchmarks.load.generator import arrival_gaps
+from benchmarks.load.levels import parse_levels
 from benchmarks.perf.fake_server import FakeServer, Timing
+from benchmarks.served.sweep import default_model
 from tests.timing import on_time
 from triton_repo.launch.tritonserver import free_port
+from trt_build.cli.bench import bench
+from trt_build.common.errors import SwallowTrtError
 
 TTFT_MS, GAP_MS, TOKENS = 80.0, 20.0, 6
 
@@ -60,7 +61,7 @@ def test_load_levels_parse_and_reject_bad_values():
     rates = parse_levels(None, "2,0.5,inf", 8)
     assert [lv.name for lv in rates] == ["rate2", "rate0p5", "rateinf"] and rates[0].max_concurrency == 8
     for bad in (("0", None), ("1.5", None), ("a", None), ("1", "2"), (None, "-1")):
-        with pytest.raises(click.ClickException):
+        with pytest.raises(SwallowTrtError):
             parse_levels(*bad, None)
 
 

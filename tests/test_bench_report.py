@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from benchmarks.metrics import results
 from benchmarks.metrics.summary import RequestRecord, summarize
-from benchmarks.report.compare import command as report
+from trt_build.cli.bench import report
+from trt_build.common.errors import SwallowTrtError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -75,5 +75,5 @@ def test_single_level_directories_and_repeated_labels(tmp_path):
 
 def test_not_a_results_directory(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(click.ClickException, match="not a benchmark results directory"):
+    with pytest.raises(SwallowTrtError, match="not a benchmark results directory"):
         results.read_results(tmp_path / "empty")

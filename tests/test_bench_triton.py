@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from benchmarks.bench import command as bench
 from tests.bench_timing_model import MODEL_NAME, write_timing_repo
 from tests.timing import on_time
 from triton_repo.launch.tritonserver import TritonServer
+from trt_build.cli.bench import bench
 
 TTFT_MS, GAP_MS, TOKENS = 80.0, 20.0, 8
 E2E_MS = TTFT_MS + (TOKENS - 1) * GAP_MS

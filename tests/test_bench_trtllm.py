@@ -11,18 +11,17 @@ import sys
 import time
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 from matplotlib.figure import Figure
 
-from benchmarks.bench import command as bench
 from benchmarks.engine_level.trtllm_bench import bench_target, compose, supported_flags
 from benchmarks.engine_level.trtllm_results import convert_level
 from benchmarks.metrics import results
 from benchmarks.metrics.summary import RequestRecord, summarize
-from benchmarks.report.compare import command as report
 from trt_build.cli import main as cli
+from trt_build.cli.bench import bench, report
+from trt_build.common.errors import SwallowTrtError
 
 
 def test_dry_run_writes_exact_length_token_dataset_and_commands(tmp_path):
@@ -292,7 +291,7 @@ def test_bad_trtllm_output_is_explained(tmp_path, content, message):
     (tmp_path / "c1").mkdir()
     if content is not None:
         (tmp_path / "c1" / "trtllm_requests.json").write_text(content)
-    with pytest.raises(click.ClickException, match=message):
+    with pytest.raises(SwallowTrtError, match=message):
         convert_level(tmp_path / "c1", "x", LEVEL_CONFIG)
 
 
@@ -309,6 +308,9 @@ if "--help" in args:
           " --warmup --eos_id --streaming --report_json --request_json --model")
     sys.exit(0)
 value = lambda flag: args[args.index(flag) + 1]
+if "--engine_dir" in args and not os.path.isfile(os.path.join(value("--engine_dir"), "config.json")):
+    print("no engine at " + value("--engine_dir"))
+    sys.exit(1)
 dataset = [json.loads(line) for line in open(value("--dataset"))][: int(value("--num_requests"))]
 concurrency = int(value("--concurrency"))
 if os.environ.get("STANDIN_FAIL_AT_CONCURRENCY") == str(concurrency):
@@ -409,6 +411,16 @@ def test_engine_run_becomes_results_that_report_draws_beside_a_served_run(
         "fp8-engine (n=8)" not in drawn["itl_distribution.png"]
         and "fp8-engine (n=8)" in drawn["ttft_distribution.png"]
     )
+
+
+def test_an_engine_beside_the_output_keeps_its_path(engine, tmp_path, tokenizer_dir):
+    out = tmp_path / "eng"  # a prefix of the engine's path, tmp_path / "engine", as text
+    args = ["--engine-dir", str(engine), "--model", "m", "--tokenizer", str(tokenizer_dir), "--concurrency", "1",
+            "--num-requests", "2", "--isl", "8", "--osl", "4", "--output", str(out)]  # fmt: skip
+    result = CliRunner().invoke(bench, args)
+    assert result.exit_code == 0, result.output
+    assert f"--engine_dir {engine} " in result.output
+    assert json.loads((out / "c1" / "summary.json").read_text())["num_completed"] == 2
 
 
 def test_a_failed_level_keeps_the_levels_measured_before_it(engine, tmp_path, monkeypatch, tokenizer_dir):

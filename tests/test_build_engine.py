@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from trt_build.build.engine import NO_GPU_TOOLCHAIN, command
+from trt_build.cli.build import build as command
+from trt_build.common.errors import NO_GPU_TOOLCHAIN
 
 QUANTS = {  # case -> (quant_algo, kv_cache_quant_algo)
     "none": (None, None),

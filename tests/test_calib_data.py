@@ -10,6 +10,7 @@ import click
 import pytest
 import torch
 
+from trt_build.common.errors import SwallowTrtError
 from trt_build.quant.calib_data import (
     BUILTIN_CALIBRATION,
     BUILTIN_EVALUATION,
@@ -97,7 +98,7 @@ def test_bad_calibration_files(tmp_path: Path, tokenizer) -> None:
         load_samples(empty)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"text": "ok"}\n{"text": oops}\n')
-    with pytest.raises(click.ClickException, match="line 2: not valid JSON"):
+    with pytest.raises(SwallowTrtError, match="line 2: not valid JSON"):  # common/jsonl.py
         load_samples(broken)
     wrong = tmp_path / "wrong.jsonl"
     wrong.write_text('{"text": "ok"}\n{"prompt": "x"}\n')

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from trt_build.common.errors import SwallowTrtError
 from trt_build.quant import numerics as qf
 from trt_build.quant.calibrate import (
     CALIB_ATTENTION,
@@ -18,8 +19,8 @@ from trt_build.quant.calibrate import (
     _register_recording_attention,
     awq_search,
     calibrate,
-    needs_calibration,
 )
+from trt_build.quant.schemes import needs_calibration
 from trt_build.source.tiny_model import write_tiny_model
 
 
@@ -138,11 +139,11 @@ def test_save_and_load_round_trip(tmp_path: Path, awq_result: CalibrationResult)
 
 
 def test_bad_inputs_are_clear_errors(tiny_model_dir: Path, tokens: torch.Tensor) -> None:
-    with pytest.raises(click.ClickException, match="does not divide the input dimension 64"):
+    with pytest.raises(SwallowTrtError, match="group size 48 does not divide the input dimension"):
         calibrate(tiny_model_dir, "int4_awq", tokens, group_size=48, show_progress=False)
     with pytest.raises(click.ClickException, match="exceeds the model's context"):
         calibrate(tiny_model_dir, "fp8", torch.zeros(1, 131073, dtype=torch.long), show_progress=False)
-    with pytest.raises(click.ClickException, match="unknown quantization scheme"):
+    with pytest.raises(SwallowTrtError, match="unknown quantization scheme"):
         calibrate(tiny_model_dir, "int3", tokens, show_progress=False)
 
 

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import sha256_file
 from trt_build.convert.rank_writer import RankFileWriter
 from trt_build.convert.trtllm import (
@@ -26,8 +27,8 @@ from trt_build.convert.trtllm import (
     ALLOWED_QUANTIZATION_KEYS,
     convert_checkpoint,
 )
-from trt_build.convert.trtllm_linears import QUANT_SCHEMES
-from trt_build.parallel.weight_map import check_parallelism, pp_layers
+from trt_build.convert.trtllm_linears import LINEAR_WRITERS
+from trt_build.parallel.rules import check_parallelism, pp_layers
 from trt_build.source.hf_config import hf_config_dict
 from trt_build.source.tiny_model import PRESETS, hf_tensor_layout, random_tensor, write_tiny_model
 
@@ -287,26 +288,26 @@ def test_cli_converts_and_refuses_existing_output(tiny_model_dir: Path, tmp_path
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"tp": 3}, "does not divide num_attention_heads=8"),
+        ({"tp": 3}, "--tp 3 does not split 8 attention heads"),
         ({"pp": 3}, "--pp 3 is larger than the number of layers (2)"),
     ],
 )
 def test_bad_parallelism_is_refused(
     tiny_model_dir: Path, tmp_path: Path, options: dict, message: str
 ) -> None:
-    with pytest.raises(click.ClickException, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SwallowTrtError, match=message.replace("(", r"\(").replace(")", r"\)")):
         convert_checkpoint(tiny_model_dir, tmp_path / "ckpt", **options)
     assert not (tmp_path / "ckpt").exists()
 
 
 def test_tp_incompatible_with_kv_heads_is_refused() -> None:
     arch = dataclasses.replace(PRESETS["tiny"], num_attention_heads=12, num_key_value_heads=3)
-    with pytest.raises(click.ClickException, match="not compatible with num_key_value_heads=3"):
+    with pytest.raises(SwallowTrtError, match="3 KV heads"):
         check_parallelism(arch, 2, 1)
     arch = dataclasses.replace(
         PRESETS["tiny"], num_attention_heads=12, num_key_value_heads=6, intermediate_size=192
     )
-    with pytest.raises(click.ClickException, match="not compatible with num_key_value_heads=6"):
+    with pytest.raises(SwallowTrtError, match="6 KV heads"):
         check_parallelism(arch, 4, 1)
     check_parallelism(arch, 12, 1)  # 12 % 6 == 0: duplication is fine
 
@@ -469,10 +470,10 @@ def test_a_failing_rank_cancels_the_others(
             raise RuntimeError("disk on fire")
         yield linear.tensor.name, weight.to(linear.dtype)
 
-    scheme = dataclasses.replace(QUANT_SCHEMES["none"], linear_transform=broken)
-    monkeypatch.setitem(QUANT_SCHEMES, "broken", scheme)
+    writer = dataclasses.replace(LINEAR_WRITERS["none"], linear_transform=broken)
+    monkeypatch.setitem(LINEAR_WRITERS, "none", writer)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        convert_checkpoint(tiny_model_dir, tmp_path / "ckpt", tp=2, quant="broken", workers=2)
+        convert_checkpoint(tiny_model_dir, tmp_path / "ckpt", tp=2, quant="none", workers=2)
     assert leftovers(tmp_path) == []
 
 

@@ -19,10 +19,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from trt_build.cli import main
-from trt_build.common.targets import HF_CHECKPOINT, checkpoint_kind
 from trt_build.convert.calibration import QuantOptions
 from trt_build.convert.modelopt import export_unified_checkpoint
 from trt_build.convert.trtllm import convert_checkpoint
+from trt_build.formats.kinds import HF_CHECKPOINT, checkpoint_kind
 from trt_build.quant import numerics as qf
 from trt_build.quant.calibrate import FUSED_GROUPS, CalibrationResult
 from trt_build.source.hf_config import hf_config_dict, read_hf_config

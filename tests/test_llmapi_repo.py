@@ -17,7 +17,7 @@ from triton_repo.launch.tritonserver import Ports, TritonInstallation, TritonSer
 from triton_repo.models.text_deltas import REPLACEMENT, CumulativeText, deltas
 from triton_repo.repository import engine_configs as model_configs
 from triton_repo.repository.write import RepoOptions, write_repository
-from trt_build.build.engine import command as build_command
+from trt_build.cli.build import build as build_command
 from trt_build.cli.serve import chat as chat_command
 from trt_build.common.errors import SwallowTrtError
 

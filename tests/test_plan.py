@@ -7,16 +7,17 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from trt_build.cli.plan import plan as command
 from trt_build.common.gpus import PROFILES, get_profile
-from trt_build.plan.planner import GB, Scenario, command, make_plan, resolve_model
-from trt_build.quant.memory import QUANT_FORMATS
+from trt_build.plan.planner import GB, Scenario, make_plan, resolve_model
+from trt_build.quant.schemes import SCHEMES
 
 EIGHT_B = "tokyotech-llm/Llama-3.1-Swallow-8B-Instruct-v0.5"
 SEVENTY_B = "Llama-3.3-Swallow-70B-Instruct-v0.4"
 
 
 def plan(model=EIGHT_B, gpu="h100", quant="none", kv=None, tp=1, pp=1, **limits):
-    scenario = Scenario(resolve_model(model), get_profile(gpu), QUANT_FORMATS[quant], kv, tp, pp, **limits)
+    scenario = Scenario(resolve_model(model), get_profile(gpu), SCHEMES[quant], kv, tp, pp, **limits)
     return make_plan(scenario)
 
 
@@ -90,7 +91,7 @@ def test_70b_without_tp_gets_the_recommended_tp():
         (["--gpu", "a100-80g", "--quant", "fp8"], ["compute capability", "int4_awq", "int8_wo", "H100"]),
         (["--gpu", "a100-40g", "--kv-cache-dtype", "fp8"], ["FP8 KV cache"]),
         (["--gpu", "h100", "--tp", "3"], ["does not split 32 attention heads", "[1, 2, 4, 8, 16]"]),
-        (["--gpu", "h100", "--pp", "3"], ["does not divide 32 layers"]),
+        (["--gpu", "h100", "--pp", "40"], ["larger than the number of layers (32)"]),
         (["--gpu", "b200", "--quant", "int8_wo"], ["SM >= 100", "--quant fp8"]),
         (["--gpu", "h100", "--max-seq-len", "262144"], ["max_position_embeddings"]),
     ],
@@ -105,7 +106,7 @@ def test_impossible_combinations_are_refused(args, expected):
 def test_awq_group_divisibility_is_checked(tiny_model_dir):
     # tiny: 8 heads x head_dim 8 = 64 input columns for dense: not a multiple of 128 at any TP.
     result = cli("--model", str(tiny_model_dir), "--gpu", "h100", "--quant", "int4_awq", "--tp", "1")
-    assert result.exit_code == 1 and "multiple of the group size 128" in result.output
+    assert result.exit_code == 1 and "group size 128 does not divide the input dimension" in result.output
 
 
 def test_human_output_has_the_figures_and_flags():

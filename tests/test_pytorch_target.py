@@ -8,17 +8,18 @@ import os
 import stat
 from pathlib import Path
 
-import click
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from trt_build.build.engine import command as build_command
 from trt_build.build.pytorch import read_deployment
+from trt_build.cli.build import build as build_command
+from trt_build.cli.plan import plan as plan_command
 from trt_build.cli.serve import serve as serve_command
 from trt_build.common import targets
-from trt_build.common.targets import checkpoint_kind, resolve_target, target_for_version
-from trt_build.plan.planner import command as plan_command
+from trt_build.common.errors import SwallowTrtError
+from trt_build.common.targets import resolve_target, target_for_version
+from trt_build.formats.kinds import checkpoint_kind
 from trt_build.source.hf_config import hf_config_dict
 from trt_build.source.registry import lookup
 
@@ -105,7 +106,7 @@ def test_auto_says_which_and_why(monkeypatch, capsys):
     assert resolve_target("auto") == "pytorch"
     assert "no tensorrt_llm is installed" in capsys.readouterr().err
     assert resolve_target("engine") == "engine"  # explicit targets are not second-guessed
-    with pytest.raises(click.ClickException, match="not a version"):
+    with pytest.raises(SwallowTrtError, match="not a version"):
         target_for_version("banana")
 
 
@@ -138,10 +139,10 @@ def test_checkpoint_kinds(tmp_path, tiny_model_dir):
     assert checkpoint_kind(trt).target == "engine"
     inline_only = write_modelopt_dir(tmp_path / "inline", EIGHT_B, "FP8")
     (inline_only / "hf_quant_config.json").unlink()
-    with pytest.raises(click.ClickException, match="no hf_quant_config.json"):
+    with pytest.raises(SwallowTrtError, match="no hf_quant_config.json"):
         checkpoint_kind(inline_only)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(click.ClickException, match="config.json not found"):
+    with pytest.raises(SwallowTrtError, match="config.json not found"):
         checkpoint_kind(tmp_path / "empty")
 
 
@@ -387,9 +388,9 @@ def test_deployment_manifest_and_moved_checkpoint(tmp_path, tiny_model_dir):
         == 0
     )
     (moved / "config.json").unlink()
-    with pytest.raises(click.ClickException, match="is gone"):
+    with pytest.raises(SwallowTrtError, match="is gone"):
         read_deployment(other)
-    with pytest.raises(click.ClickException, match="not a pytorch-target deployment"):
+    with pytest.raises(SwallowTrtError, match="not a pytorch-target deployment"):
         read_deployment(tiny_model_dir)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import click
 import pytest
 import torch
 
+from trt_build.common.errors import SwallowTrtError
 from trt_build.quant import numerics as qf
 
 
@@ -93,9 +93,9 @@ def test_pack_rejects_odd_rows_and_out_of_range() -> None:
 
 
 def test_group_size_must_divide_the_input_dimension() -> None:
-    with pytest.raises(click.ClickException, match="does not divide the input dimension 200"):
+    with pytest.raises(SwallowTrtError, match="does not divide the input dimension 200"):
         qf.int4_group_scales(_weight(4, 200), 128)
-    with pytest.raises(click.ClickException, match="group size 0"):
+    with pytest.raises(SwallowTrtError, match="group size 0"):
         qf.check_group_size(128, 0)
 
 
@@ -142,23 +142,32 @@ def test_weight_only_per_channel(bits: int, convention: str, divisor: int) -> No
 
 
 def test_scheme_table_emits_the_spec_tensors() -> None:
-    from trt_build.quant.schemes import SCHEMES, LinearQuantInput, kv_cache_modelopt_hf, kv_cache_trtllm
+    from trt_build.quant.linear import (
+        LinearQuantInput,
+        awq_modelopt_hf,
+        awq_reference,
+        awq_trtllm,
+        fp8_trtllm,
+        kv_cache_modelopt_hf,
+        kv_cache_trtllm,
+    )
+    from trt_build.quant.schemes import SCHEMES
 
     q, k, v = _weight(16, 256, 1), _weight(4, 256, 2), _weight(4, 256, 3)
     qkv = torch.cat([q, k, v]).to(torch.bfloat16)
     weight_amax = qf.shared_scale([w.abs().amax() for w in (q, k, v)])
-    fp8 = SCHEMES["fp8"].trtllm_linear(LinearQuantInput(qkv, torch.tensor(3.5), weight_amax))
+    fp8 = fp8_trtllm(LinearQuantInput(qkv, torch.tensor(3.5), weight_amax))
     assert fp8["weight"].dtype == torch.float8_e4m3fn and fp8["weight"].shape == (24, 256)
     assert (
         fp8["weights_scaling_factor"].shape == (1,) and fp8["weights_scaling_factor"].dtype == torch.float32
     )
     assert fp8["activation_scaling_factor"].item() == pytest.approx(3.5 / 448)
     # TP: quantizing a rank's rows with the full-matrix scale equals slicing the full quantized tensor
-    rank0 = SCHEMES["fp8"].trtllm_linear(LinearQuantInput(qkv[:12], torch.tensor(3.5), weight_amax))
+    rank0 = fp8_trtllm(LinearQuantInput(qkv[:12], torch.tensor(3.5), weight_amax))
     assert torch.equal(rank0["weight"].view(torch.uint8), fp8["weight"][:12].view(torch.uint8))
 
     pre_quant = torch.rand(256, generator=torch.Generator().manual_seed(4)) + 0.5
-    awq = SCHEMES["int4_awq"].trtllm_linear(LinearQuantInput(qkv, pre_quant_scale=pre_quant))
+    awq = awq_trtllm(LinearQuantInput(qkv, pre_quant_scale=pre_quant))
     assert awq["weight"].dtype == torch.int8 and awq["weight"].shape == (12, 256)
     assert (
         awq["weights_scaling_factor"].shape == (24, 2)
@@ -167,11 +176,12 @@ def test_scheme_table_emits_the_spec_tensors() -> None:
     assert awq["prequant_scaling_factor"].dtype == torch.bfloat16 and awq[
         "prequant_scaling_factor"
     ].shape == (256,)
-    hf = SCHEMES["int4_awq"].modelopt_hf_linear(LinearQuantInput(qkv, pre_quant_scale=pre_quant))
+    hf = awq_modelopt_hf(LinearQuantInput(qkv, pre_quant_scale=pre_quant))
     assert hf["weight"].dtype == torch.uint8 and torch.equal(hf["weight"].view(torch.int8), awq["weight"])
-    assert SCHEMES["int8_wo"].trtllm_linear is None  # the bf16 path: trtllm-build quantizes
-    assert SCHEMES["int8_wo"].quantization["exclude_modules"] is None
-    reference = SCHEMES["int4_awq"].reference_weight(LinearQuantInput(qkv, pre_quant_scale=pre_quant))
+    assert (
+        SCHEMES["int8_wo"].trtllm_block()["exclude_modules"] is None
+    )  # the bf16 path: trtllm-build quantizes
+    reference = awq_reference(LinearQuantInput(qkv, pre_quant_scale=pre_quant))
     step = awq["weights_scaling_factor"].repeat_interleave(128, dim=1) * pre_quant
     assert reference.dtype == torch.bfloat16
     assert torch.all((reference.float() - qkv.float()).abs() <= step / 2 + 1e-3)  # + bf16 rounding

@@ -1,10 +1,10 @@
 import json
 
-import click
 import pytest
 import torch
 from safetensors import safe_open
 
+from trt_build.common.errors import SwallowTrtError
 from trt_build.source.hf_config import read_hf_config
 from trt_build.source.tiny_model import PRESETS, hf_tensor_layout, write_tiny_model
 
@@ -77,7 +77,7 @@ def test_tied_embeddings_have_no_lm_head(tmp_path):
 
 def test_existing_output_is_refused_without_overwrite(tmp_path):
     out = write_tiny_model(tmp_path / "m", layers=1)
-    with pytest.raises(click.ClickException, match="--overwrite"):
+    with pytest.raises(SwallowTrtError, match="--overwrite"):  # common/outdir.py
         write_tiny_model(out, layers=1)
     write_tiny_model(out, layers=2, overwrite=True)
     assert read_hf_config(out).num_hidden_layers == 2

@@ -22,7 +22,7 @@ MIN_TOKENS_INPUTS = ("min_tokens", "min_length")  # the newer name first
 RETURN_NUM_OUTPUT_TOKENS = "return_num_output_tokens"
 # Per-response output token counts. Triton's OpenAI frontend sums them (the tokens of each response,
 # as the vLLM backend sends); some backends send the running total instead. Clients keep every value
-# and `metrics.read_server_counts` decides which reading fits (bench.count_output_tokens).
+# and `metrics.read_server_counts` decides which reading fits (served.sweep.count_output_tokens).
 NUM_OUTPUT_TOKENS = "num_output_tokens"
 
 

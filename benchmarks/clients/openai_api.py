@@ -7,14 +7,11 @@ non-empty text (`text` or `delta.content`); the usage-only chunk and `[DONE]` ar
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
-import aiohttp
-
 from benchmarks.clients.base import StreamClient
-from benchmarks.clients.sse import HttpError, make_session, sse_events
+from benchmarks.clients.sse import STREAM_ERRORS, make_session, sse_events, stream_error
 from benchmarks.clients.triton_http import base_url
 from benchmarks.load.datasets import BenchRequest
 from benchmarks.metrics.summary import RequestRecord
@@ -67,7 +64,7 @@ class OpenAIClient(StreamClient):
                         break
                     event = loads(data)
                     if "error" in event:
-                        record.error = str(event["error"])[:500]
+                        record.fail(str(event["error"]))
                         break
                     choices = event.get("choices")
                     if choices:
@@ -83,8 +80,6 @@ class OpenAIClient(StreamClient):
                         record.output_tokens = int(usage["completion_tokens"])
                         record.output_tokens_source = "server"
                 record.end_time = time.perf_counter()
-        except HttpError as error:
-            record.error = str(error)[:500]
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
-            record.error = f"{type(error).__name__}: {error}"[:500]
+        except STREAM_ERRORS as error:
+            record.fail(stream_error(error))
         record.text = "".join(pieces)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -21,6 +22,16 @@ def make_session(options: ClientOptions) -> aiohttp.ClientSession:
 
 class HttpError(Exception):
     """A non-200 answer before the stream started."""
+
+
+# What a streamed request can fail with: a refused answer, the connection, the timeout, a bad JSON event.
+STREAM_ERRORS = (HttpError, aiohttp.ClientError, asyncio.TimeoutError, ValueError)
+
+
+def stream_error(error: Exception) -> str:
+    """The record's error for one of STREAM_ERRORS: a refused answer as it is, else the exception's type
+    and text."""
+    return str(error) if isinstance(error, HttpError) else f"{type(error).__name__}: {error}"
 
 
 async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[float, bytes]]:

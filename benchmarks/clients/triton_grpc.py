@@ -30,6 +30,7 @@ from benchmarks.clients.base import (
 )
 from benchmarks.load.datasets import BenchRequest
 from benchmarks.metrics.summary import RequestRecord
+from trt_build.common.errors import SwallowTrtError
 
 MAX_MESSAGE_BYTES = 2**31 - 1
 DATATYPES = {bool: "BOOL", int: "INT32", str: "BYTES"}
@@ -82,12 +83,10 @@ class TritonGrpcClient(StreamClient):
                 service_pb2.ModelMetadataRequest(name=self.options.model), timeout=30
             )
         except grpc.aio.AioRpcError as error:
-            from click import ClickException
-
-            raise ClickException(
+            raise SwallowTrtError(
                 f"Cannot read model {self.options.model!r} from the gRPC server at {target}: "
-                f"{error.code().name}: {error.details()}. Is the server up (swallow-trt serve) and the "
-                "model name right (--model)?"
+                f"{error.code().name}: {error.details()}.",
+                "Is the server up (swallow-trt serve) and the model name right (--model)?",
             ) from None
         self.shapes = {t.name: [1 if d < 0 else d for d in t.shape] for t in metadata.inputs}
         self.declared = set(self.shapes)
@@ -134,7 +133,7 @@ class TritonGrpcClient(StreamClient):
         while (response := await stream.read()) is not eof:
             now = perf_counter()
             if response.error_message:
-                record.error = response.error_message[:500]
+                record.fail(response.error_message)
                 return False
             result = response.infer_response
             outputs, raws = result.outputs, result.raw_output_contents
@@ -169,11 +168,11 @@ class TritonGrpcClient(StreamClient):
                 self.read_responses(stream, record, texts, counts), self.options.request_timeout_s
             )
         except grpc.aio.AioRpcError as error:
-            record.error = f"gRPC {error.code().name}: {error.details()}"[:500]
+            record.fail(f"gRPC {error.code().name}: {error.details()}")
         except asyncio.TimeoutError:
-            record.error = f"no final response within {self.options.request_timeout_s:g} s"
+            record.fail(f"no final response within {self.options.request_timeout_s:g} s")
         except asyncio.InvalidStateError as error:  # the server ended the stream as the request was written
-            record.error = f"gRPC stream ended: {error}"[:500]
+            record.fail(f"gRPC stream ended: {error}")
         finally:
             if reusable:
                 self.idle_streams.append(stream)

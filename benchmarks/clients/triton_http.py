@@ -11,7 +11,6 @@ import json
 import time
 
 import aiohttp
-import click
 
 from benchmarks.clients.base import (
     MAX_TOKENS,
@@ -23,9 +22,10 @@ from benchmarks.clients.base import (
     optional_triton_inputs,
     triton_notes,
 )
-from benchmarks.clients.sse import HttpError, make_session, sse_events
+from benchmarks.clients.sse import STREAM_ERRORS, make_session, sse_events, stream_error
 from benchmarks.load.datasets import BenchRequest
 from benchmarks.metrics.summary import RequestRecord
+from trt_build.common.errors import SwallowTrtError
 
 
 def base_url(url: str) -> str:
@@ -46,13 +46,15 @@ class TritonHttpClient(StreamClient):
                 status, body = response.status, await response.text()
         except (aiohttp.ClientError, asyncio.TimeoutError) as error:
             await self.session.close()
-            raise click.ClickException(
-                f"Cannot reach the Triton HTTP server at {self.base} ({error}). Is it up (swallow-trt serve)?"
+            raise SwallowTrtError(
+                f"Cannot reach the Triton HTTP server at {self.base} ({error}).",
+                "Is it up (swallow-trt serve)?",
             ) from None
         if status != 200:
             await self.session.close()
-            raise click.ClickException(
-                f"{metadata_url} answered HTTP {status}: {body[:200]}. Check --model and that the model is loaded."
+            raise SwallowTrtError(
+                f"{metadata_url} answered HTTP {status}: {body[:200]}.",
+                "Check --model and that the model is loaded.",
             )
         metadata = json.loads(body)
         self.declared = {entry["name"] for entry in metadata.get("inputs", [])}
@@ -84,7 +86,7 @@ class TritonHttpClient(StreamClient):
                 async for now, data in sse_events(response):
                     event = loads(data)
                     if "error" in event:
-                        record.error = str(event["error"])[:500]
+                        record.fail(str(event["error"]))
                         break
                     text = event.get(TEXT_OUTPUT)
                     if isinstance(text, list):
@@ -96,8 +98,6 @@ class TritonHttpClient(StreamClient):
                     if count is not None:
                         record.server_counts.append(int(count[0] if isinstance(count, list) else count))
                 record.end_time = time.perf_counter()
-        except HttpError as error:
-            record.error = str(error)[:500]
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
-            record.error = f"{type(error).__name__}: {error}"[:500]
+        except STREAM_ERRORS as error:
+            record.fail(stream_error(error))
         record.text = "".join(pieces)

@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
-from benchmarks.bench import headline
+from benchmarks.console import say
 from benchmarks.engine_level.trtllm_results import convert_level
 from benchmarks.load.datasets import load_tokenizer, synthetic
-from benchmarks.load.generator import LoadLevel
+from benchmarks.load.levels import LoadLevel
 from benchmarks.metrics import results
-from benchmarks.metrics.summary import Summary
+from benchmarks.metrics.summary import Summary, headline
+from benchmarks.options import DEFAULT_REQUESTS, BenchOptions
 from trt_build.build.pytorch import is_pytorch_deployment, read_deployment
+from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir
 
@@ -74,7 +74,7 @@ def bench_target(directory: Path, hf_model_dir: Path | None, dry_run: bool) -> B
         ]
         return BenchTarget("pytorch", options, deployment.checkpoint)
     if not (directory / "config.json").exists() and not dry_run:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"{directory} is neither an engine directory (config.json) nor a pytorch deployment "
             "(build --target pytorch)."
         )
@@ -130,20 +130,29 @@ def supported_flags() -> set[str] | None:
     return {word.strip(",") for word in result.stdout.split() if word.startswith("--")}
 
 
+def in_temp_dir(part: str, output: Path, tmp: Path) -> str:
+    """A command argument that is a path inside the final output directory, moved into the temporary one;
+    any other argument as it is (an engine at `runs/fp8-engine` beside `--output runs/fp8` stays put)."""
+    final = str(output)
+    if part == final or part.startswith(final + "/"):
+        return str(tmp) + part[len(final) :]
+    return part
+
+
 def run_level(tmp: Path, output: Path, level: LoadLevel, command: list[str]) -> None:
     """Run trtllm-bench for one level; its log and JSON files go into the level directory."""
     (tmp / level.name).mkdir()
     # trtllm-bench writes its reports under the final path: point it at the temp dir instead.
-    command = [part.replace(str(output), str(tmp)) for part in command]
+    command = [in_temp_dir(part, output, tmp) for part in command]
     with open(tmp / level.name / "trtllm.log", "w") as log:
-        click.echo(f"{level.name}: {shlex.join(command)}")
+        say(f"{level.name}: {shlex.join(command)}")
         try:
             result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
         except KeyboardInterrupt:  # run() has killed trtllm-bench; the levels before this one are kept
-            raise click.ClickException(f"trtllm-bench stopped by Ctrl-C at {level.name}.") from None
+            raise SwallowTrtError(f"trtllm-bench stopped by Ctrl-C at {level.name}.") from None
     if result.returncode != 0:
         tail = "\n".join((tmp / level.name / "trtllm.log").read_text(errors="replace").splitlines()[-30:])
-        raise click.ClickException(f"trtllm-bench failed at {level.name} (exit {result.returncode}):\n{tail}")
+        raise SwallowTrtError(f"trtllm-bench failed at {level.name} (exit {result.returncode}):\n{tail}")
 
 
 def run_levels(
@@ -154,7 +163,7 @@ def run_levels(
     config: dict[str, Any],
     requested_output_tokens: int | None,
     slo_ms: dict[str, float] | None,
-) -> tuple[list[tuple[str, Summary]], list[str], click.ClickException | None]:
+) -> tuple[list[tuple[str, Summary]], list[str], SwallowTrtError | None]:
     """Run and convert each level: (converted levels, levels kept raw, the failure that stopped the run).
     A failure or Ctrl-C after the first level keeps what was measured: a long GPU run is not thrown away."""
     written: list[tuple[str, Summary]] = []
@@ -162,7 +171,7 @@ def run_levels(
     for level, command in commands:
         try:
             run_level(tmp, output, level, command)
-        except click.ClickException as error:
+        except SwallowTrtError as error:
             if not written and not not_converted:
                 raise  # nothing measured yet: leave no output
             if written:
@@ -171,106 +180,107 @@ def run_levels(
         level_config = {**config, "load_level": level.name, "load": level.describe()}
         try:
             summary = convert_level(tmp / level.name, label, level_config, requested_output_tokens, slo_ms)
-        except click.ClickException as error:  # keep the raw files
-            click.echo(f"warning: {level.name} not converted: {error.message}", err=True)
+        except SwallowTrtError as error:  # keep the raw files
+            say(f"warning: {level.name} not converted: {error.message}", err=True)
             not_converted.append(level.name)
             continue
-        click.echo(headline(summary))
+        say(headline(summary))
         written.append((level.name, summary))
     if written:
         results.write_index(tmp, label, written, partial=False)
     return written, not_converted, None
 
 
-def run_trtllm_bench(
-    engine_dir: Path,
-    hf_model_dir: Path | None,
-    model: str | None,
-    tokenizer_dir: Path | None,
-    levels: list[LoadLevel],
-    num_requests: int,
-    warmup: int | None,
-    isl: int,
-    isl_stddev: float,
-    osl: int,
-    osl_stddev: float,
-    seed: int,
-    label: str,
-    output: Path,
-    overwrite: bool,
-    dry_run: bool,
-    slo_ms: dict[str, float] | None = None,
-) -> None:
+def engine_config(
+    options: BenchOptions, target: BenchTarget, model: str, num_requests: int, warmup: int
+) -> dict[str, Any]:
+    """summary.json's `config` for every level: what trtllm-bench ran."""
+    return {
+        "protocol": "trtllm-bench (in process)",
+        "model": model,
+        "engine_dir": str(options.engine_dir),
+        "target": target.kind,
+        "dataset": "synthetic",
+        "isl": options.isl,
+        "isl_stddev": options.isl_stddev,
+        "osl": options.osl,
+        "osl_stddev": options.osl_stddev,
+        "ignore_eos": True,  # --eos_id -1
+        "num_requests": num_requests,
+        "warmup": warmup,
+        "seed": options.seed,
+    }
+
+
+def commands_script(commands: list[tuple[LoadLevel, list[str]]], output: Path) -> str:
+    """commands.sh's body: each level's command, after creating its directory (trtllm-bench writes its
+    JSON only at the end of a level and does not create the directory)."""
+    return "".join(
+        f"mkdir -p {shlex.quote(str(output / level.name))} && {shlex.join(command)}\n"
+        for level, command in commands
+    )
+
+
+def resolve_model(options: BenchOptions, target: BenchTarget) -> str:
+    """The model id trtllm-bench is given: --model, else the deployment checkpoint's name."""
+    if options.model:
+        return options.model
+    if target.model_path is not None:
+        return target.model_path.name  # a name only: trtllm-bench reads --model_path
+    raise SwallowTrtError(
+        "--model is required with --engine-dir: the Hugging Face model id trtllm-bench reads "
+        "(e.g. tokyotech-llm/Llama-3.1-Swallow-8B-Instruct-v0.3)."
+    )
+
+
+def run_trtllm_bench(options: BenchOptions, levels: list[LoadLevel], slo_ms: dict[str, float]) -> str:
+    """Write the token dataset and the commands, run trtllm-bench per level (unless a dry run) and convert
+    each level's output into our results; returns the closing line."""
     if any(level.kind != "concurrency" for level in levels):
-        raise click.ClickException(
-            "trtllm-bench has no request-rate mode: use --concurrency with --engine-dir."
-        )
-    target = bench_target(engine_dir, hf_model_dir, dry_run)
-    if not model and target.model_path is not None:
-        model = target.model_path.name  # a name only: trtllm-bench reads --model_path
-    if not model:
-        raise click.ClickException(
-            "--model is required with --engine-dir: the Hugging Face model id trtllm-bench reads "
-            "(e.g. tokyotech-llm/Llama-3.1-Swallow-8B-Instruct-v0.3)."
-        )
+        raise SwallowTrtError("trtllm-bench has no request-rate mode: use --concurrency with --engine-dir.")
+    engine_dir, output = options.engine_dir, options.output
+    target = bench_target(engine_dir, options.hf_model_dir, options.dry_run)
+    model = resolve_model(options, target)
     supported = supported_flags()
-    if supported is None and not dry_run:
-        raise click.ClickException(
-            "trtllm-bench is not installed here. It comes with TensorRT-LLM on a GPU host "
-            "(pip install --extra-index-url https://pypi.nvidia.com tensorrt-llm, or the NGC "
-            "tritonserver -trtllm- container). Add --dry-run to see the commands."
+    if supported is None and not options.dry_run:
+        raise SwallowTrtError(
+            "trtllm-bench is not installed here.",
+            "It comes with TensorRT-LLM on a GPU host (pip install --extra-index-url https://pypi.nvidia.com "
+            "tensorrt-llm, or the NGC tritonserver -trtllm- container). Add --dry-run to see the commands.",
         )
     from trt_build.source.tokenizer import ensure_tokenizer
 
-    warmup = 2 if warmup is None else warmup  # trtllm-bench's own default
-    tokenizer = load_tokenizer(tokenizer_dir or target.model_path or ensure_tokenizer())
+    num_requests = options.num_requests or DEFAULT_REQUESTS
+    warmup = 2 if options.warmup is None else options.warmup  # trtllm-bench's own default
+    tokenizer = load_tokenizer(options.tokenizer_dir or target.model_path or ensure_tokenizer())
     started = time.time()
-    with atomic_output_dir(output, overwrite) as tmp:
-        dataset = tmp / "dataset.jsonl"
-        write_dataset(dataset, tokenizer, num_requests, isl, isl_stddev, osl, osl_stddev, seed)
-        commands = []
-        for level in levels:
-            level_dir = output / level.name  # where the files end up once the directory is renamed
-            command = compose(
-                model, target, output / "dataset.jsonl", int(level.value), num_requests,
-                warmup, level_dir, supported,
-            )  # fmt: skip
-            commands.append((level, command))
-        # trtllm-bench writes its JSON only at the end of a level and does not create the directory.
-        script = "".join(
-            f"mkdir -p {shlex.quote(str(output / level.name))} && {shlex.join(command)}\n"
-            for level, command in commands
-        )
+    with atomic_output_dir(output, options.overwrite) as tmp:
+        write_dataset(
+            tmp / "dataset.jsonl", tokenizer, num_requests, options.isl, options.isl_stddev, options.osl,
+            options.osl_stddev, options.seed,
+        )  # fmt: skip
+        commands = [
+            (level, compose(model, target, output / "dataset.jsonl", int(level.value), num_requests, warmup,
+                            output / level.name, supported))  # the paths the files have once renamed
+            for level in levels
+        ]  # fmt: skip
+        script = commands_script(commands, output)
         (tmp / "commands.sh").write_text("#!/bin/sh\nset -e\n" + script)
-        config = {
-            "protocol": "trtllm-bench (in process)",
-            "model": model,
-            "engine_dir": str(engine_dir),
-            "target": target.kind,
-            "dataset": "synthetic",
-            "isl": isl,
-            "isl_stddev": isl_stddev,
-            "osl": osl,
-            "osl_stddev": osl_stddev,
-            "ignore_eos": True,  # --eos_id -1
-            "num_requests": num_requests,
-            "warmup": warmup,
-            "seed": seed,
-        }
         written, not_converted, failed = [], [], None
-        if dry_run:
-            click.echo(script, nl=False)
+        if options.dry_run:
+            say(script, end="")
         else:
-            requested = osl if osl_stddev == 0 else None
+            requested = options.osl if options.osl_stddev == 0 else None
+            config = engine_config(options, target, model, num_requests, warmup)
             written, not_converted, failed = run_levels(
-                tmp, output, commands, label, config, requested, slo_ms
+                tmp, output, commands, options.run_label, config, requested, slo_ms
             )
         write_manifest(
-            tmp, "bench-trtllm", label=label, engine_dir=str(engine_dir), dry_run=dry_run,
+            tmp, "bench-trtllm", label=options.run_label, engine_dir=str(engine_dir), dry_run=options.dry_run,
             levels=[level.name for level in levels], converted=[name for name, _ in written],
             not_converted=not_converted, partial=failed is not None, source="trtllm-bench",
             seconds=time.time() - started,
         )  # fmt: skip
     if failed is not None:
-        raise click.ClickException(f"{failed.message}\nThe levels measured before it are in {output}.")
-    click.echo(f"trtllm-bench {'commands' if dry_run else 'results'} in {output}")
+        raise SwallowTrtError(f"{failed.message}\nThe levels measured before it are in {output}.")
+    return f"trtllm-bench {'commands' if options.dry_run else 'results'} in {output}"

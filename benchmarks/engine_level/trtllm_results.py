@@ -35,11 +35,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import click
-import numpy as np
-
 from benchmarks.metrics.results import DEFINITIONS, write_csv
-from benchmarks.metrics.summary import Distribution, Summary
+from benchmarks.metrics.summary import Distribution, Summary, meets_slos, rates
+from trt_build.common.errors import SwallowTrtError
 
 SOURCE = "trtllm-bench"
 REQUESTS_FILE = "trtllm_requests.json"
@@ -99,25 +97,24 @@ def _load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise click.ClickException(f"Cannot read trtllm-bench output {path}: {error}") from None
+        raise SwallowTrtError(f"Cannot read trtllm-bench output {path}: {error}") from None
 
 
 def read_requests(path: Path) -> list[dict[str, Any]]:
     """The per-request records of `--request_json`: a JSON array of objects."""
     if not path.exists():
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"{path} is missing: trtllm-bench wrote no --request_json (an older version without the "
-            "flag, or the run failed; see trtllm.log beside it). Per-request results need it."
+            "flag, or the run failed; see trtllm.log beside it).",
+            "Per-request results need it.",
         )
     rows = _load_json(path)
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-        raise click.ClickException(
-            f"{path} is not trtllm-bench --request_json output (a JSON array of objects)."
-        )
+        raise SwallowTrtError(f"{path} is not trtllm-bench --request_json output (a JSON array of objects).")
     for row in rows:
         missing = [key for key in ("start_timestamp", "end_timestamp") if key not in row]
         if missing or not any(key in row for key in OUTPUT_TOKEN_KEYS):
-            raise click.ClickException(
+            raise SwallowTrtError(
                 f"{path}: a request record lacks {missing or ' / '.join(OUTPUT_TOKEN_KEYS)}; this is not the "
                 "trtllm-bench format this converter knows (benchmarks/engine_level/trtllm_results.py)."
             )
@@ -159,14 +156,6 @@ def engine_request(row: dict[str, Any], origin_ns: int, index: int, requested: i
     }
 
 
-def meets_slos(line: dict[str, Any], slo_ms: dict[str, float]) -> bool:
-    """metrics.meets_slos for a requests.jsonl line: a missing TPOT (one token) meets a TPOT SLO."""
-    return all(
-        (line[name] is None and name == "tpot_ms") or (line[name] is not None and line[name] <= limit)
-        for name, limit in slo_ms.items()
-    )
-
-
 def summarize_engine(
     raw: list[dict[str, Any]],
     lines: list[dict[str, Any]],
@@ -174,7 +163,8 @@ def summarize_engine(
     config: dict[str, Any],
     slo_ms: dict[str, float] | None = None,
 ) -> Summary:
-    """Our summary of one level, with exactly the meanings of benchmarks/metrics/summary.py::summarize."""
+    """Our summary of one level, with exactly the meanings of benchmarks/metrics/summary.py::summarize
+    (which reads RequestRecords; here the lines already hold ms). `rates` and `meets_slos` are shared."""
     slo_ms = slo_ms or {}
     done = [line for line in lines if line["error"] is None]
     good = sum(meets_slos(line, slo_ms) for line in done) if slo_ms else None
@@ -186,9 +176,6 @@ def summarize_engine(
     def samples(key: str) -> list[float]:
         return [line[key] for line in done if line[key] is not None]
 
-    def per_second(count: float) -> float:
-        return count / duration if duration > 0 else 0.0
-
     return Summary(
         label=label,
         config=config,
@@ -197,8 +184,6 @@ def summarize_engine(
         num_errors=len(lines) - len(done),
         num_cancelled=0,
         duration_s=duration,
-        request_throughput=per_second(len(done)),
-        output_token_throughput=per_second(total_out),
         total_input_tokens=sum(line["input_tokens"] for line in done),
         total_output_tokens=total_out,
         metrics={
@@ -207,11 +192,7 @@ def summarize_engine(
             "tpot_ms": Distribution.of(tpots),
             "e2e_ms": Distribution.of(samples("e2e_ms")),
         },
-        output_token_throughput_per_user=float(np.mean([1e3 / t for t in tpots if t > 0]))
-        if any(t > 0 for t in tpots)
-        else None,
-        goodput=None if good is None else per_second(good),
-        goodput_fraction=None if good is None or not done else good / len(done),
+        **rates(duration, len(done), total_out, good, [1e3 / t for t in tpots if t > 0]),
         slo_ms=slo_ms,
         output_tokens_source=dict(Counter(line["output_tokens_source"] for line in done)),
         token_count_mismatches=0,

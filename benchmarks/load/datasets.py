@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
+from trt_build.common.errors import SwallowTrtError
 from trt_build.common.jsonl import json_lines
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -39,9 +38,10 @@ def load_tokenizer(directory: Path):
 
     directory = Path(directory)
     if not (directory / "tokenizer.json").exists() and not (directory / "tokenizer_config.json").exists():
-        raise click.ClickException(
-            f"{directory} holds no tokenizer (tokenizer.json / tokenizer_config.json). Pass the model "
-            "directory or `--tokenizer` pointing at one; `swallow-trt tokenizer` builds the Llama 3.1 one."
+        raise SwallowTrtError(
+            f"{directory} holds no tokenizer (tokenizer.json / tokenizer_config.json).",
+            "Pass the model directory or `--tokenizer` pointing at one; `swallow-trt tokenizer` builds the "
+            "Llama 3.1 one.",
         )
     return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
 
@@ -72,7 +72,7 @@ def exact_length_text(tokenizer: Any, corpus_ids: list[int], length: int, start:
             return text
         window += 1 if got < length else -1
         window = max(window, 1)
-    raise click.ClickException(f"Could not make a prompt of exactly {length} tokens from the corpus.")
+    raise SwallowTrtError(f"Could not make a prompt of exactly {length} tokens from the corpus.")
 
 
 def synthetic(
@@ -99,13 +99,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
     for where, row in json_lines(path):
         if not isinstance(row, dict) or not ({"prompt", "text", "messages"} & row.keys()):
-            raise click.ClickException(
+            raise SwallowTrtError(
                 f'{where}: each line needs "prompt" (or "text") or "messages", '
                 'optionally "output_tokens" / "max_tokens".'
             )
         rows.append(row)
     if not rows:
-        raise click.ClickException(f"{path} has no prompts.")
+        raise SwallowTrtError(f"{path} has no prompts.")
     return rows
 
 
@@ -144,7 +144,7 @@ def load_dataset(
     elif Path(name).is_file():
         rows = read_jsonl(Path(name))
     else:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"--dataset {name!r}: use synthetic, ja-chat or the path of a JSONL file (one prompt per line)."
         )
     rng = random.Random(seed)

@@ -23,30 +23,10 @@ from tqdm import tqdm
 
 from benchmarks.clients.base import StreamClient
 from benchmarks.load.datasets import BenchRequest
+from benchmarks.load.levels import LoadLevel
 from benchmarks.metrics.summary import RequestRecord
 
 ARRIVALS = ("poisson", "gamma", "constant")
-
-
-@dataclass(frozen=True)
-class LoadLevel:
-    """One point of a sweep: `concurrency` (closed loop) or `rate` in requests/s (open loop)."""
-
-    kind: str  # "concurrency" | "rate"
-    value: float
-    max_concurrency: int | None = None  # open loop only: cap on requests in flight
-
-    @property
-    def name(self) -> str:
-        value = f"{self.value:g}".replace(".", "p")
-        return f"c{value}" if self.kind == "concurrency" else f"rate{value}"
-
-    @property
-    def slots(self) -> int | None:
-        return int(self.value) if self.kind == "concurrency" else self.max_concurrency
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "value": self.value, "max_concurrency": self.max_concurrency}
 
 
 def arrival_gaps(rate: float, count: int, arrival: str, burstiness: float, seed: int) -> list[float]:
@@ -96,7 +76,7 @@ class Runner:
             record.cancelled = True
             raise
         except Exception as error:  # a client bug must not stop the benchmark; count it
-            record.error = f"{type(error).__name__}: {error}"[:500]
+            record.fail(f"{type(error).__name__}: {error}")
         if bar is not None:
             bar.update(1)
 

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
 from benchmarks.metrics.summary import RequestRecord, Summary
+from trt_build.common.errors import SwallowTrtError
 
 DEFINITIONS = {
     "ttft_ms": "time to first token: first streamed chunk with text - request send, per request",
@@ -117,8 +116,8 @@ def read_results(directory: Path) -> list[LevelResult]:
             LevelResult(directory, json.loads((directory / "summary.json").read_text(encoding="utf-8")))
         ]
     else:
-        raise click.ClickException(
-            f"{directory} is not a benchmark results directory (no summary.json or index.json). "
-            "Pass directories written by `swallow-trt bench --output`."
+        raise SwallowTrtError(
+            f"{directory} is not a benchmark results directory (no summary.json or index.json).",
+            "Pass directories written by `swallow-trt bench --output`.",
         )
     return sorted(levels, key=_load_sort_key)

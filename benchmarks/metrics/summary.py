@@ -12,12 +12,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import click
 import numpy as np
+
+from trt_build.common.errors import SwallowTrtError
 
 PERCENTILES = (50, 90, 95, 99)
 LATENCY_METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms")
 GOODPUT_KEYS = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2e_ms", "e2el": "e2e_ms"}
+ERROR_CHARS = 500  # a request's error message is cut to this (a server may answer with a whole page)
 
 
 @dataclass
@@ -43,6 +45,10 @@ class RequestRecord:
     def ok(self) -> bool:
         return self.error is None and not self.cancelled and bool(self.chunk_times)
 
+    def fail(self, message: str) -> None:
+        """Mark the request failed; the message is cut to ERROR_CHARS."""
+        self.error = message[:ERROR_CHARS]
+
     @property
     def ttft_s(self) -> float | None:
         return self.chunk_times[0] - self.send_time if self.chunk_times else None
@@ -61,6 +67,14 @@ class RequestRecord:
         if not self.ok or not self.output_tokens or self.output_tokens < 2:
             return None
         return (self.e2e_s - self.ttft_s) / (self.output_tokens - 1)
+
+    def latencies_ms(self) -> dict[str, float | None]:
+        """The latencies an SLO can bound, in ms (None where the request has none)."""
+
+        def ms(value: float | None) -> float | None:
+            return None if value is None else value * 1e3
+
+        return {"ttft_ms": ms(self.ttft_s), "tpot_ms": ms(self.tpot_s), "e2e_ms": ms(self.e2e_s)}
 
     def to_json(self, origin: float) -> dict[str, Any]:
         """One requests.jsonl line: times in ms relative to the run's start, counts, no prompt text."""
@@ -197,35 +211,50 @@ def parse_goodput(spec: str | None) -> dict[str, float]:
             continue
         name, _, value = part.partition(":")
         if name.lower() not in GOODPUT_KEYS or not value:
-            raise click.ClickException(
+            raise SwallowTrtError(
                 f"Bad --goodput entry {part!r}: use NAME:MS with NAME one of ttft, tpot, e2e, "
                 "e.g. --goodput ttft:500,tpot:50"
             )
         try:
             limit = float(value)
         except ValueError:
-            raise click.ClickException(
-                f"Bad --goodput value {value!r} in {part!r}: a number of ms."
-            ) from None
+            raise SwallowTrtError(f"Bad --goodput value {value!r} in {part!r}: a number of ms.") from None
         if not math.isfinite(limit) or limit <= 0:
-            raise click.ClickException(f"--goodput {name} must be a positive number of ms, got {value}.")
+            raise SwallowTrtError(f"--goodput {name} must be a positive number of ms, got {value}.")
         slos[GOODPUT_KEYS[name.lower()]] = limit
     return slos
 
 
-def meets_slos(record: RequestRecord, slo_ms: dict[str, float]) -> bool:
-    """A completed request is good when each of its latencies is within the SLO. A request with one
+def meets_slos(latencies_ms: dict[str, float | None], slo_ms: dict[str, float]) -> bool:
+    """A completed request is good when each of its latencies (ms) is within the SLO. A request with one
     output token has no TPOT and counts as meeting a TPOT SLO (as vLLM's goodput does)."""
-    values = {"ttft_ms": record.ttft_s, "tpot_ms": record.tpot_s, "e2e_ms": record.e2e_s}
     for name, limit in slo_ms.items():
-        value = values[name]
+        value = latencies_ms[name]
         if value is None:
             if name == "tpot_ms":
                 continue
             return False
-        if value * 1e3 > limit:
+        if value > limit:
             return False
     return True
+
+
+def rates(
+    duration_s: float, completed: int, output_tokens: int, good: int | None, per_user_tok_s: list[float]
+) -> dict[str, float | None]:
+    """The Summary fields derived from counts over a level's duration (served and engine-level runs alike):
+    request and token throughput, mean tokens/s per user, goodput and the fraction of requests it counts."""
+
+    def per_second(count: float) -> float:
+        return count / duration_s if duration_s > 0 else 0.0
+
+    return {
+        "request_throughput": per_second(completed),
+        "output_token_throughput": per_second(output_tokens),
+        "output_token_throughput_per_user": float(np.mean(per_user_tok_s)) if per_user_tok_s else None,
+        "goodput": None if good is None else per_second(good),
+        "goodput_fraction": None if good is None or not completed else good / completed,
+    }
 
 
 def summarize(
@@ -252,7 +281,7 @@ def summarize(
         "tpot_ms": Distribution.of([t * 1e3 for t in tpots]),
         "e2e_ms": Distribution.of([r.e2e_s * 1e3 for r in done]),
     }
-    good = sum(meets_slos(r, slo_ms) for r in done) if slo_ms else None
+    good = sum(meets_slos(r.latencies_ms(), slo_ms) for r in done) if slo_ms else None
     mismatches = sum(
         1
         for r in done
@@ -260,10 +289,6 @@ def summarize(
         and r.output_tokens_tokenizer is not None
         and abs(r.output_tokens_tokenizer - (r.output_tokens or 0)) > 0.01 * max(r.output_tokens or 0, 1)
     )
-
-    def per_second(count: float) -> float:
-        return count / duration if duration > 0 else 0.0
-
     return Summary(
         label=label,
         config=config,
@@ -272,20 +297,32 @@ def summarize(
         num_errors=len(failed),
         num_cancelled=len(cancelled),
         duration_s=duration,
-        request_throughput=per_second(len(done)),
-        output_token_throughput=per_second(total_out),
         total_input_tokens=sum(r.input_tokens for r in done),
         total_output_tokens=total_out,
         metrics=metrics,
-        output_token_throughput_per_user=float(np.mean([1.0 / t for t in tpots if t > 0]))
-        if any(t > 0 for t in tpots)
-        else None,
-        goodput=None if good is None else per_second(good),
-        goodput_fraction=None if good is None or not done else good / len(done),
+        **rates(duration, len(done), total_out, good, [1.0 / t for t in tpots if t > 0]),
         slo_ms=slo_ms,
         output_tokens_source=dict(Counter(r.output_tokens_source for r in done)),
         token_count_mismatches=mismatches,
         errors=dict(Counter(r.error or "no chunks streamed" for r in failed)),
         partial=partial,
         warmup=warmup or {},
+    )
+
+
+def headline(summary: Summary) -> str:
+    """One line per load level for the terminal: counts, throughput, goodput and the latency medians."""
+    m = summary.metrics
+
+    def ms(name: str, key: str) -> str:
+        value = getattr(m[name], key)
+        return "-" if value is None else f"{value:.1f}"
+
+    good = "" if summary.goodput is None else f"  goodput {summary.goodput:.2f} req/s"
+    return (
+        f"{summary.config['load_level']:>8}: {summary.num_completed} ok, {summary.num_errors} errors"
+        f"{', partial' if summary.partial else ''} | {summary.request_throughput:.2f} req/s, "
+        f"{summary.output_token_throughput:.1f} tok/s{good} | TTFT p50 {ms('ttft_ms', 'p50')} "
+        f"p99 {ms('ttft_ms', 'p99')} ms | ITL p50 {ms('itl_ms', 'p50')} ms | TPOT p50 {ms('tpot_ms', 'p50')} ms "
+        f"| E2E p50 {ms('e2e_ms', 'p50')} ms"
     )

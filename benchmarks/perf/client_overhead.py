@@ -18,7 +18,8 @@ import click
 
 from benchmarks.clients import CLIENTS, ClientOptions
 from benchmarks.load.datasets import BenchRequest
-from benchmarks.load.generator import LoadLevel, Runner
+from benchmarks.load.generator import Runner
+from benchmarks.load.levels import LoadLevel
 
 TARGET_US = 50.0
 

@@ -1,4 +1,4 @@
-"""`swallow-trt report`: REPORT.md with tables and PNG plots comparing several results directories.
+"""REPORT.md with tables and PNG plots comparing several results directories (`swallow-trt report`).
 
 Each directory is one build (its label: fp8-tp1, int4-tp1, bf16-tp2, ...), with one or more load
 levels. The throughput-latency chart draws one line per label across its load levels; the TTFT and ITL
@@ -13,9 +13,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import click
-
 from benchmarks.metrics.results import DEFINITIONS, LevelResult, read_results
+from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir
 
@@ -258,15 +257,11 @@ def render_report(by_label: dict[str, list[LevelResult]], plots: dict[str, str])
     return "\n".join(parts)
 
 
-@click.command()
-@click.argument("results_dirs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False))
-@click.option("--output", required=True, type=click.Path(path_type=Path), help="Report directory to write.")
-@click.option("--overwrite", is_flag=True, help="Replace the report directory if it exists.")
-def command(results_dirs: tuple[Path, ...], output: Path, overwrite: bool) -> None:
-    """Write REPORT.md and PNG plots comparing benchmark results directories (one build each)."""
+def write_report(results_dirs: list[Path], output: Path, overwrite: bool = False) -> int:
+    """Write REPORT.md and its PNG plots into `output` (whole or not at all); returns how many plots."""
     for directory in results_dirs:
         if not directory.is_dir():
-            raise click.ClickException(
+            raise SwallowTrtError(
                 f"{directory} does not exist; pass directories written by swallow-trt bench."
             )
     started = time.time()
@@ -287,4 +282,4 @@ def command(results_dirs: tuple[Path, ...], output: Path, overwrite: bool) -> No
             labels=list(by_label),
             seconds=time.time() - started,
         )
-    click.echo(f"Report in {output / 'REPORT.md'} ({len(plots)} plots)")
+    return len(plots)

@@ -1,6 +1,6 @@
-"""`swallow-trt chat`: stream one answer from a running server (HTTP SSE or gRPC), as text deltas.
-
-The streaming functions are also the clients other tools use (benchmarks, tests)."""
+"""`swallow-trt chat`: stream one answer from a running server as text deltas (HTTP SSE, gRPC, or an
+OpenAI-compatible API through the official `openai` client). The streaming functions are also the clients
+other tools use (benchmarks, tests)."""
 
 from __future__ import annotations
 
@@ -113,15 +113,78 @@ def stream_grpc(url: str, model: str, body: dict[str, Any], timeout: float = 600
         client.close()
 
 
+def openai_base_url(url: str) -> str:
+    """What the `openai` client takes: http://host:port/v1 (given with or without the /v1)."""
+    base = url.rstrip("/") if "://" in url else f"http://{url.rstrip('/')}"
+    return base if base.endswith("/v1") else f"{base}/v1"
+
+
+def stream_openai(
+    url: str,
+    model: str | None,
+    prompt: str,
+    max_tokens: int,
+    chat: bool,
+    timeout: float = 600,
+    **sampling: Any,
+) -> Iterator[str]:
+    """Text deltas from /v1/chat/completions (chat) or /v1/completions (raw); top_k as vLLM's extension.
+    `model` None: the first model the server lists."""
+    import openai
+
+    client = openai.OpenAI(base_url=openai_base_url(url), api_key="unused", max_retries=0, timeout=timeout)
+    chosen = {key: value for key, value in sampling.items() if value is not None}
+    extra = {"top_k": chosen.pop("top_k")} if "top_k" in chosen else None
+    try:
+        model = model or next(iter(client.models.list())).id
+        if chat:
+            messages = [{"role": "user", "content": prompt}]
+            stream = client.chat.completions.create(
+                model=model, messages=messages, max_tokens=max_tokens, stream=True, extra_body=extra, **chosen
+            )
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        else:
+            stream = client.completions.create(
+                model=model, prompt=prompt, max_tokens=max_tokens, stream=True, extra_body=extra, **chosen
+            )
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].text:
+                    yield chunk.choices[0].text
+    except openai.APIConnectionError:
+        raise SwallowTrtError(f"Cannot reach {url}.", "Is the OpenAI API running?") from None
+    except openai.APIStatusError as error:
+        body = error.body if isinstance(error.body, dict) else {}
+        raise SwallowTrtError(f"{error.status_code}: {body.get('message', error.message)}") from None
+    except openai.APIError as error:  # an error event in the middle of the stream
+        raise SwallowTrtError(error.message) from None
+    except StopIteration:
+        raise SwallowTrtError(f"{url} lists no models;", "name one with --model.") from None
+
+
 FRONT_MODELS = ("ensemble", "tensorrt_llm_bls")  # engine repositories have both; pytorch ones the BLS only
 
 
 def _client(url: str, protocol: str):
+    if protocol == "openai":
+        return _OpenAIReadiness(url)
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
     address = url.removeprefix("http://").removeprefix("grpc://").rstrip("/")
     return (httpclient if protocol == "http" else grpcclient).InferenceServerClient(address)
+
+
+class _OpenAIReadiness:
+    """An OpenAI-compatible server is ready when it lists its models (vLLM, trtllm-serve and ours alike)."""
+
+    def __init__(self, url: str):
+        self.url = f"{openai_base_url(url)}/models"
+
+    def is_server_ready(self) -> bool:
+        with urllib.request.urlopen(self.url, timeout=5) as response:
+            return response.status == 200
 
 
 def wait_until_ready(url: str, protocol: str, timeout_s: float) -> None:
@@ -171,10 +234,15 @@ def answer_deltas(options: ChatOptions) -> Iterator[str]:
     """The answer's text deltas as the server streams them (after waiting for it, if asked)."""
     if options.wait_s > 0:
         wait_until_ready(options.url, options.protocol, options.wait_s)
-    model = options.model or front_model(options.url, options.protocol)
     sampling = dict(
         temperature=options.temperature, top_p=options.top_p, top_k=options.top_k, seed=options.seed
     )
+    if options.protocol == "openai":
+        yield from stream_openai(
+            options.url, options.model, options.prompt, options.max_tokens, options.chat, **sampling
+        )
+        return
+    model = options.model or front_model(options.url, options.protocol)
     body = request_body(options.prompt, options.max_tokens, options.chat, True, **sampling)
     stream = stream_http if options.protocol == "http" else stream_grpc
     yield from stream(options.url, model, body)

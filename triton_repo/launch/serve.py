@@ -26,14 +26,13 @@ from typing import Any
 import click
 
 from triton_repo.launch.tritonserver import Ports, TritonServer
+from triton_repo.openai_front import OpenAIFrontServer, OpenAIFrontSettings
 from triton_repo.repository.common import repository_manifest
 from triton_repo.repository.engine_configs import ENGINE, MODEL_NAMES
 from triton_repo.repository.engine_repo import repository_world_size
 from triton_repo.repository.llmapi_configs import LLMAPI_MODELS
 from triton_repo.repository.llmapi_repo import STOCK_SOURCE, missing_stock_files
-from trt_build.common.errors import SwallowTrtError
-
-NO_GPU_TOOLCHAIN = 3  # as `swallow-trt build`: nothing was started, the command for the GPU host is printed
+from trt_build.common.errors import NO_GPU_TOOLCHAIN, SwallowTrtError
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,8 @@ class ServeOptions:
     ports: Ports = field(default_factory=Ports)
     log_path: Path | None = None
     timeout_s: int = 600
+    openai_port: int | None = None  # also serve the OpenAI-compatible API there (127.0.0.1)
+    served_model_name: str | None = None  # the model name OpenAI clients use [the front model's]
 
 
 def check_repository(repo: Path) -> dict[str, Any]:
@@ -128,8 +129,23 @@ def run_trtllm_serve(deploy: Path, host: str, port: int) -> None:
     click.echo("Stopped.")
 
 
-def serve_repository(repo: Path, ports: Ports, log_path: Path | None, timeout_s: int) -> None:
-    """tritonserver on `repo` until Ctrl-C or SIGTERM; an exit of the server on its own is an error."""
+def openai_front(server: TritonServer, options: ServeOptions) -> OpenAIFrontServer | None:
+    """The OpenAI-compatible API in front of a started server's gRPC port, when asked for."""
+    if options.openai_port is None:
+        return None
+    settings = OpenAIFrontSettings(
+        grpc_url=f"127.0.0.1:{options.ports.grpc}",
+        served_model_name=options.served_model_name,
+        port=options.openai_port,
+    )
+    return OpenAIFrontServer(settings).start()
+
+
+def serve_repository(options: ServeOptions) -> None:
+    """tritonserver on `repo` (and the OpenAI API beside it) until Ctrl-C or SIGTERM; an exit of the server
+    on its own is an error."""
+    repo, ports, log_path = options.repo, options.ports, options.log_path
+    assert repo is not None
     manifest = check_repository(repo)
     pytorch = manifest.get("target") == "pytorch"
     world_size = repository_world_size(repo)
@@ -143,9 +159,12 @@ def serve_repository(repo: Path, ports: Ports, log_path: Path | None, timeout_s:
     )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    front = None
     try:
-        server.start(timeout_s=timeout_s)
-        click.echo(f"Ready.\n{endpoints(server, pytorch)}\nPress Ctrl-C to stop.")
+        server.start(timeout_s=options.timeout_s)
+        front = openai_front(server, options)
+        openai = f"\nOpenAI   {front.url}  (POST /chat/completions, /completions)" if front else ""
+        click.echo(f"Ready.\n{endpoints(server, pytorch)}{openai}\nPress Ctrl-C to stop.")
         while not stop.is_set():
             if server.process.poll() is not None:
                 raise server.exit_error()
@@ -154,6 +173,8 @@ def serve_repository(repo: Path, ports: Ports, log_path: Path | None, timeout_s:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if front is not None:
+            front.stop()
         click.echo("Stopping tritonserver...")
         server.stop()
     click.echo("Stopped.")
@@ -168,4 +189,4 @@ def serve_until_stopped(options: ServeOptions) -> None:
         return
     if options.repo is None or options.deploy is not None:
         raise SwallowTrtError("Pass --repo REPO (tritonserver), or --via trtllm-serve --deploy DEPLOY_DIR.")
-    serve_repository(options.repo, options.ports, options.log_path, options.timeout_s)
+    serve_repository(options)

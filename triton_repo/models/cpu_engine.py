@@ -23,7 +23,7 @@ def load_model(checkpoint_dir: Path | str) -> torch.nn.Module:
     a TRT-LLM checkpoint through the reference runtime; an unquantized Hugging Face directory (the
     pytorch target's input) through transformers, safetensors only and no code from the directory;
     a quantized ModelOpt directory through the reference runtime's reader of that format."""
-    from trt_build.common.targets import TRTLLM_CHECKPOINT, checkpoint_kind
+    from trt_build.formats.kinds import TRTLLM_CHECKPOINT, checkpoint_kind
 
     directory = Path(checkpoint_dir)
     kind = checkpoint_kind(directory)

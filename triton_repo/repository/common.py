@@ -18,18 +18,17 @@ from typing import Any
 from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_repo.repository.engine_configs import render
+from trt_build.build.limits import KV_CACHE_FREE_GPU_MEM_FRACTION
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import describe_files, write_manifest
 from trt_build.common.outdir import atomic_output_dir
+from trt_build.source import tokenizer
 
 MODELS_DIR = Path(__file__).parents[1] / "models"
 TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "generation_config.json",
-)
+    *tokenizer.TOKENIZER_FILES,
+    tokenizer.GENERATION_CONFIG,
+)  # copied into preprocessing/tokenizer
 
 # The CPU engines (reference engine, llmapi stand-in) when the command line does not say.
 DEFAULT_CPU_MAX_BATCH = 32
@@ -47,7 +46,7 @@ class RepoOptions:
     checkpoint_dir: Path | None = None
     max_batch_size: int | None = None
     instances: int = 1
-    kv_cache_free_gpu_mem_fraction: float = 0.9
+    kv_cache_free_gpu_mem_fraction: float = KV_CACHE_FREE_GPU_MEM_FRACTION
     kv_cache_reuse: bool | None = None
     max_input_len: int | None = None
     max_seq_len: int | None = None

@@ -18,6 +18,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_repo.models import tensor_routes as routes
+from trt_build.build.limits import KV_CACHE_FREE_GPU_MEM_FRACTION
 
 PRE, ENGINE, POST, BLS, ENSEMBLE = (
     routes.PRE,
@@ -109,7 +110,7 @@ class RepoSettings:
     engine_dir: str | None = None
     checkpoint_dir: str | None = None
     instances: int = 1
-    kv_cache_free_gpu_mem_fraction: float = 0.9
+    kv_cache_free_gpu_mem_fraction: float = KV_CACHE_FREE_GPU_MEM_FRACTION
     kv_cache_reuse: bool = True
     chunked_context: bool = False
     skip_special_tokens: bool = True

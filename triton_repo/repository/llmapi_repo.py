@@ -30,9 +30,11 @@ from triton_repo.repository.common import (
     write_models,
 )
 from triton_repo.repository.engine_configs import BLS, ENGINE
+from trt_build.build.limits import KV_CACHE_FREE_GPU_MEM_FRACTION
 from trt_build.build.pytorch import read_deployment
 from trt_build.common.errors import SwallowTrtError
 from trt_build.source.hf_config import read_hf_config
+from trt_build.source.tokenizer import FAST_TOKENIZER_FILES
 
 LLMAPI_FRONT_FILES = (
     MODELS_DIR / "llmapi_front" / "model.py",
@@ -83,7 +85,7 @@ def _write(
 ) -> Path:
     """Both layouts: the llmapi model (`engine_files`, model.yaml) and our front, with its tokenizer."""
     cpu = manifest["llmapi_model"] == "cpu-stand-in"
-    has_tokenizer = all((checkpoint / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
+    has_tokenizer = all((checkpoint / name).is_file() for name in FAST_TOKENIZER_FILES)
     tokenizer_for_llm = None if has_tokenizer else str(options.tokenizer_dir.resolve())
     front_batch = options.max_batch_size or int(llm_options.get("max_batch_size", DEFAULT_CPU_MAX_BATCH))
     max_seq_len = llm_options.get("max_seq_len") or read_hf_config(checkpoint).max_position_embeddings
@@ -120,7 +122,7 @@ def write_deployment_repository(options: RepoOptions, deploy_dir: Path) -> Path:
         options.max_input_len
         or options.max_seq_len
         or options.kv_cache_reuse is not None
-        or options.kv_cache_free_gpu_mem_fraction != 0.9
+        or options.kv_cache_free_gpu_mem_fraction != KV_CACHE_FREE_GPU_MEM_FRACTION
     ):
         raise SwallowTrtError(
             "A pytorch deployment takes its limits and KV-cache settings from its options:",

@@ -19,7 +19,7 @@ from triton_repo.repository.llmapi_repo import write_cpu_stand_in_repository, wr
 from trt_build.build.pytorch import is_pytorch_deployment
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.outdir import refuse_existing
-from trt_build.common.targets import HF_CHECKPOINT, checkpoint_kind
+from trt_build.formats.kinds import HF_CHECKPOINT, checkpoint_kind
 
 Writer = Callable[[RepoOptions, Path], Path]
 

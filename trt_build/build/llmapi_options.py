@@ -4,40 +4,39 @@ The same YAML serves `trtllm-serve --extra_llm_api_options`, `trtllm-bench --ext
 with `model` and `triton_config` added, the Triton `llmapi` model's `model.yaml` (every key goes to
 `LLM(**kwargs)`). Each rule says when it applies, which keys it sets and why, so `swallow-trt build
 --target pytorch --dry-run` and `swallow-trt plan --target pytorch` show the reason next to every key.
-Refusals and warnings are rules too. Facts: ../shared/reference/trtllm-pytorch-backend.md 2.3 (loader,
-support matrix), 3.1 (arguments and defaults), 3.3 (parallelism), 3.4 (trtllm-bench's FP8 KV surprise).
+Refusals and warnings are rules too. Facts: docs/modelopt-checkpoint.md §3 (loader,
+support matrix), §5.1 (arguments and defaults), §5.2 (parallelism), §7 (trtllm-bench's FP8 KV surprise).
 """
 
 from __future__ import annotations
 
 import copy
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from trt_build.build.trtllm_build_rules import (
+from trt_build.build.limits import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_NUM_TOKENS,
     DEFAULT_MAX_SEQ_LEN,
+    GPUS_PER_NODE,
+    KV_CACHE_FREE_GPU_MEM_FRACTION,
+    model_refusals,
 )
-from trt_build.common.gpus import GpuProfile
+from trt_build.build.rules import TP_OVER_PCIE, Check, Rule, always, applied, messages
+from trt_build.common.gpus import GB, GpuProfile
+from trt_build.quant.schemes import SCHEMES, pytorch_backend_schemes
 from trt_build.source.hf_config import LlamaArchitecture
 
 OPTIONS_FILE = "llm_api_options.yaml"
-GPUS_PER_NODE = 8
-AWQ_GROUP_SIZE = 128
-KV_FRACTION = 0.9  # TensorRT-LLM's kv_cache_config.free_gpu_memory_fraction default
-KV_FRACTION_SMALL_GPU = 0.85
-SMALL_GPU_BYTES = 60 * 10**9
-# quant_algo (hf_quant_config.json) -> what the PyTorch backend does with it, for Llama (2.3 support matrix)
+KV_FRACTION_SMALL_GPU = 0.85  # [heuristic] below SMALL_GPU_BYTES, more room for CUDA graphs
+SMALL_GPU_BYTES = 60 * GB
+CUDA_GRAPH_BYTES = 200 * 10**6  # one captured decode graph, upper bound (docs/modelopt-checkpoint.md §5.1)
+# quant_algo (hf_quant_config.json) -> what the PyTorch backend does with it, for Llama
+# (docs/modelopt-checkpoint.md §3.7)
 PYTORCH_QUANT_ALGOS: dict[str | None, str] = {
-    None: "bf16 weights",
-    "FP8": "FP8 e4m3 weights and activations, per-tensor scales",
-    "W4A16_AWQ": "INT4 AWQ weights (group 128), bf16 activations",
-    "NVFP4": "NVFP4 weights and activations (Blackwell only)",
+    s.quant_algo: s.description for s in pytorch_backend_schemes().values()
 }
-KV_CACHE_DTYPE_CHOICES = ("auto", "fp8")
 
 
 @dataclass(frozen=True)
@@ -64,23 +63,6 @@ class OptionsRequest:
         return self.tp * self.pp
 
 
-@dataclass(frozen=True)
-class OptionRule:
-    applies: Callable[[OptionsRequest], bool]
-    options: Callable[[OptionsRequest], dict[str, Any]]
-    reason: str
-
-
-@dataclass(frozen=True)
-class Check:
-    applies: Callable[[OptionsRequest], bool]
-    message: Callable[[OptionsRequest], str]
-
-
-def _always(request: OptionsRequest) -> bool:
-    return True
-
-
 def cuda_graph_batch_sizes(max_batch_size: int) -> list[int]:
     """Powers of two below max_batch_size, and max_batch_size itself."""
     sizes, size = [], 1
@@ -95,55 +77,56 @@ def _small_gpu(request: OptionsRequest) -> bool:
 
 
 # In order; nested blocks (kv_cache_config, cuda_graph_config) are merged key by key.
-RULES: list[OptionRule] = [
-    OptionRule(
-        _always,
+RULES: list[Rule[OptionsRequest, dict[str, Any]]] = [
+    Rule(
+        always,
         lambda r: {"tensor_parallel_size": r.tp, "pipeline_parallel_size": r.pp},
         "the parallelism: the LLM API spawns one worker per GPU itself (MPI pool), no per-rank files",
     ),
-    OptionRule(
-        _always,
+    Rule(
+        always,
         lambda r: {"max_batch_size": r.max_batch_size, "max_num_tokens": r.max_num_tokens},
         "explicit scheduler limits (LLM-API defaults 2048 / 8192); max_num_tokens bounds the tokens per "
         "iteration and so the activation memory",
     ),
-    OptionRule(
-        _always,
+    Rule(
+        always,
         lambda r: {"max_seq_len": r.max_seq_len},
         "always explicit: otherwise it comes from the HF config (131072 for Llama 3.1) and sizes the "
         "attention window and KV reservation for it",
     ),
-    OptionRule(
-        _always,
+    Rule(
+        always,
         lambda r: {"enable_chunked_prefill": True},
         "long prompts are split into max_num_tokens chunks that share iterations with decoding "
         "(default off), so one long prompt does not stall every stream",
     ),
-    OptionRule(
+    Rule(
         lambda r: not _small_gpu(r),
-        lambda r: {"kv_cache_config": {"free_gpu_memory_fraction": KV_FRACTION}},
-        "the KV cache takes 0.9 of the memory free after the weights (the default, written down); the "
-        "rest holds CUDA graphs and allocator slack",
+        lambda r: {"kv_cache_config": {"free_gpu_memory_fraction": KV_CACHE_FREE_GPU_MEM_FRACTION}},
+        f"the KV cache takes {KV_CACHE_FREE_GPU_MEM_FRACTION} of the memory free after the weights (the "
+        "default, written down); the rest holds CUDA graphs and allocator slack",
     ),
-    OptionRule(
+    Rule(
         _small_gpu,
         lambda r: {"kv_cache_config": {"free_gpu_memory_fraction": KV_FRACTION_SMALL_GPU}},
-        "under 60 GB the default 10% left after the KV cache is only a few GB, and CUDA graphs (up to "
-        "~200 MB each) come out of it: keep 15% [heuristic]",
+        f"under {SMALL_GPU_BYTES // GB} GB the default {1 - KV_CACHE_FREE_GPU_MEM_FRACTION:.0%} left after the "
+        f"KV cache is only a few GB, and CUDA graphs (up to ~{CUDA_GRAPH_BYTES // 10**6} MB each) come out of "
+        f"it: keep {1 - KV_FRACTION_SMALL_GPU:.0%} [heuristic]",
     ),
-    OptionRule(
-        _always,
+    Rule(
+        always,
         lambda r: {"kv_cache_config": {"enable_block_reuse": True}},
         "prefix (system prompt / chat history) KV blocks are reused across requests",
     ),
-    OptionRule(
-        _always,
+    Rule(
+        always,
         lambda r: {"kv_cache_config": {"dtype": r.kv_cache_dtype}},
         "explicit KV dtype: auto keeps the checkpoint's kv_cache_quant_algo, fp8 forces an FP8 cache; "
         "trtllm-bench otherwise silently picks FP8 KV for FP8/NVFP4 checkpoints",
     ),
-    OptionRule(
-        _always,
+    Rule(
+        always,
         lambda r: {
             "cuda_graph_config": {
                 "batch_sizes": cuda_graph_batch_sizes(r.max_batch_size),
@@ -156,18 +139,8 @@ RULES: list[OptionRule] = [
 ]
 
 
-def _tp_choices(arch: LlamaArchitecture) -> list[int]:
-    heads, kv = arch.num_attention_heads, arch.num_key_value_heads
-    return [t for t in range(1, 17) if heads % t == 0 and (t <= kv and kv % t == 0 or t % kv == 0)]
-
-
-def _awq_tp_bad(r: OptionsRequest) -> bool:
-    return r.quant_algo == "W4A16_AWQ" and (
-        r.arch.q_size // r.tp % AWQ_GROUP_SIZE or r.arch.intermediate_size // r.tp % AWQ_GROUP_SIZE
-    )
-
-
-REFUSALS: list[Check] = [
+# Followed by the model refusals every target shares (build/limits.py model_refusals).
+REFUSALS: list[Check[OptionsRequest]] = [
     Check(
         lambda r: r.quant_algo not in PYTORCH_QUANT_ALGOS,
         lambda r: (
@@ -198,34 +171,9 @@ REFUSALS: list[Check] = [
             "a checkpoint exported without FP8 KV."
         ),
     ),
-    Check(
-        lambda r: r.tp not in _tp_choices(r.arch),
-        lambda r: (
-            f"--tp {r.tp} does not split {r.arch.num_attention_heads} attention heads / "
-            f"{r.arch.num_key_value_heads} KV heads evenly; use --tp in {_tp_choices(r.arch)}."
-        ),
-    ),
-    Check(
-        lambda r: r.pp > r.arch.num_hidden_layers,
-        lambda r: f"--pp {r.pp} is more than the model's {r.arch.num_hidden_layers} layers.",
-    ),
-    Check(
-        lambda r: r.tp in _tp_choices(r.arch) and bool(_awq_tp_bad(r)),
-        lambda r: (
-            f"INT4 AWQ at --tp {r.tp}: each rank's row-parallel input width (o_proj {r.arch.q_size // r.tp}, "
-            f"down_proj {r.arch.intermediate_size // r.tp}) must be a multiple of the group size 128."
-        ),
-    ),
-    Check(
-        lambda r: r.max_seq_len > r.arch.max_position_embeddings,
-        lambda r: (
-            f"--max-seq-len {r.max_seq_len} is beyond the model's max_position_embeddings "
-            f"{r.arch.max_position_embeddings}."
-        ),
-    ),
 ]
 
-WARNINGS: list[Check] = [
+WARNINGS: list[Check[OptionsRequest]] = [
     Check(
         lambda r: r.fp8_kv,
         lambda r: (
@@ -233,13 +181,7 @@ WARNINGS: list[Check] = [
             "only for NVFP4 KV); check Japanese accuracy with FP8 KV on and off."
         ),
     ),
-    Check(
-        lambda r: r.tp > 1 and not r.gpu.nvlink,
-        lambda r: (
-            f"TP {r.tp} on {r.gpu.name} (PCIe, no NVLink): two all-reduces per layer cross PCIe; prefer a "
-            "quantization that fits one GPU, or pipeline parallelism."
-        ),
-    ),
+    TP_OVER_PCIE,
     Check(
         lambda r: r.world_size > GPUS_PER_NODE,
         lambda r: (
@@ -268,14 +210,15 @@ def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
 
 def compose_options(request: OptionsRequest) -> OptionsComposition:
     """The LLM-API options for `request`, the reason for every key, refusals and warnings."""
-    composition = OptionsComposition()
-    for rule in RULES:
-        if rule.applies(request):
-            values = rule.options(request)
-            _merge(composition.options, values)
-            composition.reasons.append((values, rule.reason))
-    composition.refusals = [check.message(request) for check in REFUSALS if check.applies(request)]
-    composition.warnings = [check.message(request) for check in WARNINGS if check.applies(request)]
+    group = next((s.group_size for s in SCHEMES.values() if s.quant_algo == request.quant_algo), None)
+    model = model_refusals(request.arch, request.tp, request.pp, group, request.max_seq_len)
+    composition = OptionsComposition(
+        reasons=applied(RULES, request),
+        refusals=messages(REFUSALS, request) + model,
+        warnings=messages(WARNINGS, request),
+    )
+    for values, _ in composition.reasons:
+        _merge(composition.options, values)
     return composition
 
 

@@ -1,4 +1,4 @@
-"""`swallow-trt build --target pytorch`: a deployment directory for TensorRT-LLM's PyTorch backend.
+"""The pytorch target of `swallow-trt build`: a deployment directory for TensorRT-LLM's PyTorch backend.
 
 Nothing is compiled: the PyTorch backend loads the HF / ModelOpt checkpoint itself. The deployment is
   llm_api_options.yaml  the LLM-API options tuned for the GPU and checkpoint (llmapi_options.RULES)
@@ -16,87 +16,65 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import yaml
 
 from trt_build.build.llmapi_options import (
     OPTIONS_FILE,
     PYTORCH_QUANT_ALGOS,
-    OptionsComposition,
     OptionsRequest,
     compose_options,
     explain,
     trtllm_serve_argv,
 )
-from trt_build.common.gpus import GpuProfile
+from trt_build.common.console import say
+from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import sha256_file, write_manifest
 from trt_build.common.outdir import atomic_output_dir, refuse_existing
-from trt_build.common.targets import HF_CHECKPOINT, CheckpointKind, checkpoint_kind
-from trt_build.source.hf_config import read_hf_config
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+from trt_build.formats.kinds import HF_CHECKPOINT, CheckpointKind, checkpoint_kind
+from trt_build.source.tokenizer import FAST_TOKENIZER_FILES
 
 
-def options_request(
-    checkpoint: Path,
-    gpu: GpuProfile,
-    tp: int,
-    pp: int,
-    kv_cache_dtype: str,
-    max_batch_size: int,
-    max_seq_len: int,
-    max_num_tokens: int,
-) -> tuple[OptionsRequest, CheckpointKind]:
+def read_pytorch_checkpoint(checkpoint: Path) -> CheckpointKind:
+    """The kind and quantization of a Hugging Face / ModelOpt checkpoint; a TRT-LLM one is refused."""
     kind = checkpoint_kind(checkpoint)
     if kind.kind != HF_CHECKPOINT:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"{checkpoint} is a TRT-LLM checkpoint (engine target). The pytorch target loads a Hugging Face "
-            "or ModelOpt unified checkpoint: pass the HF model directory, or `swallow-trt convert --target "
-            "pytorch` output; or build an engine with --target engine."
+            "or ModelOpt unified checkpoint:",
+            "pass the HF model directory, or `swallow-trt convert --target pytorch` output; or build an "
+            "engine with --target engine.",
         )
-    request = OptionsRequest(
-        arch=read_hf_config(checkpoint),
-        gpu=gpu,
-        quant_algo=kind.quant_algo,
-        checkpoint_kv_cache_quant_algo=kind.kv_cache_quant_algo,
-        tp=tp,
-        pp=pp,
-        kv_cache_dtype=kv_cache_dtype,
-        max_batch_size=max_batch_size,
-        max_seq_len=max_seq_len,
-        max_num_tokens=max_num_tokens,
-    )
-    return request, kind
+    return kind
 
 
 def options_yaml(options: dict[str, Any]) -> str:
     return yaml.safe_dump(options, sort_keys=False, default_flow_style=False)
 
 
-def build_pytorch_target(
+def build_deployment(
     checkpoint: Path,
     output: Path,
     request: OptionsRequest,
     kind: CheckpointKind,
     overwrite: bool,
     dry_run: bool,
-) -> OptionsComposition:
-    """Write the deployment directory (or print it with --dry-run); refuses impossible combinations."""
+) -> str:
+    """Write the deployment directory, refusing impossible combinations; returns what to tell the user
+    (with `dry_run`, the options with their reasons, and nothing is written)."""
     composition = compose_options(request)
     if composition.refusals:
-        raise click.ClickException(" ".join(composition.refusals))
+        raise SwallowTrtError(" ".join(composition.refusals))
     checkpoint = checkpoint.resolve()
     final_options = str(output.resolve() / OPTIONS_FILE)
     serve = trtllm_serve_argv(str(checkpoint), final_options, request.tp, request.pp)
     text = options_yaml(composition.options)
     if dry_run:
-        click.echo(explain(composition, text, serve))
-        return composition
+        return explain(composition, text, serve)
     refuse_existing(output, overwrite)
     for warning in composition.warnings:
-        click.echo(f"Warning: {warning}", err=True)
-    if not all((checkpoint / name).is_file() for name in TOKENIZER_FILES):
-        click.echo(
+        say(f"Warning: {warning}", err=True)
+    if not all((checkpoint / name).is_file() for name in FAST_TOKENIZER_FILES):
+        say(
             f"Warning: {checkpoint} has no tokenizer.json/tokenizer_config.json; trtllm-serve and the llmapi "
             "model load the tokenizer from the checkpoint directory: copy it there.",
             err=True,
@@ -126,12 +104,11 @@ def build_pytorch_target(
                 "hf_quant_config_sha256": sha256_file(quant_file) if quant_file.is_file() else None,
             },
         )
-    click.echo(
+    return (
         f"Deployment written to {output} (PyTorch backend, nothing compiled).\n"
         f"  Triton:       swallow-trt repo --engine {output} --tokenizer {checkpoint} --output REPO\n"
         f"  trtllm-serve: swallow-trt serve --via trtllm-serve --deploy {output}"
     )
-    return composition
 
 
 @dataclass(frozen=True)
@@ -161,20 +138,20 @@ def read_deployment(directory: Path) -> Deployment:
     """The deployment, after checking its options file and that its checkpoint is still there."""
     manifest_path = directory / "manifest.json"
     if not is_pytorch_deployment(directory):
-        raise click.ClickException(
-            f"{directory} is not a pytorch-target deployment (manifest.json with target 'pytorch'): write "
-            "one with `swallow-trt build --target pytorch`."
+        raise SwallowTrtError(
+            f"{directory} is not a pytorch-target deployment (manifest.json with target 'pytorch'):",
+            "write one with `swallow-trt build --target pytorch`.",
         )
     manifest = json.loads(manifest_path.read_text())
     options_path = directory / manifest.get("options_file", OPTIONS_FILE)
     if not options_path.is_file():
-        raise click.ClickException(f"{options_path} is missing: build the deployment again.")
+        raise SwallowTrtError(f"{options_path} is missing:", "build the deployment again.")
     options = yaml.safe_load(options_path.read_text()) or {}
     checkpoint = Path(manifest["checkpoint"]["path"])
     if not (checkpoint / "config.json").is_file():
-        raise click.ClickException(
-            f"The deployment's checkpoint {checkpoint} is gone (moved or deleted): build again with "
-            "`swallow-trt build --target pytorch --checkpoint NEW_PATH ...`."
+        raise SwallowTrtError(
+            f"The deployment's checkpoint {checkpoint} is gone (moved or deleted):",
+            "build again with `swallow-trt build --target pytorch --checkpoint NEW_PATH ...`.",
         )
     return Deployment(
         directory=directory.resolve(),

@@ -2,22 +2,25 @@
 
 Each rule says when it applies, which flags it adds and why, so `swallow-trt build --dry-run` and
 `swallow-trt plan` can show the reason next to every flag. Refusals and warnings are rules too.
-Facts: ../shared/reference/trtllm-checkpoint.md section 5 (5.1 defaults, 5.2 the automatic FMHA / KV
-interactions, 5.3 the recommended settings on H100/H200) and the builder's SM >= 100 check.
+Facts: docs/trtllm-checkpoint.md §5 (§5.1 defaults, §5.2 the automatic FMHA / KV
+interactions, §5.3 the recommended settings on H100/H200) and the builder's SM >= 100 check (§4.3).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from trt_build.build.limits import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_NUM_TOKENS,
+    DEFAULT_MAX_SEQ_LEN,
+    GPUS_PER_NODE,
+)
+from trt_build.build.rules import TP_OVER_PCIE, Check, Rule, always, applied, messages
 from trt_build.common.gpus import GpuProfile
+from trt_build.quant.schemes import SCHEMES
 
-DEFAULT_MAX_SEQ_LEN = 8192
-DEFAULT_MAX_BATCH_SIZE = 256
-DEFAULT_MAX_NUM_TOKENS = 8192
-GPUS_PER_NODE = 8
-INT_WEIGHT_ALGOS = ("W4A16_AWQ", "W8A16", "W4A16")
+INT_WEIGHT_ALGOS = tuple(s.quant_algo for s in SCHEMES.values() if s.int_weights)
 FP8_CONTEXT_FMHA_ALGOS = ("FP8", "W4A8_AWQ", "NVFP4")  # builder.py keeps FP8 context FMHA only for these
 
 
@@ -49,6 +52,14 @@ class BuildRequest:
         return min(self.world_size, self.gpus_per_node)
 
     @property
+    def build_workers(self) -> int:
+        return self.workers or self.ranks_on_node
+
+    @property
+    def timing_cache_path(self) -> str:
+        return self.timing_cache or f"{self.output_dir.rstrip('/')}.timing.cache"
+
+    @property
     def fp8_kv(self) -> bool:
         return self.kv_cache_quant_algo == "FP8"
 
@@ -57,56 +68,37 @@ class BuildRequest:
         return self.quant_algo == "FP8"
 
 
-@dataclass(frozen=True)
-class Rule:
-    applies: Callable[[BuildRequest], bool]
-    flags: Callable[[BuildRequest], list[str]]
-    reason: str
-
-
-@dataclass(frozen=True)
-class Check:
-    """A refusal (the build cannot work) or a warning (it works, with a cost the user should know)."""
-
-    applies: Callable[[BuildRequest], bool]
-    message: Callable[[BuildRequest], str]
-
-
-def _always(request: BuildRequest) -> bool:
-    return True
-
-
 def _paged_context_fmha_off(request: BuildRequest) -> bool:
     """builder.py: FP8 KV + weights outside FP8_CONTEXT_FMHA_ALGOS -> paged context FMHA is switched off."""
     return request.fp8_kv and request.quant_algo not in FP8_CONTEXT_FMHA_ALGOS
 
 
 # In order: the command is the concatenation of the flags of every rule that applies.
-RULES: list[Rule] = [
+RULES: list[Rule[BuildRequest, list[str]]] = [
     Rule(
-        _always,
+        always,
         lambda r: ["--checkpoint_dir", r.checkpoint_dir, "--output_dir", r.output_dir],
         "the TRT-LLM checkpoint to build and where the engine goes (TP/PP come from its config.json mapping)",
     ),
     Rule(
-        _always,
+        always,
         lambda r: ["--max_seq_len", str(r.max_seq_len)],
         "always explicit: without it the engine is sized for max_position_embeddings = 131072 tokens "
         "(131072 x 8 = 1,048,576 on 0.13, which multiplied by the llama3 rope factor)",
     ),
     Rule(
-        _always,
+        always,
         lambda r: ["--max_input_len", str(r.max_input_len or r.max_seq_len)],
         "the longest prompt the engine accepts (default 1024); defaults to max_seq_len",
     ),
     Rule(
-        _always,
+        always,
         lambda r: ["--max_batch_size", str(r.max_batch_size), "--max_num_tokens", str(r.max_num_tokens)],
         "explicit because the defaults changed between versions (batch 256 on 0.13, 2048 recent); "
         "max_num_tokens bounds the tokens per step and so the activation memory",
     ),
     Rule(
-        _always,
+        always,
         lambda r: ["--kv_cache_type", "paged"],
         "paged KV cache, needed by in-flight batching in the Triton tensorrtllm backend",
     ),
@@ -143,25 +135,25 @@ RULES: list[Rule] = [
         "TP > 1 only: fuses the all-reduce with the residual add and RMSNorm (Llama); ignored at TP 1",
     ),
     Rule(
-        _always,
+        always,
         lambda r: ["--multiple_profiles", "enable"],
         "several TensorRT optimisation profiles for small and large batches (recommended for serving; "
         "the build takes longer)",
     ),
     Rule(
-        _always,
-        lambda r: ["--workers", str(r.workers or r.ranks_on_node)],
+        always,
+        lambda r: ["--workers", str(r.build_workers)],
         "builds the ranks on this node in parallel (one per GPU, capped at the local GPU count)",
     ),
     Rule(
-        _always,
-        lambda r: ["--output_timing_cache", r.timing_cache or f"{r.output_dir.rstrip('/')}.timing.cache"],
+        always,
+        lambda r: ["--output_timing_cache", r.timing_cache_path],
         "keeps the TensorRT timing cache beside the engine instead of model.cache in the current "
         "directory; a rebuild with the same cache is faster",
     ),
 ]
 
-REFUSALS: list[Check] = [
+REFUSALS: list[Check[BuildRequest]] = [
     Check(
         lambda r: (r.fp8_weights or r.fp8_kv) and not r.gpu.fp8,
         lambda r: (
@@ -185,7 +177,7 @@ REFUSALS: list[Check] = [
     ),
 ]
 
-WARNINGS: list[Check] = [
+WARNINGS: list[Check[BuildRequest]] = [
     Check(
         _paged_context_fmha_off,
         lambda r: (
@@ -194,13 +186,7 @@ WARNINGS: list[Check] = [
             "KV) if you need them."
         ),
     ),
-    Check(
-        lambda r: r.tp > 1 and not r.gpu.nvlink,
-        lambda r: (
-            f"TP {r.tp} on {r.gpu.name} (PCIe, no NVLink): two all-reduces per layer cross PCIe; "
-            "prefer a quantization that fits one GPU, or pipeline parallelism."
-        ),
-    ),
+    TP_OVER_PCIE,
     Check(
         lambda r: r.world_size > r.gpus_per_node,
         lambda r: (
@@ -221,12 +207,10 @@ class Composition:
 
 def compose(request: BuildRequest, program: str = "trtllm-build") -> Composition:
     """The trtllm-build argv for `request`, with the reason for every flag, refusals and warnings."""
-    composition = Composition(argv=[program])
-    for rule in RULES:
-        if rule.applies(request):
-            flags = rule.flags(request)
-            composition.argv += flags
-            composition.reasons.append((flags, rule.reason))
-    composition.refusals = [check.message(request) for check in REFUSALS if check.applies(request)]
-    composition.warnings = [check.message(request) for check in WARNINGS if check.applies(request)]
-    return composition
+    reasons = applied(RULES, request)
+    return Composition(
+        argv=[program, *(flag for flags, _ in reasons for flag in flags)],
+        reasons=reasons,
+        refusals=messages(REFUSALS, request),
+        warnings=messages(WARNINGS, request),
+    )

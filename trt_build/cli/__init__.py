@@ -8,17 +8,20 @@ with `trt_build.cli.base.command`, which turns the library's `SwallowTrtError` i
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
 
 from trt_build import __version__
+from trt_build.cli.base import CliError
+from trt_build.common.errors import SwallowTrtError
 
 # name: (where the click command lives, one-line description shown by --help), in pipeline order
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("trt_build.cli.source:models", "List the known Swallow checkpoints and their shapes."),
     "fetch": ("trt_build.source.fetch:command", "Download a model's safetensors, configs and tokenizer."),
     "plan": (
-        "trt_build.plan.planner:command",
+        "trt_build.cli.plan:plan",
         "Plan GPU memory: weights, KV cache, sequences that fit, TP, flags.",
     ),
     "calibrate": ("trt_build.quant.calibrate:command", "Calibrate FP8 / INT4-AWQ scales layer by layer."),
@@ -30,18 +33,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "trt_build.verify.compare:command",
         "Compare a converted checkpoint's logits with its HF source.",
     ),
-    "build": ("trt_build.build.engine:command", "Build an engine (trtllm-build) or a PyTorch deployment."),
+    "build": ("trt_build.cli.build:build", "Build an engine (trtllm-build) or a PyTorch deployment."),
     "repo": ("trt_build.cli.serve:repo", "Write a Triton model repository (engine, deployment, CPU)."),
     "serve": ("trt_build.cli.serve:serve", "Serve a model repository with tritonserver until Ctrl-C."),
     "chat": ("trt_build.cli.serve:chat", "Stream an answer from a running server to the terminal."),
-    "bench": ("benchmarks.bench:command", "Benchmark a server: TTFT, ITL, TPOT, throughput, goodput."),
+    "bench": ("trt_build.cli.bench:bench", "Benchmark a server: TTFT, ITL, TPOT, throughput, goodput."),
+    "conform": (
+        "trt_build.cli.conform:conform",
+        "Check an endpoint serves Japanese right on every path (Triton or OpenAI).",
+    ),
     "report": (
-        "benchmarks.report.compare:command",
+        "trt_build.cli.bench:report",
         "Compare benchmark results: REPORT.md with tables and plots.",
     ),
     "tokenizer": ("trt_build.source.tokenizer:command", "Build the Llama 3.1 tokenizer offline (cached)."),
     "tiny-model": (
-        "trt_build.source.tiny_model:command",
+        "trt_build.cli.source:tiny_model",
         "Write a Swallow-architecture model with random weights.",
     ),
 }
@@ -61,6 +68,12 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module_name), attribute)
         command.short_help = COMMANDS[name][1]
         return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SwallowTrtError as error:  # from a command not built with cli.base.command
+            raise CliError(error.message, error.exit_code) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]

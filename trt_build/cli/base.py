@@ -17,10 +17,12 @@ class SwallowTrtCommand(click.Command):
         try:
             return super().invoke(ctx)
         except SwallowTrtError as error:
-            raise _CliError(error.message, error.exit_code) from None
+            raise CliError(error.message, error.exit_code) from None
 
 
-class _CliError(click.ClickException):
+class CliError(click.ClickException):
+    """How a SwallowTrtError leaves the CLI: `Error: ...` and its exit status."""
+
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code

@@ -15,6 +15,7 @@ from triton_repo.launch.tritonserver import Ports
 from triton_repo.repository.common import repository_manifest
 from triton_repo.repository.llmapi_repo import stock_files_note
 from triton_repo.repository.write import RepoOptions, write_repository
+from trt_build.build.limits import KV_CACHE_FREE_GPU_MEM_FRACTION
 from trt_build.cli.base import command
 
 DIRECTORY = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -72,7 +73,7 @@ def wrote_message(repo: Path, from_engine: bool) -> str:
 @click.option(
     "--kv-cache-free-gpu-mem-fraction",
     type=click.FloatRange(0.05, 0.99),
-    default=0.9,
+    default=KV_CACHE_FREE_GPU_MEM_FRACTION,
     show_default=True,
     help="Share of free GPU memory (after the engine loads) for the KV cache.",
 )
@@ -121,6 +122,15 @@ def repo(**options: Any) -> None:
 @click.option(
     "--timeout", type=click.IntRange(min=1), default=600, show_default=True, help="Seconds to wait for ready."
 )
+@click.option(
+    "--openai-port",
+    type=click.IntRange(1, 65535),
+    help="Also serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) on "
+    "127.0.0.1:PORT in front of the repository (Triton's own OpenAI frontend uses 9000).",
+)
+@click.option(
+    "--served-model-name", help="The model name OpenAI clients send [the repository's front model name]."
+)
 def serve(
     repo: Path | None,
     via: str,
@@ -131,22 +141,31 @@ def serve(
     metrics_port: int,
     log_path: Path | None,
     timeout: int,
+    openai_port: int | None,
+    served_model_name: str | None,
 ) -> None:
     """Serve a model repository with tritonserver (or a pytorch deployment with trtllm-serve); Ctrl-C stops it.
 
     Exit status 3 (--via trtllm-serve): no trtllm-serve here; the command for the GPU host is printed.
     """
     ports = Ports(http_port, grpc_port, metrics_port)
-    serve_until_stopped(ServeOptions(repo, via, deploy, host, ports, log_path, timeout))
+    options = ServeOptions(repo, via, deploy, host, ports, log_path, timeout, openai_port, served_model_name)
+    serve_until_stopped(options)
 
 
 @command()
 @click.argument("prompt")
 @click.option(
-    "--url", default="http://localhost:8000", show_default=True, help="HTTP URL, or host:port for gRPC."
+    "--url",
+    default="http://localhost:8000",
+    show_default=True,
+    help="HTTP URL, host:port for gRPC, or the OpenAI API's URL (http://localhost:9000).",
 )
-@click.option("--protocol", type=click.Choice(["http", "grpc"]), default="http", show_default=True)
-@click.option("--model", help="ensemble or tensorrt_llm_bls [the first of them the server has].")
+@click.option("--protocol", type=click.Choice(["http", "grpc", "openai"]), default="http", show_default=True)
+@click.option(
+    "--model",
+    help="ensemble or tensorrt_llm_bls [the first of them the server has]; openai: [the first model listed].",
+)
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--chat/--raw", default=True, show_default=True, help="Apply the chat template to the prompt.")
 @click.option("--temperature", type=float, help="0 = greedy (the default when no sampling option is given).")

@@ -7,6 +7,10 @@ an exit status, as huggingface_hub's CLI does with its own errors.
 
 from __future__ import annotations
 
+# The exit status of a command that could not run here for want of a GPU toolchain (trtllm-build,
+# trtllm-serve, an NVIDIA driver): nothing was done, and the command to run on a GPU host was printed.
+NO_GPU_TOOLCHAIN = 3
+
 
 class SwallowTrtError(Exception):
     """A problem the user can fix. `problem` says what is wrong (naming the file, option or tensor), `fix`

@@ -5,7 +5,7 @@ which is slightly *less* than what nvidia-smi reports (an "80 GB" H100 shows 815
 on the safe side. TFLOPs are dense (no 2:4 sparsity); None where no source was found.
 
 Sources (cited per row as [tag]):
-  [BM]  ../shared/reference/bench-metrics.md section 3.1 (H100 SXM and H200 SXM: HBM, bandwidth, dense
+  [BM]  docs/metrics.md §4.1 (H100 SXM and H200 SXM: HBM, bandwidth, dense
         BF16/FP8; datasheet figures 1,979/3,958 TFLOPS are with sparsity).
   [A100] NVIDIA A100 datasheet (nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf) as tabulated at
         glennklockwood.com/garden/processors/A100: 40 GB HBM2 1.555 TB/s; 80 GB HBM2e 2.039 TB/s;
@@ -17,14 +17,14 @@ Sources (cited per row as [tag]):
         docs.vultr.com HGX B200 hardware overview; the package carries 192 GB).
   [CC]  Compute capability: developer.nvidia.com/cuda-gpus (A100 8.0, L40S 8.9, H100/H200 9.0,
         B200 10.0). FP8 tensor cores exist from 8.9 (Ada) on; TensorRT-LLM gates FP8 context FMHA on
-        SM >= 89 (trtllm-checkpoint.md section 5.2).
+        SM >= 89 (docs/trtllm-checkpoint.md §5.2).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import click
+from trt_build.common.errors import SwallowTrtError
 
 GB = 10**9
 
@@ -76,12 +76,12 @@ PROFILES: dict[str, GpuProfile] = {
 
 
 def get_profile(name: str) -> GpuProfile:
-    """The profile called `name` (case-insensitive), or a ClickException listing the known ones."""
+    """The profile called `name` (case-insensitive); an unknown name is refused with the known ones."""
     profile = PROFILES.get(name.lower())
     if profile is None:
-        raise click.ClickException(
-            f"Unknown GPU profile {name!r}. Known profiles: {', '.join(PROFILES)}. "
-            "Pick the closest one, or add a row to trt_build/common/gpus.py."
+        raise SwallowTrtError(
+            f"Unknown GPU profile {name!r}. Known profiles: {', '.join(PROFILES)}.",
+            "Pick the closest one, or add a row to trt_build/common/gpus.py.",
         )
     return profile
 

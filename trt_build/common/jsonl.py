@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import click
+from trt_build.common.errors import SwallowTrtError
 
 
 def json_lines(path: Path) -> Iterator[tuple[str, Any]]:
@@ -20,4 +20,4 @@ def json_lines(path: Path) -> Iterator[tuple[str, Any]]:
         try:
             yield where, json.loads(line)
         except json.JSONDecodeError as error:
-            raise click.ClickException(f"{where}: not valid JSON ({error.msg}).") from None
+            raise SwallowTrtError(f"{where}: not valid JSON ({error.msg}).") from None

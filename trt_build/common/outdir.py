@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import click
+from trt_build.common.errors import SwallowTrtError
 
 
 class Terminated(Exception):
@@ -46,7 +46,7 @@ def interruption_explained(final: Path) -> Iterator[None]:
     try:
         yield
     except (KeyboardInterrupt, Terminated) as error:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"{str(error) or 'interrupted'}: the partial output was removed; {final} was not written."
         ) from None
 
@@ -54,7 +54,7 @@ def interruption_explained(final: Path) -> Iterator[None]:
 def refuse_existing(final: Path, overwrite: bool) -> None:
     """Fail before any work when the output exists and may not be replaced."""
     if final.exists() and not overwrite:
-        raise click.ClickException(f"{final} already exists. Pass --overwrite to replace it.")
+        raise SwallowTrtError(f"{final} already exists.", "Pass --overwrite to replace it.")
 
 
 @contextmanager
@@ -74,9 +74,9 @@ def atomic_output_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         if error.errno == errno.ENOSPC:
             free_gb = shutil.disk_usage(final.parent).free / 1e9
-            raise click.ClickException(
-                f"The disk holding {final.parent} is full ({free_gb:.1f} GB free). Nothing was written; "
-                "free some space or choose another --output, then run again."
+            raise SwallowTrtError(
+                f"The disk holding {final.parent} is full ({free_gb:.1f} GB free). Nothing was written;",
+                "free some space or choose another --output, then run again.",
             ) from error
         raise
     except BaseException:

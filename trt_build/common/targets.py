@@ -1,10 +1,10 @@
 """Which TensorRT-LLM target to build for, and what kind of checkpoint a directory holds.
 
-Two targets (../shared/ARCHITECTURE.md, "Two TensorRT-LLM targets"):
+Two targets (docs/architecture.md §2):
   engine   TRT-LLM checkpoint -> trtllm-build -> TensorRT engine -> Triton C++ `tensorrtllm` backend.
   pytorch  HF / ModelOpt unified checkpoint -> LLM-API options -> Triton `llmapi` model or trtllm-serve.
 
-`--target auto` reads the installed tensorrt_llm version (trtllm-pytorch-backend.md section 1.2):
+`--target auto` reads the installed tensorrt_llm version (docs/upstream-2026.md §1.2):
   <= 1.3.0rc20 (the last release with trtllm-build; 1.2.1 is the newest stable and NGC 26.07's) -> engine
   >  1.3.0rc20 (1.3.0rc21 and later: the TensorRT backend and trtllm-build are removed)   -> pytorch
   not installed -> pytorch: it runs on every release from 1.0 on (where PyTorch became the default
@@ -15,13 +15,12 @@ Two targets (../shared/ARCHITECTURE.md, "Two TensorRT-LLM targets"):
 from __future__ import annotations
 
 import importlib.metadata
-import json
+import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import click
 from packaging.version import InvalidVersion, Version
+
+from trt_build.common.errors import SwallowTrtError
 
 TARGET_CHOICES = ("engine", "pytorch", "auto")
 LAST_ENGINE_RELEASE = Version("1.3.0rc20")  # its release note: the last one supporting the TensorRT backend
@@ -56,7 +55,7 @@ def target_for_version(version: str | None) -> TargetChoice:
     try:
         parsed = Version(version)
     except InvalidVersion:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"tensorrt_llm version {version!r} is not a version number; pass --target engine or pytorch."
         ) from None
     if parsed <= LAST_ENGINE_RELEASE:
@@ -78,84 +77,5 @@ def resolve_target(target: str, version: str | None = None, echo: bool = True) -
         return target
     choice = target_for_version(version if version is not None else installed_tensorrt_llm_version())
     if echo:
-        click.echo(f"--target auto: {choice.target} ({choice.reason})", err=True)
+        print(f"--target auto: {choice.target} ({choice.reason})", file=sys.stderr)
     return choice.target
-
-
-# ---------------------------------------------------------------- checkpoint kinds
-
-TRTLLM_CHECKPOINT = "trtllm-checkpoint"  # config.json with `architecture` + rank*.safetensors
-HF_CHECKPOINT = "hf"  # config.json with `architectures` + *.safetensors (ModelOpt unified when quantized)
-
-
-@dataclass(frozen=True)
-class CheckpointKind:
-    kind: str
-    quant_algo: str | None = None  # HF: hf_quant_config.json quantization.quant_algo
-    kv_cache_quant_algo: str | None = None
-    quant_config: dict[str, Any] | None = None
-
-    @property
-    def target(self) -> str:
-        return "engine" if self.kind == TRTLLM_CHECKPOINT else "pytorch"
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise click.ClickException(f"{path} is not valid JSON ({error}).") from None
-
-
-def hf_quantization(directory: Path) -> dict[str, Any] | None:
-    """The ModelOpt quantization block: hf_quant_config.json (authoritative for every TRT-LLM version,
-    trtllm-pytorch-backend.md 2.3), else config.json's inline modelopt `quantization_config`."""
-    quant_file = directory / "hf_quant_config.json"
-    if quant_file.is_file():
-        block = _json(quant_file).get("quantization")
-        if not isinstance(block, dict):
-            raise click.ClickException(f"{quant_file} has no 'quantization' block.")
-        return block
-    inline = _json(directory / "config.json").get("quantization_config")
-    if not inline:
-        return None
-    if not str(inline.get("quant_method", "")).startswith("modelopt"):
-        raise click.ClickException(
-            f"{directory / 'config.json'}: quantization_config.quant_method "
-            f"{inline.get('quant_method')!r} is not a ModelOpt checkpoint; swallow-trt plans ModelOpt "
-            "unified checkpoints (`swallow-trt convert --target pytorch`)."
-        )
-    raise click.ClickException(
-        f"{directory} has a ModelOpt quantization_config but no hf_quant_config.json: TensorRT-LLM 1.1/1.2 "
-        "read only that file. Export the checkpoint again with it (ModelOpt writes both)."
-    )
-
-
-def checkpoint_kind(directory: Path) -> CheckpointKind:
-    """TRT-LLM checkpoint or HF/ModelOpt directory, with the HF one's quantization; else a clear error."""
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise click.ClickException(
-            f"{config_path} not found: pass a TRT-LLM checkpoint (`swallow-trt convert`) or a Hugging Face / "
-            "ModelOpt checkpoint directory."
-        )
-    config = _json(config_path)
-    if "architecture" in config and "architectures" not in config:
-        if not list(directory.glob("rank*.safetensors")):
-            raise click.ClickException(
-                f"{directory} is a TRT-LLM checkpoint config without rank*.safetensors."
-            )
-        return CheckpointKind(TRTLLM_CHECKPOINT)
-    if "architectures" in config:
-        if not list(directory.glob("*.safetensors")):
-            raise click.ClickException(
-                f"{directory} has a Hugging Face config.json but no *.safetensors (swallow-trt loads only "
-                "safetensors weights)."
-            )
-        block = hf_quantization(directory)
-        if block is None:
-            return CheckpointKind(HF_CHECKPOINT)
-        return CheckpointKind(HF_CHECKPOINT, block.get("quant_algo"), block.get("kv_cache_quant_algo"), block)
-    raise click.ClickException(
-        f"{config_path} has neither 'architecture' (TRT-LLM checkpoint) nor 'architectures' (Hugging Face)."
-    )

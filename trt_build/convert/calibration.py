@@ -18,8 +18,9 @@ import click
 
 from trt_build.common.manifest import write_manifest
 from trt_build.convert.trtllm_linears import KV_CACHE_SCALE
-from trt_build.quant import schemes as qs
+from trt_build.quant import linear as ql
 from trt_build.quant.calibrate import CalibrationResult
+from trt_build.quant.schemes import SCHEMES
 from trt_build.source.hf_config import LlamaArchitecture
 
 
@@ -43,8 +44,6 @@ def _load_calibration(
     directory: Path, quant: str, options: QuantOptions, arch: LlamaArchitecture
 ) -> tuple[CalibrationResult, dict[str, Any]]:
     """A saved CalibrationResult that fits this model and scheme, plus the description of its data."""
-    from trt_build.quant.calibrate import CALIBRATION_ALGORITHMS
-
     result = CalibrationResult.load(directory)
     info = result.info
     calibrated = {key: info.get("architecture", {}).get(key) for key in ("hidden_size", "num_hidden_layers")}
@@ -54,13 +53,13 @@ def _load_calibration(
             f"{directory} was calibrated for another model ({calibrated}, this one {expected}); "
             "calibrate this model or pass its own calibration directory."
         )
-    missing = set(CALIBRATION_ALGORITHMS[quant]) - set(info.get("algorithms", []))
+    missing = set(SCHEMES[quant].calibration) - set(info.get("algorithms", []))
     if missing:
         raise click.ClickException(
             f"{directory} was calibrated for --quant {result.scheme} ({', '.join(info.get('algorithms', []))}); "
             f"--quant {quant} also needs {', '.join(sorted(missing))}. Calibrate with --quant {quant}."
         )
-    if "awq" in CALIBRATION_ALGORITHMS[quant] and info.get("group_size") != options.group_size:
+    if "awq" in SCHEMES[quant].calibration and info.get("group_size") != options.group_size:
         raise click.ClickException(
             f"{directory} holds AWQ scales searched with group size {info.get('group_size')}; pass "
             f"--group-size {info.get('group_size')} or calibrate again with --group-size {options.group_size}."
@@ -157,7 +156,7 @@ def layer_scale_stats(result: CalibrationResult, quant: str, fp8_kv_cache: bool)
             entry["kv_cache"] = {
                 "k_amax": k_amax.item(),
                 "v_amax": v_amax.item(),
-                KV_CACHE_SCALE: qs.kv_cache_trtllm(k_amax, v_amax)[KV_CACHE_SCALE].item(),
+                KV_CACHE_SCALE: ql.kv_cache_trtllm(k_amax, v_amax)[KV_CACHE_SCALE].item(),
             }
         layers.append(entry)
     return layers

@@ -23,11 +23,10 @@ Hugging Face directory itself, a copy would add nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,47 +40,32 @@ from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir, interruption_explained, refuse_existing
 from trt_build.convert.calibration import QuantOptions, run_calibration, save_calibration
 from trt_build.convert.rank_writer import RankFileWriter, release_freed_memory_eagerly
+from trt_build.formats.modelopt_config import (
+    MODELOPT_FORMAT_VERSION,
+    UNIFIED,
+    hf_quant_config,
+    unified_config,
+)
 from trt_build.formats.safetensors_stream import TensorSpec, shard_layout, tensor_bytes
+from trt_build.parallel.rules import check_awq_group
+from trt_build.quant import linear as ql
 from trt_build.quant import numerics as qf
-from trt_build.quant import schemes as qs
-from trt_build.quant.calibrate import GROUP_OF, CalibrationResult, needs_calibration
+from trt_build.quant.calibrate import GROUP_OF, CalibrationResult
+from trt_build.quant.schemes import SCHEMES, needs_calibration
 from trt_build.source.checkpoint import SourceCheckpoint, SourceHasher, resolve_dtype
-from trt_build.source.hf_config import LlamaArchitecture, hf_config_dict, hf_tensor_shapes, read_hf_config
+from trt_build.source.hf_config import LlamaArchitecture, hf_tensor_shapes, read_hf_config
+from trt_build.source.tokenizer import GENERATION_CONFIG, TOKENIZER_FILES
 
-# The ModelOpt release whose export this format follows (reference §2.0). Runtimes recognise the format by
-# `producer.name == "modelopt"` (vLLM's ModelOpt detection, TRT-LLM's flat-config routing), so the
-# producer names the format; what actually wrote the files is in manifest.json.
-MODELOPT_FORMAT_VERSION = "0.47.0"
-PRODUCER = {"name": "modelopt", "version": MODELOPT_FORMAT_VERSION}
-EXCLUDE_MODULES = ["lm_head", "model.embed_tokens"]  # stay in the model dtype (§2.1, §2.2)
 DEFAULT_MAX_SHARD_BYTES = 5 << 30  # transformers' save_pretrained default (5 GB)
 BLOCK_BYTES = 64 << 20  # embedding / lm_head rows streamed in blocks this big
 # Copied from the source when present: generation defaults and the tokenizer (no code, no weights).
-COPIED_FILES = (
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
-    "chat_template.jinja",
-)
-FP8_CONFIG_GROUP = {"num_bits": 8, "type": "float", "dynamic": False}
+COPIED_FILES = (GENERATION_CONFIG, *TOKENIZER_FILES)
 
 
-@dataclass(frozen=True)
-class UnifiedScheme:
-    """What `--quant NAME` becomes in the unified format: its quant_algo and per-quant_algo extras."""
-
-    quant_algo: str
-    hf_quant_extra: dict[str, Any]  # keys of hf_quant_config.json `quantization` beyond algo/kv/exclude
-    inline_config_groups: bool  # config.json quantization_config carries `config_groups` (FP8 only)
-
-
-UNIFIED_SCHEMES: dict[str, UnifiedScheme] = {
-    "fp8": UnifiedScheme("FP8", {}, True),
-    "int4_awq": UnifiedScheme(
-        "W4A16_AWQ", {"group_size": 128, "has_zero_point": False, "pre_quant_scale": True}, False
-    ),
+# What each scheme's linears become in the unified format (quant/linear.py).
+LINEAR_EMITTERS: dict[str, Callable[[ql.LinearQuantInput], dict[str, torch.Tensor]]] = {
+    "fp8": ql.fp8_modelopt_hf,
+    "int4_awq": ql.awq_modelopt_hf,
 }
 # Linears whose AWQ pre-quant scale is folded into the RMSNorm in front of them (§2.2), by that norm.
 AWQ_FOLDED_NORM = {
@@ -105,58 +89,12 @@ def refuse_unsupported(quant: str, kv_cache_dtype: str) -> None:
             "there is nothing to convert. Pass the model directory to `swallow-trt build --target pytorch "
             "--checkpoint HF_DIR`." + kv_hint
         )
-    if quant not in UNIFIED_SCHEMES:
+    if quant not in UNIFIED:
         raise click.ClickException(
             f"--target pytorch does not write --quant {quant}: the unified checkpoint holds "
-            f"{', '.join(UNIFIED_SCHEMES)} (the PyTorch backend's Llama formats usable on Hopper). Use "
+            f"{', '.join(UNIFIED)} (the PyTorch backend's Llama formats usable on Hopper). Use "
             f"--quant fp8 or int4_awq, or --target engine for {quant}."
         )
-
-
-# ---------------------------------------------------------------- the quantization config
-
-
-def hf_quant_config(quant: str, kv_cache_dtype: str, group_size: int) -> dict[str, Any]:
-    """hf_quant_config.json: the nested form TRT-LLM 1.1/1.2 read (reference §2.1)."""
-    scheme = UNIFIED_SCHEMES[quant]
-    block: dict[str, Any] = {
-        "quant_algo": scheme.quant_algo,
-        "kv_cache_quant_algo": "FP8" if kv_cache_dtype == "fp8" else None,
-        **scheme.hf_quant_extra,
-        "exclude_modules": list(EXCLUDE_MODULES),
-    }
-    if "group_size" in block:
-        block["group_size"] = group_size
-    return {"producer": dict(PRODUCER), "quantization": block}
-
-
-def inline_quantization_config(quant: str, kv_cache_dtype: str) -> dict[str, Any]:
-    """config.json `quantization_config`: the flat form (§2.1); only FP8 gets `config_groups`, and AWQ's
-    group size is not inline (so hf_quant_config.json must always ship)."""
-    scheme = UNIFIED_SCHEMES[quant]
-    block: dict[str, Any] = {
-        "quant_method": "modelopt",
-        "quant_algo": scheme.quant_algo,
-        "producer": dict(PRODUCER),
-        "ignore": list(EXCLUDE_MODULES),
-    }
-    if scheme.inline_config_groups:
-        block["config_groups"] = {
-            "group_0": {
-                "weights": dict(FP8_CONFIG_GROUP),
-                "input_activations": dict(FP8_CONFIG_GROUP),
-                "targets": ["Linear"],
-            }
-        }
-    if kv_cache_dtype == "fp8":
-        block["kv_cache_scheme"] = dict(FP8_CONFIG_GROUP)
-    return block
-
-
-def unified_config(arch: LlamaArchitecture, dtype: str, quant: str, kv_cache_dtype: str) -> dict[str, Any]:
-    config = hf_config_dict(dataclasses.replace(arch, dtype=dtype), "both")
-    config["quantization_config"] = inline_quantization_config(quant, kv_cache_dtype)
-    return config
 
 
 # ---------------------------------------------------------------- per-tensor plan
@@ -233,7 +171,7 @@ class UnifiedWriterPlan:
 def linear_tensors(
     plan: UnifiedWriterPlan, tensor: HfTensor, weight: torch.Tensor, calibration: CalibrationResult
 ) -> dict[str, torch.Tensor]:
-    """{output name: tensor} of one linear, from `quant_schemes.SCHEMES[quant].modelopt_hf_linear`.
+    """{output name: tensor} of one linear, from `LINEAR_EMITTERS`.
 
     FP8: the weight scale is this linear's own (q/k/v keep separate ones, §2.2); the input scale is the
     fused group's (identical over q/k/v and gate/up). AWQ: the pre-quant scale is rounded to the checkpoint
@@ -243,24 +181,23 @@ def linear_tensors(
     layer, local = tensor.layer, tensor.local
     assert layer is not None
     if plan.quant == "fp8":
-        quant_input = qs.LinearQuantInput(
+        quant_input = ql.LinearQuantInput(
             weight,
             input_amax=calibration.group_input_amax(layer, GROUP_OF[local]),
             weight_amax=calibration.weight_amax(layer, local),
             dtype=plan.dtype,
         )
     else:
-        quant_input = qs.LinearQuantInput(
+        quant_input = ql.LinearQuantInput(
             weight,
             pre_quant_scale=calibration.pre_quant_scale(layer, local).to(plan.dtype),
             group_size=plan.group_size,
             dtype=plan.dtype,
         )
-    emit = qs.SCHEMES[plan.quant].modelopt_hf_linear
-    assert emit is not None
+    emit = LINEAR_EMITTERS[plan.quant]
     produced = {f"{tensor.prefix}.{suffix}": value for suffix, value in emit(quant_input).items()}
     if plan.fp8_kv_cache and local in KV_SCALE_AFTER:
-        kv = qs.kv_cache_modelopt_hf(*calibration.kv_amax(layer))
+        kv = ql.kv_cache_modelopt_hf(*calibration.kv_amax(layer))
         key = KV_SCALE_AFTER[local]
         produced[f"model.layers.{layer}.self_attn.{key}"] = kv[key]
     return produced
@@ -394,9 +331,8 @@ def export_unified_checkpoint(
         )
     torch_dtype = getattr(torch, dtype_name)
     plan = UnifiedWriterPlan(arch, quant, torch_dtype, options.group_size, options.kv_cache_dtype == "fp8")
-    if quant == "int4_awq":
-        for tensor in (t for t in hf_tensors(arch) if t.is_linear):
-            qf.check_group_size(tensor.shape[1], options.group_size, tensor.name)
+    if SCHEMES[quant].group_size:
+        check_awq_group(arch, 1, options.group_size)
     source = SourceCheckpoint(model_dir)
     needed = {t.name for t in hf_tensors(arch)}
     source.validate(needed, hf_tensor_shapes(arch))
@@ -434,7 +370,7 @@ def export_unified_checkpoint(
                     "model_dir": str(model_dir),
                     "dtype": dtype_name,
                     "quant": quant,
-                    "quant_algo": UNIFIED_SCHEMES[quant].quant_algo,
+                    "quant_algo": UNIFIED[quant].quant_algo,
                     "kv_cache_dtype": options.kv_cache_dtype,
                     "group_size": options.group_size if quant == "int4_awq" else None,
                     "max_shard_bytes": max_shard_bytes,

@@ -28,24 +28,20 @@ import torch
 from tqdm import tqdm
 
 from trt_build import __version__
+from trt_build.cli.base import SwallowTrtCommand
+from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir, interruption_explained, refuse_existing
 from trt_build.common.targets import TARGET_CHOICES, resolve_target
 from trt_build.convert.calibration import QuantOptions, run_calibration, save_calibration
 from trt_build.convert.rank_writer import Cancelled, RankFileWriter, prefetched, release_freed_memory_eagerly
-from trt_build.convert.trtllm_linears import (
-    KV_CACHE_DTYPES,
-    KV_CACHE_SCALE,
-    QUANT_SCHEMES,
-    LinearWeight,
-    QuantScheme,
-    check_group_size_per_rank,
-    quantization_block,
-)
+from trt_build.convert.trtllm_linears import KV_CACHE_SCALE, LINEAR_WRITERS, LinearWeight, LinearWriter
 from trt_build.formats.safetensors_stream import TensorSpec, tensor_bytes
-from trt_build.parallel.weight_map import RankTensor, SourceSlice, Split, check_parallelism, rank_plan
-from trt_build.quant import schemes as qs
+from trt_build.parallel.rules import check_awq_group, check_parallelism
+from trt_build.parallel.weight_map import RankTensor, SourceSlice, Split, rank_plan
+from trt_build.quant import linear as ql
 from trt_build.quant.calibrate import CalibrationResult, calibration_options
+from trt_build.quant.schemes import KV_CACHE_DTYPES, SCHEMES, kv_cache_dtype_named, needs_calibration
 from trt_build.source.checkpoint import SourceCheckpoint, SourceHasher, resolve_dtype
 from trt_build.source.hf_config import LlamaArchitecture, hf_tensor_shapes, read_hf_config
 
@@ -79,16 +75,14 @@ def trtllm_config(
     dtype: str,
     tp: int,
     pp: int,
-    scheme: QuantScheme,
+    quantization: dict[str, Any],
     use_parallel_embedding: bool = False,
-    quantization: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The checkpoint config.json of spec §1.5, with only keys TensorRT-LLM accepts in mapping/quantization.
 
-    quantization: the block to write (`quantization_block`); default the scheme's own.
+    quantization: the block to write (`QuantScheme.trtllm_block`).
     """
     mapping = {"world_size": tp * pp, "tp_size": tp, "pp_size": pp}
-    quantization = dict(scheme.quantization if quantization is None else quantization)
     unknown = (mapping.keys() - ALLOWED_MAPPING_KEYS) | (quantization.keys() - ALLOWED_QUANTIZATION_KEYS)
     if unknown:
         raise ValueError(f"keys TensorRT-LLM would reject in mapping/quantization: {sorted(unknown)}")
@@ -129,7 +123,7 @@ class RankJob:
     tp: int
     plan: list[RankTensor]
     dtype: torch.dtype
-    scheme: QuantScheme
+    writer: LinearWriter
     source: SourceCheckpoint
     sha256: bool = True  # hash the rank file as it is written
     calibration: CalibrationResult | None = None
@@ -152,7 +146,7 @@ class RankJob:
         specs: list[TensorSpec] = []
         for tensor in self.plan:
             if tensor.rule.linear:
-                specs += self.scheme.linear_layout(self.linear(tensor))
+                specs += self.writer.linear_layout(self.linear(tensor))
             else:
                 specs.append((tensor.name, self.dtype, tensor.shape))
             if kv_name := self._kv_scale_name(tensor):
@@ -166,11 +160,11 @@ class RankJob:
                 parts = [self.source.read(piece, dtype=self.dtype) for piece in tensor.slices]
                 weight = parts[0] if len(parts) == 1 else torch.cat(parts)
                 del parts
-                yield from self.scheme.linear_transform(self.linear(tensor), weight)
+                yield from self.writer.linear_transform(self.linear(tensor), weight)
                 del weight
                 if kv_name := self._kv_scale_name(tensor):
                     assert self.calibration is not None
-                    scales = qs.kv_cache_trtllm(*self.calibration.kv_amax(tensor.layer))
+                    scales = ql.kv_cache_trtllm(*self.calibration.kv_amax(tensor.layer))
                     yield kv_name, scales[KV_CACHE_SCALE].float().reshape(1)
             else:
                 for piece in tensor.slices:
@@ -269,29 +263,24 @@ def convert_checkpoint(
     sha256: hash source and rank files for the manifest (about 1 s per GB of CPU; False skips it).
     quant_options: KV cache dtype, AWQ group size and the calibration (run first when the scheme needs it).
     """
-    from trt_build.quant.calibrate import needs_calibration
-
     started = time.perf_counter()
     release_freed_memory_eagerly()
     model_dir, output = Path(model_dir), Path(output)
     options = quant_options or QuantOptions()
     refuse_existing(output, overwrite)
-    if quant not in QUANT_SCHEMES:
-        raise click.ClickException(
-            f"--quant {quant!r} is not known; choose one of {', '.join(QUANT_SCHEMES)}."
+    if quant not in LINEAR_WRITERS:
+        raise SwallowTrtError(
+            f"--quant {quant!r} is not known.", f"Choose one of {', '.join(LINEAR_WRITERS)}."
         )
-    if options.kv_cache_dtype not in KV_CACHE_DTYPES:
-        raise click.ClickException(
-            f"--kv-cache-dtype {options.kv_cache_dtype!r} is not known; choose one of {', '.join(KV_CACHE_DTYPES)}."
-        )
-    scheme = QUANT_SCHEMES[quant]
+    kv_cache_dtype_named(options.kv_cache_dtype)
+    writer = LINEAR_WRITERS[quant]
     arch = read_hf_config(model_dir)
     check_parallelism(arch, tp, pp)
     dtype_name = resolve_dtype(dtype, arch)
     source = SourceCheckpoint(model_dir)
     plans = [rank_plan(arch, tp, pp, rank, use_parallel_embedding) for rank in range(tp * pp)]
-    if quant == "int4_awq":
-        check_group_size_per_rank(plans, options.group_size, tp)
+    if SCHEMES[quant].group_size:
+        check_awq_group(arch, tp, options.group_size)
     needed = {piece.hf for plan in plans for tensor in plan for piece in tensor.slices}
     source.validate(needed, hf_tensor_shapes(arch))
     torch_dtype = getattr(torch, dtype_name)
@@ -303,11 +292,11 @@ def convert_checkpoint(
         calibration, calibration_record = run_calibration(model_dir, quant, options, arch)
     jobs = [
         RankJob(
-            rank, tp, plan, torch_dtype, scheme, source, sha256, calibration, options.group_size, fp8_kv_cache
+            rank, tp, plan, torch_dtype, writer, source, sha256, calibration, options.group_size, fp8_kv_cache
         )
         for rank, plan in enumerate(plans)
     ]
-    quantization = quantization_block(quant, options.group_size, options.kv_cache_dtype)
+    quantization = SCHEMES[quant].trtllm_block(options.group_size, options.kv_cache_dtype)
     options_record = {
         "model_dir": str(model_dir),
         "dtype": dtype_name,
@@ -324,7 +313,7 @@ def convert_checkpoint(
     hasher.start()
     try:
         with atomic_output_dir(output, overwrite=overwrite) as tmp:
-            config = trtllm_config(arch, dtype_name, tp, pp, scheme, use_parallel_embedding, quantization)
+            config = trtllm_config(arch, dtype_name, tp, pp, quantization, use_parallel_embedding)
             (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
             convert_started = time.perf_counter()
             results = _run_ranks(jobs, tmp, max(1, min(workers, len(jobs))))
@@ -354,7 +343,7 @@ def convert_checkpoint(
     return output
 
 
-@click.command()
+@click.command(cls=SwallowTrtCommand)
 @click.option(
     "--model-dir",
     required=True,
@@ -382,14 +371,14 @@ def convert_checkpoint(
 )
 @click.option(
     "--quant",
-    type=click.Choice(sorted(QUANT_SCHEMES)),
+    type=click.Choice(sorted(LINEAR_WRITERS)),
     default="none",
     show_default=True,
     help="Quantization scheme for linear weights.",
 )
 @click.option(
     "--kv-cache-dtype",
-    type=click.Choice(KV_CACHE_DTYPES),
+    type=click.Choice(list(KV_CACHE_DTYPES)),
     default="auto",
     show_default=True,
     help="fp8: FP8 KV cache, a per-layer kv_cache_scaling_factor (needs calibration).",

@@ -1,25 +1,21 @@
 """How `swallow-trt convert --quant NAME` writes the linear weights of a TensorRT-LLM rank file.
 
-Quantization plugs in through `QUANT_SCHEMES`: a scheme decides what tensors a linear weight becomes
-(`linear_layout`, known before reading data) and produces them (`linear_transform`). Schemes that need
-data (FP8 activations, AWQ, an FP8 KV cache) get a `CalibrationResult` (`trt_build.convert.calibration`);
-the tensor math is `quant_schemes` (spec §4). Also here: the config.json `quantization` block and the
-AWQ group-size check, which depend only on the scheme and its options.
+`LINEAR_WRITERS` says, per scheme, what tensors a linear weight becomes (`linear_layout`, known before
+reading data) and produces them (`linear_transform`). Schemes that need data (FP8 activations, AWQ, an FP8
+KV cache) get a `CalibrationResult` (`trt_build.convert.calibration`); the tensor math is `quant/linear.py`
+(spec §4); what each scheme is, `quant/schemes.py`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import click
 import torch
 
 from trt_build.formats.safetensors_stream import TensorSpec
 from trt_build.parallel.weight_map import RankTensor, Split
-from trt_build.quant import schemes as qs
+from trt_build.quant import linear as ql
 from trt_build.quant.calibrate import GROUP_OF, CalibrationResult
 from trt_build.source.checkpoint import SourceCheckpoint
 
@@ -53,14 +49,13 @@ class LinearWeight:
 
 
 @dataclass(frozen=True)
-class QuantScheme:
-    """How `--quant NAME` writes linear weights: config block, layout (from shapes only) and transform."""
+class LinearWriter:
+    """How a scheme's linear weights are laid out in a TRT-LLM rank file (known from shapes only) and made.
+    What the scheme *is* (quant_algo, config block, calibration) is `quant.schemes.SCHEMES`."""
 
-    quantization: dict[str, Any]
     linear_layout: Callable[[LinearWeight], list[TensorSpec]]
     # the weight it gets is already in LinearWeight.dtype, read through source_checkpoint.checked_cast
     linear_transform: Callable[[LinearWeight, torch.Tensor], Iterator[tuple[str, torch.Tensor]]]
-    description: str = ""
 
 
 def _plain_layout(linear: LinearWeight) -> list[TensorSpec]:
@@ -80,10 +75,10 @@ def _fp8_layout(linear: LinearWeight) -> list[TensorSpec]:
     ]
 
 
-def _fp8_input(linear: LinearWeight, weight: torch.Tensor) -> qs.LinearQuantInput:
+def _fp8_input(linear: LinearWeight, weight: torch.Tensor) -> ql.LinearQuantInput:
     """Amaxes of the whole fused group (qkv; fc+gate) over the full matrix: the same scale on every rank."""
     calibration, layer, group = linear.calibrated(), linear.tensor.layer, GROUP_OF[linear.hf_linear]
-    return qs.LinearQuantInput(
+    return ql.LinearQuantInput(
         weight,
         input_amax=calibration.group_input_amax(layer, group),
         weight_amax=calibration.group_weight_amax(layer, group),
@@ -105,14 +100,14 @@ def _awq_layout(linear: LinearWeight) -> list[TensorSpec]:
     ]
 
 
-def _awq_input(linear: LinearWeight, weight: torch.Tensor) -> qs.LinearQuantInput:
+def _awq_input(linear: LinearWeight, weight: torch.Tensor) -> ql.LinearQuantInput:
     """The pre-quant scale is replicated on column linears and split with the input on row linears; it
     is rounded to the checkpoint dtype first, so the weight is smoothed with exactly the stored value."""
     pre_quant = linear.calibrated().pre_quant_scale(linear.tensor.layer, linear.hf_linear)
     if linear.tensor.rule.split is Split.ROW:
         piece = linear.tensor.slices[0]
         pre_quant = pre_quant[piece.col_start : piece.col_stop]
-    return qs.LinearQuantInput(
+    return ql.LinearQuantInput(
         weight,
         pre_quant_scale=pre_quant.to(linear.dtype),
         group_size=linear.group_size,
@@ -120,66 +115,28 @@ def _awq_input(linear: LinearWeight, weight: torch.Tensor) -> qs.LinearQuantInpu
     )
 
 
-def _quantized_scheme(
-    name: str,
+def _quantized_writer(
     layout: Callable[[LinearWeight], list[TensorSpec]],
-    make_input: Callable[[LinearWeight, torch.Tensor], qs.LinearQuantInput],
-    description: str,
-) -> QuantScheme:
-    """A scheme whose linears are written by `quant_schemes.SCHEMES[name].trtllm_linear`, in layout order."""
-    emit = qs.SCHEMES[name].trtllm_linear
-    assert emit is not None
+    make_input: Callable[[LinearWeight, torch.Tensor], ql.LinearQuantInput],
+    emit: Callable[[ql.LinearQuantInput], dict[str, torch.Tensor]],
+) -> LinearWriter:
+    """A writer whose linears are made by `emit` (quant/linear.py), in layout order."""
 
     def transform(linear: LinearWeight, weight: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
         tensors = emit(make_input(linear, weight))
         for tensor_name, dtype, _ in layout(linear):
             yield tensor_name, tensors[tensor_name.removeprefix(linear.prefix + ".")].to(dtype).contiguous()
 
-    return QuantScheme(dict(qs.SCHEMES[name].quantization), layout, transform, description)
+    return LinearWriter(layout, transform)
 
 
-def _weight_only_scheme(name: str, description: str) -> QuantScheme:
-    """Spec §4.3, the recommended path: bf16 weights, trtllm-build quantizes them per channel."""
-    return QuantScheme(dict(qs.SCHEMES[name].quantization), _plain_layout, _plain_transform, description)
-
-
-QUANT_SCHEMES: dict[str, QuantScheme] = {
-    "none": QuantScheme(
-        quantization={"quant_algo": None, "kv_cache_quant_algo": None},
-        linear_layout=_plain_layout,
-        linear_transform=_plain_transform,
-        description="unquantized weights in --dtype",
-    ),
-    "fp8": _quantized_scheme(
-        "fp8", _fp8_layout, _fp8_input, "FP8 e4m3 weights and activations, per-tensor static scales"
-    ),
-    "int4_awq": _quantized_scheme(
-        "int4_awq", _awq_layout, _awq_input, "INT4 AWQ weights (group-wise), bf16 activations"
-    ),
-    "int8_wo": _weight_only_scheme("int8_wo", "INT8 weight-only per channel, quantized by trtllm-build"),
-    "int4_wo": _weight_only_scheme("int4_wo", "INT4 weight-only per channel, quantized by trtllm-build"),
+# Weight-only schemes follow the recommended path (docs §4.3): bf16 weights, trtllm-build quantizes them.
+PLAIN = LinearWriter(_plain_layout, _plain_transform)
+LINEAR_WRITERS: dict[str, LinearWriter] = {
+    "none": PLAIN,
+    "fp8": _quantized_writer(_fp8_layout, _fp8_input, ql.fp8_trtllm),
+    "int4_awq": _quantized_writer(_awq_layout, _awq_input, ql.awq_trtllm),
+    "int8_wo": PLAIN,
+    "int4_wo": PLAIN,
 }
-KV_CACHE_DTYPES = ("auto", "fp8")
 KV_CACHE_SCALE = "kv_cache_scaling_factor"  # per layer, beside attention.qkv (spec §4.1)
-
-
-def quantization_block(quant: str, group_size: int = 128, kv_cache_dtype: str = "auto") -> dict[str, Any]:
-    """The config.json `quantization` block of spec §1.3 for these options."""
-    block = dict(QUANT_SCHEMES[quant].quantization)
-    if "group_size" in block:
-        block["group_size"] = group_size
-    block["kv_cache_quant_algo"] = "FP8" if kv_cache_dtype == "fp8" else None
-    return block
-
-
-def check_group_size_per_rank(plans: list[list[RankTensor]], group_size: int, tp: int) -> None:
-    """AWQ groups run along each rank's input slice, so the group size must divide every rank's `in`."""
-    for tensor in (tensor for plan in plans for tensor in plan if tensor.rule.linear):
-        in_features = tensor.shape[1]
-        if in_features % group_size:
-            full = in_features * tp if tensor.rule.split is Split.ROW else in_features
-            raise click.ClickException(
-                f"--group-size {group_size} does not divide the input dimension {in_features} of "
-                f"{tensor.name} on a rank (full input {full}, --tp {tp}). Use a --group-size that divides "
-                f"{in_features} (for example {math.gcd(in_features, group_size)}), or a smaller --tp."
-            )

@@ -9,14 +9,13 @@ shards back together (so the reference runtime can invert the conversion).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-import click
 import torch
 
+from trt_build.parallel.rules import kv_heads_per_rank, padded_vocab, pp_layers, rank_coordinates
 from trt_build.source.hf_config import LlamaArchitecture, hf_tensor_shapes
 
 
@@ -109,51 +108,6 @@ WEIGHT_MAP: tuple[WeightRule, ...] = (
         tied_hf=("model.embed_tokens.weight",),
     ),
 )
-
-
-# --- parallel layout -------------------------------------------------------------------------------
-
-
-def rank_coordinates(rank: int, tp: int) -> tuple[int, int]:
-    """(tp_rank, pp_rank) of a rank, as TensorRT-LLM's Mapping numbers them (cp = 1)."""
-    return rank % tp, rank // tp
-
-
-def pp_layers(num_layers: int, pp: int, pp_rank: int) -> range:
-    """Global layers of a stage, split like torch.tensor_split: the first L % pp stages get one more."""
-    base, extra = divmod(num_layers, pp)
-    start = pp_rank * base + min(pp_rank, extra)
-    return range(start, start + base + (1 if pp_rank < extra else 0))
-
-
-def padded_vocab(vocab_size: int, tp: int) -> int:
-    return math.ceil(vocab_size / tp) * tp
-
-
-def kv_heads_per_rank(num_kv_heads: int, tp: int) -> int:
-    """Each rank holds ceil(K / tp) KV heads; with tp > K the heads are duplicated."""
-    return max(1, num_kv_heads // tp)
-
-
-def check_parallelism(arch: LlamaArchitecture, tp: int, pp: int) -> None:
-    """Refuse tp/pp degrees that TensorRT-LLM cannot build for this model, saying why."""
-    heads, kv = arch.num_attention_heads, arch.num_key_value_heads
-    if heads % tp:
-        raise click.ClickException(
-            f"--tp {tp} does not divide num_attention_heads={heads}; choose a --tp that divides {heads}."
-        )
-    if (tp <= kv and kv % tp) or (tp > kv and tp % kv):
-        raise click.ClickException(
-            f"--tp {tp} is not compatible with num_key_value_heads={kv}: tp must divide {kv}, or be a "
-            f"multiple of it (KV heads are then duplicated)."
-        )
-    if arch.intermediate_size % tp:
-        raise click.ClickException(f"--tp {tp} does not divide intermediate_size={arch.intermediate_size}.")
-    if pp > arch.num_hidden_layers:
-        raise click.ClickException(
-            f"--pp {pp} is larger than the number of layers ({arch.num_hidden_layers}); every pipeline "
-            "stage needs at least one layer."
-        )
 
 
 # --- forward: which slices of which HF tensors make up a rank's tensor ------------------------------

@@ -1,19 +1,17 @@
 """The planner's memory model: what one GPU of a scenario holds, and how much KV cache is left.
 
 Per GPU (GB = 10^9 bytes everywhere):
-  weights   every decoder linear at its quantized width plus its scale tensors (quant_memory.py), split
-            by TP as the converter splits them (trtllm-checkpoint.md 3.2: qkv/fc/gate on out, dense/proj
+  weights   every decoder linear at its quantized width plus its scale tensors (quant/schemes.py), split
+            by TP as the converter splits them (docs/trtllm-checkpoint.md §3.2: qkv/fc/gate on out, dense/proj
             on in, KV heads duplicated when TP > KV heads); norms bf16; the embedding bf16 and whole on
             every first-stage rank (use_parallel_embedding false); lm_head bf16 split over TP on the last
-            stage. PP stages get layers as torch.tensor_split does (the first L % PP stages one more).
-  reserve   the target's runtime reserve:
-            engine   2 GiB for the CUDA context, TensorRT runtime, cuBLAS and NCCL workspaces [assumed];
-                     activations ~ max_num_tokens x (3 D + qkv + attn + 3 I/tp) x 2 B [estimate]; fp32
-                     generation logits max_batch_size x vocab/tp x 4 B.
-            pytorch  a 3 GiB runtime (CUDA context, PyTorch caching allocator, NCCL) [assumed], the same
-                     activation and logits estimates, plus its CUDA graphs (one per captured batch size, up
-                     to ~200 MB each, counted at 200 MB) [upper bound, trtllm-pytorch-backend.md 3.1].
-  KV pool   the target's KV fraction (kv_cache_free_gpu_mem_fraction, 0.9 by default) of what is left.
+            stage. PP stages get layers as torch.tensor_split does (parallel/rules.py).
+  reserve   the target's runtime (plan/targets.py: a fixed amount per target [assumed]); activations
+            ~ max_num_tokens x (3 D + qkv + attn + 3 I/tp) x 2 B [estimate]; fp32 generation logits
+            max_batch_size x vocab/tp x 4 B; on the pytorch target also its CUDA graphs, one per batch size
+            its options capture, counted at the upper bound CUDA_GRAPH_BYTES each
+            [upper bound, docs/modelopt-checkpoint.md §5.1].
+  KV pool   the target's KV fraction (kv_cache_free_gpu_mem_fraction, build/limits.py) of what is left.
   KV token  layers_on_stage x 2 x ceil(kv_heads / tp) x head_dim x bytes (bf16 2, FP8 1).
 Sequences of length L that fit use 32-token blocks (tokens_per_block 32).
 """
@@ -24,34 +22,15 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from trt_build.build.llmapi_options import cuda_graph_batch_sizes
-from trt_build.build.trtllm_build_rules import (
-    DEFAULT_MAX_BATCH_SIZE,
-    DEFAULT_MAX_NUM_TOKENS,
-    DEFAULT_MAX_SEQ_LEN,
-)
+from trt_build.build.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_NUM_TOKENS, DEFAULT_MAX_SEQ_LEN
+from trt_build.build.llmapi_options import CUDA_GRAPH_BYTES
 from trt_build.common.gpus import GpuProfile
-from trt_build.quant.memory import BF16_BYTES, FP32_BYTES, KV_CACHE_BYTES, QUANT_FORMATS, QuantFormat
+from trt_build.parallel.rules import kv_heads_per_rank, padded_vocab, stage_layer_counts
+from trt_build.quant.schemes import BF16_BYTES, FP32_BYTES, QuantScheme, kv_cache_dtype_for
 from trt_build.source.hf_config import LlamaArchitecture
 
 GIB = 1 << 30
-KV_CACHE_FREE_GPU_MEM_FRACTION = 0.9  # TensorRT-LLM KvCacheConfig default
 TOKENS_PER_BLOCK = 32  # recent trtllm-build default (64 on 0.13)
-CUDA_GRAPH_BYTES = 200 * 10**6  # per captured batch size, upper bound (trtllm-pytorch-backend.md 3.1)
-RUNTIME_BYTES = {"engine": 2 * GIB, "pytorch": 3 * GIB}  # [assumed], see the module docstring
-
-
-@dataclass(frozen=True)
-class Nvfp4Format(QuantFormat):
-    """NVFP4 (ModelOpt, PyTorch backend only): e2m1 weights, an fp8 scale per 16 inputs, two fp32 scalars."""
-
-    def linear_bytes(self, out_features: int, in_features: int) -> int:
-        elements = out_features * in_features
-        return elements // 2 + elements // 16 + 2 * FP32_BYTES
-
-
-NVFP4 = Nvfp4Format("nvfp4", "NVFP4", 4, True, False, "NVFP4 weights and activations, block 16 (Blackwell)")
-PLAN_QUANT_FORMATS: dict[str, QuantFormat] = {**QUANT_FORMATS, NVFP4.name: NVFP4}
 
 
 @dataclass(frozen=True)
@@ -70,7 +49,7 @@ class ModelSpec:
 class Scenario:
     model: ModelSpec
     gpu: GpuProfile
-    quant: QuantFormat
+    quant: QuantScheme
     kv_cache_quant_algo: str | None
     tp: int
     pp: int
@@ -84,7 +63,7 @@ class Scenario:
 
     @property
     def kv_heads_per_rank(self) -> int:
-        return max(1, self.arch.num_key_value_heads // self.tp)
+        return kv_heads_per_rank(self.arch.num_key_value_heads, self.tp)
 
 
 @dataclass
@@ -108,17 +87,12 @@ class StageMemory:
         return sum(self.reserve.values())
 
 
-def stage_layer_counts(layers: int, pp: int) -> list[int]:
-    """Layers per PP stage as torch.tensor_split assigns them (recent Mapping.pp_layers)."""
-    return [layers // pp + (1 if stage < layers % pp else 0) for stage in range(pp)]
-
-
 def layer_linear_shapes(arch: LlamaArchitecture, tp: int) -> dict[str, tuple[int, int]]:
-    """(out, in) of each decoder linear on one TP rank (trtllm-checkpoint.md 3.2 / 3.3)."""
+    """(out, in) of each decoder linear on one TP rank (docs/trtllm-checkpoint.md §3.2 / §3.3)."""
     d, hidden = arch.head_dim, arch.hidden_size
     heads, kv_heads, inter = (
         arch.num_attention_heads // tp,
-        max(1, arch.num_key_value_heads // tp),
+        kv_heads_per_rank(arch.num_key_value_heads, tp),
         arch.intermediate_size // tp,
     )
     return {
@@ -134,48 +108,36 @@ def stage_weights(s: Scenario, stage: int, layers: int) -> dict[str, int]:
     arch = s.arch
     per_layer = sum(s.quant.linear_bytes(o, i) for o, i in layer_linear_shapes(arch, s.tp).values())
     kv_scales = 2 * FP32_BYTES if s.kv_cache_quant_algo else 0  # kv_cache_scaling_factor + its reciprocal
-    padded_vocab = math.ceil(arch.vocab_size / s.tp) * s.tp
     first, last = stage == 0, stage == s.pp - 1
     return {
         "linears": layers * (per_layer + kv_scales),
         "norms": layers * 2 * arch.hidden_size * BF16_BYTES + (arch.hidden_size * BF16_BYTES if last else 0),
         "embedding": arch.vocab_size * arch.hidden_size * BF16_BYTES if first else 0,
-        "lm_head": padded_vocab // s.tp * arch.hidden_size * BF16_BYTES if last else 0,
+        "lm_head": padded_vocab(arch.vocab_size, s.tp) // s.tp * arch.hidden_size * BF16_BYTES if last else 0,
     }
 
 
 def kv_bytes_per_token(s: Scenario, layers: int) -> int:
-    return layers * 2 * s.kv_heads_per_rank * s.arch.head_dim * KV_CACHE_BYTES[s.kv_cache_quant_algo]
+    return (
+        layers * 2 * s.kv_heads_per_rank * s.arch.head_dim * kv_cache_dtype_for(s.kv_cache_quant_algo).bytes
+    )
 
 
-def _reserve(s: Scenario, stage: int, target: str) -> dict[str, int]:
-    """The runtime, activation and logits estimates both targets share (see the module docstring)."""
+def runtime_reserve(s: Scenario, stage: int, runtime_bytes: int, cuda_graphs: int | None) -> dict[str, int]:
+    """Runtime memory besides weights and KV (see the module docstring); `cuda_graphs` is the number of
+    captured graphs, None for a target that captures none (the key is then left out)."""
     arch, tp = s.arch, s.tp
     qkv = (arch.num_attention_heads // tp + 2 * s.kv_heads_per_rank) * arch.head_dim
     width = 3 * arch.hidden_size + qkv + arch.q_size // tp + 3 * (arch.intermediate_size // tp)
     last = stage == s.pp - 1
-    return {
-        "runtime": RUNTIME_BYTES[target],
+    held = {
+        "runtime": runtime_bytes,
         "activations": s.max_num_tokens * width * BF16_BYTES,
-        "logits": s.max_batch_size * math.ceil(arch.vocab_size / tp) * FP32_BYTES if last else 0,
+        "logits": s.max_batch_size * padded_vocab(arch.vocab_size, tp) // tp * FP32_BYTES if last else 0,
     }
-
-
-def engine_reserve(s: Scenario, stage: int) -> dict[str, int]:
-    """Runtime memory besides weights and KV for a TensorRT engine."""
-    return _reserve(s, stage, "engine")
-
-
-def pytorch_reserve(s: Scenario, stage: int) -> dict[str, int]:
-    """Runtime memory besides weights and KV on the PyTorch backend: the engine's, plus CUDA graphs."""
-    return _reserve(s, stage, "pytorch") | {
-        "cuda_graphs": len(cuda_graph_batch_sizes(s.max_batch_size)) * CUDA_GRAPH_BYTES
-    }
-
-
-def default_kv_fraction(s: Scenario) -> float:
-    """TensorRT-LLM's own kv_cache_free_gpu_mem_fraction, whatever the scenario."""
-    return KV_CACHE_FREE_GPU_MEM_FRACTION
+    if cuda_graphs is not None:
+        held["cuda_graphs"] = cuda_graphs * CUDA_GRAPH_BYTES
+    return held
 
 
 def memory(

@@ -6,24 +6,22 @@ taken from it, and a different value on the command line is refused with what to
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import click
-
-from trt_build.common.targets import hf_quantization
-from trt_build.formats.trtllm_config import CheckpointError, architecture_from_checkpoint
-from trt_build.plan.memory import PLAN_QUANT_FORMATS, ModelSpec
-from trt_build.quant.memory import KV_CACHE_DTYPES, format_for_quant_algo
+from trt_build.common.errors import SwallowTrtError
+from trt_build.formats.modelopt_config import read_modelopt_quantization
+from trt_build.formats.trtllm_config import is_trtllm_config, read_config_json, read_trtllm_checkpoint
+from trt_build.plan.memory import ModelSpec
+from trt_build.quant.schemes import kv_cache_dtype_for, pytorch_backend_schemes, scheme_for_quant_algo
 from trt_build.source.hf_config import read_hf_config
 from trt_build.source.registry import lookup
 
 
 def _kv_cache_dtype(spec: ModelSpec) -> str:
     """The --kv-cache-dtype of a checkpoint's KV format (auto for none, or for one plan does not size)."""
-    return next((k for k, v in KV_CACHE_DTYPES.items() if v == spec.kv_cache_quant_algo), "auto")
+    return kv_cache_dtype_for(spec.kv_cache_quant_algo).name
 
 
 CHECKPOINT_SETTINGS: dict[str, Callable[[ModelSpec], Any]] = {  # option -> its value at conversion
@@ -38,34 +36,19 @@ FIXED_BY_SOURCE: dict[str, tuple[str, ...]] = {
 }
 
 
-def _checkpoint_model(directory: Path, raw: dict[str, Any]) -> ModelSpec:
+def _checkpoint_model(directory: Path) -> ModelSpec:
     """A TRT-LLM checkpoint's config.json: shape numbers plus its own quantization and mapping."""
-    source = str(directory / "config.json")
-    try:
-        arch = architecture_from_checkpoint(raw)
-    except KeyError as missing:
-        raise click.ClickException(f"{source}: TRT-LLM checkpoint config lacks {missing}.") from None
-    except CheckpointError as error:
-        raise click.ClickException(f"{source}: {error}") from None
-    quantization, mapping = raw.get("quantization") or {}, raw.get("mapping") or {}
-    quant = format_for_quant_algo(quantization.get("quant_algo"), source).name
+    checkpoint = read_trtllm_checkpoint(directory, check_ranks=False)
     return ModelSpec(
         name=directory.resolve().name,
-        arch=arch,
+        arch=checkpoint.arch,
         source="trtllm-checkpoint",
-        quant_algo=quantization.get("quant_algo"),
-        kv_cache_quant_algo=quantization.get("kv_cache_quant_algo"),
-        tp=int(mapping.get("tp_size", 1)),
-        pp=int(mapping.get("pp_size", 1)),
-        quant=quant,
+        quant_algo=checkpoint.quant_algo,
+        kv_cache_quant_algo=checkpoint.kv_cache_quant_algo,
+        tp=checkpoint.tp,
+        pp=checkpoint.pp,
+        quant=scheme_for_quant_algo(checkpoint.quant_algo, str(directory / "config.json")).name,
     )
-
-
-def _plan_format_name(quant_algo: str | None, source: str) -> str:
-    for name, fmt in PLAN_QUANT_FORMATS.items():
-        if fmt.quant_algo == quant_algo:
-            return name
-    raise click.ClickException(f"{source}: quant_algo {quant_algo!r} is not one swallow-trt plans.")
 
 
 def resolve_model(name: str) -> ModelSpec:
@@ -74,13 +57,10 @@ def resolve_model(name: str) -> ModelSpec:
     if path.is_dir():
         config = path / "config.json"
         if not config.is_file():
-            raise click.ClickException(
-                f"{path} has no config.json: give a HF model or TRT-LLM checkpoint dir."
-            )
-        raw = json.loads(config.read_text())
-        if "architecture" in raw and "architectures" not in raw:
-            return _checkpoint_model(path, raw)
-        quantization = hf_quantization(path)
+            raise SwallowTrtError(f"{path} has no config.json: give a HF model or TRT-LLM checkpoint dir.")
+        if is_trtllm_config(read_config_json(config)):
+            return _checkpoint_model(path)
+        quantization = read_modelopt_quantization(path)
         if quantization is not None:
             return ModelSpec(
                 path.resolve().name,
@@ -88,12 +68,16 @@ def resolve_model(name: str) -> ModelSpec:
                 "modelopt-checkpoint",
                 quant_algo=quantization.get("quant_algo"),
                 kv_cache_quant_algo=quantization.get("kv_cache_quant_algo"),
-                quant=_plan_format_name(quantization.get("quant_algo"), str(path / "hf_quant_config.json")),
+                quant=scheme_for_quant_algo(
+                    quantization.get("quant_algo"),
+                    str(path / "hf_quant_config.json"),
+                    pytorch_backend_schemes(),
+                ).name,
             )
         return ModelSpec(path.resolve().name, read_hf_config(path), "hf-dir")
     known = lookup(name)
     if known is None:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"{name!r} is neither a directory nor a known Swallow model. `swallow-trt models` lists the known "
             "ones; for another model, `swallow-trt fetch` it and pass its directory."
         )
@@ -111,7 +95,7 @@ def pick(spec: ModelSpec, option: str, given: Any, default: Any) -> Any:
         return default if given is None else given
     fixed = checkpoint_setting(spec, option)
     if given is not None and given != fixed:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"{spec.name} is a {spec.source} converted with {option} {fixed}; "
             f"convert again to plan {option} {given}, or leave {option} out."
         )

@@ -1,33 +1,30 @@
 """`swallow-trt plan`: does a model / quantization / TP fit a GPU, and how much KV cache is left?
 
-A scenario (model, GPU, format, KV cache, TP x PP, limits) is sized by the memory model (plan_memory.py)
-for a target (plan_targets.py: engine or pytorch), after the refusals that hold on any GPU. A refused
+A scenario (model, GPU, format, KV cache, TP x PP, limits) is sized by the memory model (memory.py)
+for a target (targets.py: engine or pytorch), after the refusals that hold on any GPU. A refused
 plan names what would work instead; every plan recommends the smallest TP that holds enough full-length
 sequences, and a feasible one gives the target's settings with reasons and the `make engine` line.
-`--model` may be a registry id or a checkpoint, whose own settings are kept (plan_model.py).
+`--model` may be a registry id or a checkpoint, whose own settings are kept (model.py). render.py shows
+a plan as text or JSON.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-import click
-
-from trt_build.build.trtllm_build_rules import (
+from trt_build.build.limits import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_NUM_TOKENS,
     DEFAULT_MAX_SEQ_LEN,
+    GPUS_PER_NODE,
+    model_refusals,
 )
-from trt_build.common.gpus import GB, PROFILES, get_profile
-from trt_build.common.targets import TARGET_CHOICES, resolve_target
-from trt_build.plan.memory import PLAN_QUANT_FORMATS, TOKENS_PER_BLOCK, Scenario, StageMemory
+from trt_build.common.gpus import GB, get_profile
+from trt_build.common.targets import resolve_target
+from trt_build.plan.memory import Scenario, StageMemory
 from trt_build.plan.model import checkpoint_setting, pick, resolve_model
 from trt_build.plan.targets import TARGETS, Target
-from trt_build.quant.memory import AWQ_GROUP_SIZE, KV_CACHE_BYTES, KV_CACHE_DTYPES
-from trt_build.source.registry import parameter_count
+from trt_build.quant.schemes import KV_CACHE_DTYPES, SCHEMES
 
 TP_CHOICES = (1, 2, 4, 8)
 RECOMMENDED_MIN_SEQUENCES = 16  # recommend the smallest TP that holds this many full-length sequences
@@ -63,41 +60,9 @@ class Plan:
 # ---------------------------------------------------------------- checks
 
 
-def _awq_widths(s: Scenario, tp: int) -> dict[str, int]:
-    """Each rank's input width of the row-split linears, which AWQ groups of 128 must divide."""
-    return {"dense": s.arch.q_size // tp, "proj": s.arch.intermediate_size // tp}
-
-
 def structural_refusals(s: Scenario) -> list[str]:
     """Combinations that cannot be built at all, each with what to do instead."""
-    arch, out = s.arch, []
-    heads, kv = arch.num_attention_heads, arch.num_key_value_heads
-    tp_ok = [t for t in range(1, 17) if heads % t == 0 and (t <= kv and kv % t == 0 or t % kv == 0)]
-    if s.tp not in tp_ok:
-        out.append(
-            f"--tp {s.tp} does not split {heads} attention heads / {kv} KV heads evenly "
-            f"(TP must divide the heads, and divide or be a multiple of the KV heads); use --tp in {tp_ok}."
-        )
-    pp_ok = [p for p in range(1, arch.num_hidden_layers + 1) if arch.num_hidden_layers % p == 0 and p <= 16]
-    if s.pp not in pp_ok:
-        out.append(
-            f"--pp {s.pp} does not divide {arch.num_hidden_layers} layers (0.13 silently drops layers, "
-            f"ModelOpt asserts); use --pp in {pp_ok}."
-        )
-    if s.quant.quant_algo == "W4A16_AWQ" and s.tp in tp_ok:
-        bad = {k: v for k, v in _awq_widths(s, s.tp).items() if v % AWQ_GROUP_SIZE}
-        if bad:
-            good = [t for t in tp_ok if not any(v % AWQ_GROUP_SIZE for v in _awq_widths(s, t).values())]
-            out.append(
-                f"INT4 AWQ at --tp {s.tp}: each rank's input width must be a multiple of the group size 128 "
-                f"({', '.join(f'{k} {v}' for k, v in bad.items())}; NVIDIA/TensorRT-LLM#1636); use --tp in {good}."
-            )
-    if s.max_seq_len > arch.max_position_embeddings:
-        out.append(
-            f"--max-seq-len {s.max_seq_len} is beyond the model's max_position_embeddings "
-            f"{arch.max_position_embeddings}; use at most that."
-        )
-    return out
+    return model_refusals(s.arch, s.tp, s.pp, s.quant.group_size, s.max_seq_len)
 
 
 def feasible(s: Scenario, target: Target) -> bool:
@@ -116,7 +81,7 @@ def alternatives(s: Scenario, target: Target) -> list[str]:
         )
     quants = [
         q.name
-        for name, q in PLAN_QUANT_FORMATS.items()
+        for name, q in SCHEMES.items()
         if name in target.quants and q != s.quant and feasible(replace(s, quant=q), target)
     ]
     if quants:
@@ -135,7 +100,7 @@ def recommend_tp(s: Scenario, target: Target) -> tuple[int | None, str]:
     sequences = {
         t: target.memory(replace(s, tp=t))[1]
         for t in TP_CHOICES
-        if t * s.pp <= 8 and feasible(replace(s, tp=t), target)
+        if t * s.pp <= GPUS_PER_NODE and feasible(replace(s, tp=t), target)
     }
     good = [t for t, n in sequences.items() if n >= wanted]
     if good:
@@ -144,16 +109,20 @@ def recommend_tp(s: Scenario, target: Target) -> tuple[int | None, str]:
         best = max(sequences, key=lambda t: sequences[t])
         return (
             best,
-            f"no TP up to 8 holds {wanted} sequences of {s.max_seq_len} tokens; TP {best} holds the most",
+            f"no TP up to {max(TP_CHOICES)} holds {wanted} sequences of {s.max_seq_len} tokens; TP {best} "
+            "holds the most",
         )
-    return None, f"nothing up to TP {8 // s.pp} x PP {s.pp} fits this quantization on {s.gpu.name}"
+    return (
+        None,
+        f"nothing up to TP {GPUS_PER_NODE // s.pp} x PP {s.pp} fits this quantization on {s.gpu.name}",
+    )
 
 
 def make_plan(s: Scenario, target_name: str = "engine") -> Plan:
     target = TARGETS[target_name]
     refusals = structural_refusals(s)
     target_refusals, warnings = target.checks(s)
-    refusals += target_refusals
+    refusals += [r for r in target_refusals if r not in refusals]  # both may state a rule (TP, AWQ) once
     if refusals:
         return Plan(s, target_name, [], 0, refusals, warnings)
     stages, sequences = target.memory(s)
@@ -180,169 +149,42 @@ def make_plan(s: Scenario, target_name: str = "engine") -> Plan:
     return plan
 
 
-# ---------------------------------------------------------------- output
+@dataclass(frozen=True)
+class PlanRequest:
+    """What `swallow-trt plan` is asked for; None: the checkpoint's own setting, else the default."""
+
+    model_name: str  # a registry id or short name, a HF model dir, a ModelOpt or TRT-LLM checkpoint dir
+    gpu_name: str
+    quant: str | None = None  # default none
+    kv_cache_dtype: str | None = None  # default auto, or a ModelOpt checkpoint's own KV format
+    tp: int | None = None  # default: the recommended TP
+    pp: int | None = None  # default 1
+    max_seq_len: int = DEFAULT_MAX_SEQ_LEN
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_num_tokens: int = DEFAULT_MAX_NUM_TOKENS
+    target: str = "engine"  # engine, pytorch or auto
 
 
-def _gb(n: int) -> str:
-    return f"{n / GB:,.2f} GB"
-
-
-def plan_dict(plan: Plan) -> dict[str, Any]:
-    s = plan.scenario
-    return {
-        "model": s.model.name,
-        "model_source": s.model.source,
-        "parameters": parameter_count(s.arch),
-        "gpu": s.gpu.as_dict(),
-        "target": plan.target,
-        "quant": s.quant.name,
-        "quant_algo": s.quant.quant_algo,
-        "kv_cache_quant_algo": s.kv_cache_quant_algo,
-        "tp": s.tp,
-        "pp": s.pp,
-        "max_seq_len": s.max_seq_len,
-        "max_batch_size": s.max_batch_size,
-        "max_num_tokens": s.max_num_tokens,
-        "feasible": not plan.refusals,
-        "refusals": plan.refusals,
-        "warnings": plan.warnings,
-        "assumptions": {
-            "kv_cache_free_gpu_mem_fraction": plan.kv_fraction,
-            "tokens_per_block": TOKENS_PER_BLOCK,
-            "gb": GB,
-        },
-        "stages": [dataclasses.asdict(st) | {"weight_bytes": st.weight_bytes} for st in plan.stages],
-        "weight_bytes_per_gpu": max((st.weight_bytes for st in plan.stages), default=None),
-        "kv_bytes_per_token_per_gpu": max((st.kv_bytes_per_token for st in plan.stages), default=None),
-        "kv_tokens": plan.kv_tokens if plan.stages else None,
-        "sequences_of_max_seq_len": plan.sequences if plan.stages else None,
-        "recommended_tp": plan.recommended_tp,
-        "recommended_tp_reason": plan.recommended_tp_reason,
-        "flags": [{"flags": flags, "reason": reason} for flags, reason in plan.flags],
-        "command": plan.command,
-    }
-
-
-def render(plan: Plan) -> str:
-    s, lines = plan.scenario, []
-    kv = "fp8" if s.kv_cache_quant_algo == "FP8" else "bf16"
-    lines.append(
-        f"{s.model.name} ({parameter_count(s.arch) / 1e9:.1f}B parameters) on {s.tp * s.pp} x {s.gpu.name} "
-        f"({s.gpu.description}), target {plan.target}"
-    )
-    lines.append(f"  quantization  {s.quant.name} ({s.quant.description}), KV cache {kv}")
-    lines.append(f"  parallelism   TP {s.tp} x PP {s.pp}")
-    lines.append(
-        f"  limits        max_seq_len {s.max_seq_len}, max_batch_size {s.max_batch_size}, "
-        f"max_num_tokens {s.max_num_tokens}"
-    )
-    for st in plan.stages:
-        title = f"Per GPU of PP stage {st.stage} ({st.layers} layers)" if s.pp > 1 else "Per GPU"
-        parts = ", ".join(f"{k} {v / GB:.2f}" for k, v in st.weights.items() if v)
-        held = ", ".join(f"{k} {v / GB:.2f}" for k, v in st.reserve.items() if v)
-        left = s.gpu.memory_bytes - st.weight_bytes - st.reserve_bytes
-        lines += [
-            f"{title} (GB = 10^9 bytes; {s.gpu.name} {_gb(s.gpu.memory_bytes)}):",
-            f"  weights             {_gb(st.weight_bytes):>12}  ({parts})",
-            f"  runtime reserve     {_gb(st.reserve_bytes):>12}  ({held}; runtime assumed, activations estimated)",
-            f"  KV cache pool       {_gb(st.kv_pool_bytes):>12}  ({plan.kv_fraction} of {_gb(max(0, left))} left)",
-            f"  KV bytes per token  {st.kv_bytes_per_token:>12,}  ({st.layers} layers x 2 x {s.kv_heads_per_rank} KV heads "
-            f"x {s.arch.head_dim} x {KV_CACHE_BYTES[s.kv_cache_quant_algo]} B)",
-            f"  KV tokens that fit  {st.kv_tokens:>12,}",
-        ]
-    if plan.stages:
-        queue = "; beyond that, full-length requests wait" if plan.sequences < s.max_batch_size else ""
-        lines.append(
-            f"Sequences of {s.max_seq_len} tokens that fit at once: {plan.sequences:,} "
-            f"(max_batch_size {s.max_batch_size}{queue})"
-        )
-    if plan.recommended_tp is not None:
-        lines.append(f"Recommended TP: {plan.recommended_tp} ({plan.recommended_tp_reason})")
-    elif plan.recommended_tp_reason:
-        lines.append(f"Recommended TP: none ({plan.recommended_tp_reason})")
-    if plan.flags:
-        lines.append(f"{TARGETS[plan.target].settings_title} ({plan.target} target) and why:")
-        for flags, reason in plan.flags:
-            if flags[0] in ("--checkpoint_dir", "--output_timing_cache"):
-                continue
-            lines.append(f"  {' '.join(flags):34} {reason}")
-        lines.append(f"Build it: {plan.command}")
-    lines += [f"Warning: {w}" for w in plan.warnings]
-    lines += [f"Refused: {r}" for r in plan.refusals]
-    return "\n".join(lines)
-
-
-@click.command()
-@click.option(
-    "--model",
-    "model_name",
-    required=True,
-    help="Registry id or short name, HF model dir or TRT-LLM checkpoint dir.",
-)
-@click.option("--gpu", "gpu_name", required=True, type=click.Choice(sorted(PROFILES), case_sensitive=False))
-@click.option(
-    "--quant",
-    type=click.Choice(list(PLAN_QUANT_FORMATS)),
-    default=None,
-    help="Weight format [default: none; nvfp4: pytorch target, Blackwell].",
-)
-@click.option(
-    "--kv-cache-dtype",
-    type=click.Choice(list(KV_CACHE_DTYPES)),
-    default=None,
-    help="auto = bf16 [default: auto].",
-)
-@click.option(
-    "--tp", type=click.IntRange(1, 64), default=None, help="Tensor parallelism [default: the recommended TP]."
-)
-@click.option("--pp", type=click.IntRange(1, 64), default=None, help="Pipeline parallelism [default: 1].")
-@click.option("--max-seq-len", type=click.IntRange(1), default=DEFAULT_MAX_SEQ_LEN, show_default=True)
-@click.option("--max-batch-size", type=click.IntRange(1), default=DEFAULT_MAX_BATCH_SIZE, show_default=True)
-@click.option("--max-num-tokens", type=click.IntRange(1), default=DEFAULT_MAX_NUM_TOKENS, show_default=True)
-@click.option(
-    "--target",
-    type=click.Choice(TARGET_CHOICES),
-    default="engine",
-    show_default=True,
-    help="auto: by the installed TensorRT-LLM version.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def command(
-    model_name: str,
-    gpu_name: str,
-    quant: str | None,
-    kv_cache_dtype: str | None,
-    tp: int | None,
-    pp: int | None,
-    max_seq_len: int,
-    max_batch_size: int,
-    max_num_tokens: int,
-    target: str,
-    as_json: bool,
-) -> None:
-    """Plan GPU memory: weights and KV cache per GPU, sequences that fit, recommended TP and flags.
-
-    Exits with status 1 (after printing the plan) when the combination cannot work.
-    """
-    target = resolve_target(target)
-    spec = resolve_model(model_name)
+def plan_for(request: PlanRequest) -> Plan:
+    """The plan of a request, refused or not (a refused plan has .refusals and says what would work)."""
+    target = resolve_target(request.target)
+    spec = resolve_model(request.model_name)
     # A ModelOpt checkpoint's own KV format is the default (auto for a model without one).
     own_kv = checkpoint_setting(spec, "--kv-cache-dtype")
     scenario = Scenario(
         model=spec,
-        gpu=get_profile(gpu_name),
-        quant=PLAN_QUANT_FORMATS[pick(spec, "--quant", quant, "none")],
-        kv_cache_quant_algo=KV_CACHE_DTYPES[pick(spec, "--kv-cache-dtype", kv_cache_dtype, own_kv)],
+        gpu=get_profile(request.gpu_name),
+        quant=SCHEMES[pick(spec, "--quant", request.quant, "none")],
+        kv_cache_quant_algo=KV_CACHE_DTYPES[
+            pick(spec, "--kv-cache-dtype", request.kv_cache_dtype, own_kv)
+        ].quant_algo,
         tp=1,
-        pp=pick(spec, "--pp", pp, 1),
-        max_seq_len=max_seq_len,
-        max_batch_size=max_batch_size,
-        max_num_tokens=max_num_tokens,
+        pp=pick(spec, "--pp", request.pp, 1),
+        max_seq_len=request.max_seq_len,
+        max_batch_size=request.max_batch_size,
+        max_num_tokens=request.max_num_tokens,
     )
-    chosen_tp = pick(spec, "--tp", tp, None)
+    chosen_tp = pick(spec, "--tp", request.tp, None)
     if chosen_tp is None:
         chosen_tp = recommend_tp(scenario, TARGETS[target])[0] or 1
-    plan = make_plan(replace(scenario, tp=chosen_tp), target)
-    click.echo(json.dumps(plan_dict(plan), indent=2) if as_json else render(plan))
-    if plan.refusals:
-        raise SystemExit(1)
+    return make_plan(replace(scenario, tp=chosen_tp), target)

@@ -37,7 +37,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from trt_build.cli.base import SwallowTrtCommand
+from trt_build.common.errors import SwallowTrtError
+from trt_build.parallel.rules import check_awq_group
 from trt_build.quant.numerics import int4_group_fake_quant
+from trt_build.quant.schemes import ENGINE, schemes_for
 from trt_build.source.checkpoint import SourceCheckpoint
 from trt_build.source.hf_config import (
     LLAMA_LINEARS,
@@ -63,22 +67,9 @@ LAYER_TENSORS = (
     *(f"{linear}.weight" for linear in LINEARS),
 )
 
-# --quant value -> calibration algorithms it needs. "max" (input / weight / KV amax) is cheap and always
-# collected, so any scheme can add an FP8 KV cache; "awq" adds the pre-quant scale search.
-CALIBRATION_ALGORITHMS: dict[str, tuple[str, ...]] = {
-    "none": ("max",),
-    "fp8": ("max",),
-    "int4_awq": ("max", "awq"),
-    "int8_wo": ("max",),
-    "int4_wo": ("max",),
-}
+CALIBRATED = schemes_for(ENGINE)  # every scheme can be calibrated (for an FP8 KV cache at least)
 AWQ_ALPHAS = tuple(i / 20 for i in range(20))
 CALIB_ATTENTION = "swallow_trt_calibration_sdpa"
-
-
-def needs_calibration(quant: str, kv_cache_dtype: str = "auto") -> bool:
-    """Weight-only schemes are closed-form; FP8 activations, AWQ and an FP8 KV cache need data."""
-    return quant in ("fp8", "int4_awq") or kv_cache_dtype == "fp8"
 
 
 # ---------------------------------------------------------------- the result
@@ -299,21 +290,17 @@ def calibrate(
     Runs one decoder layer at a time on `device` ("cpu" or "cuda") in `dtype`; `awq_search_tokens`
     bounds the tokens kept per linear for the AWQ search (the mean |x| statistic uses every token).
     """
-    if scheme not in CALIBRATION_ALGORITHMS:
-        raise click.ClickException(
-            f"unknown quantization scheme {scheme!r}; choose one of {', '.join(CALIBRATION_ALGORITHMS)}"
+    if scheme not in CALIBRATED:
+        raise SwallowTrtError(
+            f"unknown quantization scheme {scheme!r};", f"Choose one of {', '.join(CALIBRATED)}."
         )
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise click.ClickException("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
-    awq = "awq" in CALIBRATION_ALGORITHMS[scheme]
+    awq = "awq" in CALIBRATED[scheme].calibration
     arch = read_hf_config(Path(model_dir))
     if awq:
-        from trt_build.quant.numerics import check_group_size
-
-        check_group_size(arch.hidden_size, group_size, "hidden size (q/k/v, gate/up input)")
-        check_group_size(arch.q_size, group_size, "o_proj input")
-        check_group_size(arch.intermediate_size, group_size, "down_proj input")
+        check_awq_group(arch, 1, group_size)
     tokens = _check_tokens(calib_tokens, arch)
     samples, seq_len = tokens.shape
     checkpoint = SourceCheckpoint(Path(model_dir))  # any layout convert accepts; pickle refused
@@ -410,7 +397,7 @@ def calibrate(
 
     info = {
         "model_dir": str(model_dir),
-        "algorithms": list(CALIBRATION_ALGORITHMS[scheme]),
+        "algorithms": list(CALIBRATED[scheme].calibration),
         "calib_samples": samples,
         "calib_seq_len": seq_len,
         "calib_tokens_sha256": hashlib.sha256(tokens.numpy().tobytes()).hexdigest(),
@@ -473,11 +460,11 @@ def calibration_options(command):
     return command
 
 
-@click.command()
+@click.command(cls=SwallowTrtCommand)
 @click.option(
     "--model-dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="HF model directory."
 )
-@click.option("--quant", type=click.Choice(sorted(CALIBRATION_ALGORITHMS)), default="fp8", show_default=True)
+@click.option("--quant", type=click.Choice(sorted(CALIBRATED)), default="fp8", show_default=True)
 @click.option(
     "--output", required=True, type=click.Path(path_type=Path), help="Calibration directory to write."
 )

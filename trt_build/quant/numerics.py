@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import click
 import torch
+
+from trt_build.common.errors import SwallowTrtError
 
 FP8_E4M3_MAX = 448.0
 INT4_MIN, INT4_MAX = -8, 7
@@ -89,8 +90,9 @@ def fp8_kv_cache_scale(k_amax: torch.Tensor | float, v_amax: torch.Tensor | floa
 
 
 def check_group_size(in_features: int, group_size: int, name: str = "weight") -> None:
+    """A precondition of the group math (stages check their options earlier, with parallel.rules)."""
     if group_size <= 0 or in_features % group_size:
-        raise click.ClickException(
+        raise SwallowTrtError(
             f"{name}: group size {group_size} does not divide the input dimension {in_features}. "
             f"Use a --group-size that divides {in_features} (128 divides every Llama-3.1 / Swallow linear)."
         )

@@ -19,20 +19,18 @@ from typing import Any
 
 import click
 
+from trt_build.cli.base import SwallowTrtCommand
 from trt_build.common.manifest import write_manifest
 from trt_build.source.registry import lookup
+from trt_build.source.tokenizer import GENERATION_CONFIG, TOKENIZER_FILES
 
 ALLOW_PATTERNS = [
     "*.safetensors",
     "*.safetensors.index.json",
     "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
+    GENERATION_CONFIG,
+    *TOKENIZER_FILES,
     "*.tiktoken",
-    "chat_template.jinja",
 ]
 BIN_WEIGHT_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt"]
 DISK_MARGIN = 1.02  # 2 % headroom over the files' sizes (filesystem blocks, metadata)
@@ -286,7 +284,7 @@ def fetch(
     return output
 
 
-@click.command()
+@click.command(cls=SwallowTrtCommand)
 @click.argument("model_id")
 @click.option("--revision", default=None, help="Branch, tag or commit [default: main]; recorded as a commit.")
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="[default: models/<name>]")

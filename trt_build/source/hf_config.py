@@ -48,21 +48,25 @@ class LlamaArchitecture:
         return self.num_key_value_heads * self.head_dim
 
 
-def _rope_from(raw: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
-    """(rope_theta, rope_scaling without rope_theta) from either config form."""
+def rope_from(
+    raw: dict[str, Any], theta_key: str = "rope_theta", scaling_key: str = "rope_scaling"
+) -> tuple[float, dict[str, Any] | None]:
+    """(rope theta, rope scaling without the theta) from any config that carries RoPE: the transformers-4
+    form (`rope_theta` + `rope_scaling`), the transformers-5 form (`rope_parameters` holding both), or a
+    TRT-LLM checkpoint (`rotary_base` + `rotary_scaling`, passed as the keys). The scaling type may be
+    spelled `type` or `rope_type`; a `default` (or `none`) type means no scaling."""
     parameters = raw.get("rope_parameters")
     if isinstance(parameters, dict):  # transformers 5
-        theta = float(parameters.get("rope_theta", raw.get("rope_theta", 10000.0)))
+        theta = float(parameters.get("rope_theta", raw.get(theta_key, 10000.0)))
         scaling = {k: v for k, v in parameters.items() if k != "rope_theta"}
-        if scaling.get("rope_type", "default") == "default":
-            scaling = None
-        return theta, scaling
-    scaling = raw.get("rope_scaling")
-    if isinstance(scaling, dict):
-        scaling = dict(scaling)
-        if "type" in scaling and "rope_type" not in scaling:
-            scaling["rope_type"] = scaling.pop("type")
-    return float(raw.get("rope_theta", 10000.0)), scaling or None
+    else:
+        theta = float(raw.get(theta_key, 10000.0))
+        scaling = dict(raw.get(scaling_key) or {})
+    if "type" in scaling and "rope_type" not in scaling:
+        scaling["rope_type"] = scaling.pop("type")
+    if scaling.get("rope_type", "default") in ("default", "none"):
+        return theta, None
+    return theta, scaling
 
 
 def parse_hf_config(raw: dict[str, Any], source: str = "config.json") -> LlamaArchitecture:
@@ -80,7 +84,7 @@ def parse_hf_config(raw: dict[str, Any], source: str = "config.json") -> LlamaAr
             f"{source}: missing {', '.join(missing)}; is this a complete HF config.json?"
         )
     heads = int(raw["num_attention_heads"])
-    theta, scaling = _rope_from(raw)
+    theta, scaling = rope_from(raw)
     dtype = raw.get("torch_dtype") or raw.get("dtype") or "bfloat16"
     return LlamaArchitecture(
         vocab_size=int(raw["vocab_size"]),

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import click
 import torch
 from tqdm import tqdm
 
@@ -114,17 +115,43 @@ def write_tiny_model(
         num_hidden_layers=layers or PRESETS[preset].num_hidden_layers,
         tie_word_embeddings=tie_word_embeddings,
     )
+    return write_hf_model(
+        output,
+        arch,
+        lambda name, dtype, shape: random_tensor(name, dtype, shape, seed),
+        manifest_fields=dict(preset=preset, seed=seed, config_form=config_form),
+        config_form=config_form,
+        max_shard_bytes=max_shard_bytes,
+        overwrite=overwrite,
+    )
+
+
+TensorSource = Callable[[str, torch.dtype, tuple[int, ...]], torch.Tensor]
+
+
+def write_hf_model(
+    output: Path,
+    arch: LlamaArchitecture,
+    tensor: TensorSource,
+    manifest_fields: dict[str, Any],
+    config_form: str = "both",
+    max_shard_bytes: int = 2 << 30,
+    overwrite: bool = False,
+) -> Path:
+    """Write an HF model directory of `arch` whose tensors come from `tensor(name, dtype, shape)`, one
+    at a time (so memory stays at one tensor); the manifest records `manifest_fields` first."""
     dtype = getattr(torch, arch.dtype)
     layout = hf_tensor_layout(arch, dtype)
     shards = shard_layout(layout, max_shard_bytes)
     total = sum(tensor_bytes(dt, shape) for _, dt, shape in layout)
+    label = manifest_fields.get("preset", "model")
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
         weight_map: dict[str, str] = {}
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"{preset} weights", leave=False) as bar:
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"{label} weights", leave=False) as bar:
             for file_name, shard in shards:
                 with StreamingSafetensorsWriter(tmp / file_name, shard, metadata={"format": "pt"}) as writer:
                     for name, dt, shape in shard:
-                        writer.write(name, random_tensor(name, dt, shape, seed))
+                        writer.write(name, tensor(name, dt, shape))
                         weight_map[name] = file_name
                         bar.update(tensor_bytes(dt, shape))
         if len(shards) > 1:
@@ -136,65 +163,8 @@ def write_tiny_model(
         write_manifest(
             tmp,
             "tiny-model",
-            preset=preset,
-            seed=seed,
-            config_form=config_form,
+            **manifest_fields,
             num_parameters=sum(torch.Size(shape).numel() for _, _, shape in layout),
             weight_bytes=total,
         )
     return output
-
-
-@click.command()
-@click.option("--output", required=True, type=click.Path(path_type=Path), help="Model directory to write.")
-@click.option(
-    "--preset",
-    type=click.Choice(sorted(PRESETS)),
-    default="tiny",
-    show_default=True,
-    help="tiny: for unit tests; 8b-shape / 70b-shape: the real layer dimensions.",
-)
-@click.option(
-    "--layers", type=click.IntRange(min=1), help="Number of decoder layers (default: the preset's)."
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--config-form",
-    type=click.Choice(["both", "v4", "v5"]),
-    default="both",
-    show_default=True,
-    help="config.json keys of transformers 4, 5, or both.",
-)
-@click.option(
-    "--max-shard-size",
-    "max_shard_mb",
-    type=click.IntRange(min=1),
-    default=2048,
-    show_default=True,
-    help="Largest safetensors shard, in MB.",
-)
-@click.option(
-    "--tie-word-embeddings", is_flag=True, help="Share the embedding with lm_head (no lm_head tensor)."
-)
-@click.option("--overwrite", is_flag=True, help="Replace the output directory if it exists.")
-def command(
-    output: Path,
-    preset: str,
-    layers: int | None,
-    seed: int,
-    config_form: str,
-    max_shard_mb: int,
-    tie_word_embeddings: bool,
-    overwrite: bool,
-) -> None:
-    """Write a Hugging Face model directory shaped like Llama-3.1-Swallow, with random weights."""
-    write_tiny_model(
-        output, preset, layers, seed, config_form, max_shard_mb << 20, tie_word_embeddings, overwrite
-    )
-    manifest = json.loads((output / "manifest.json").read_text())
-    files = sorted(path.name for path in output.iterdir())
-    click.echo(
-        f"wrote {output}: {manifest['num_parameters']:,} parameters, "
-        f"{manifest['weight_bytes'] / 1e6:.1f} MB of weights"
-    )
-    click.echo("  " + "  ".join(files))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from trt_build.cli.base import SwallowTrtCommand
 from trt_build.common.outdir import atomic_output_dir
 
 LLAMA_MODELS_WHEEL = "llama-models==0.3.0"
@@ -60,7 +61,12 @@ CHAT_TEMPLATE = (
     "{%- endif %}"
 )
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+FAST_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # what a fast tokenizer loads from
+# A model's tokenizer in every form a repository may carry it (data only, never code): copied beside converted
+# weights and into Triton repositories, fetched from the hub.
+TOKENIZER_FILES = (*FAST_TOKENIZER_FILES, "special_tokens_map.json", "tokenizer.model", "chat_template.jinja")
+GENERATION_CONFIG = "generation_config.json"  # generation defaults (the end ids), copied with the tokenizer
+BUILT_FILES = (*FAST_TOKENIZER_FILES, "special_tokens_map.json")  # what `ensure_tokenizer` writes
 
 
 def cache_dir() -> Path:
@@ -154,7 +160,7 @@ def build_tokenizer(output: Path) -> Path:
 def ensure_tokenizer() -> Path:
     """The cached tokenizer directory, built on first use."""
     directory = cache_dir() / "tokenizer" / TOKENIZER_NAME
-    if all((directory / name).exists() for name in TOKENIZER_FILES):
+    if all((directory / name).exists() for name in BUILT_FILES):
         return directory
     return build_tokenizer(directory)
 
@@ -162,11 +168,11 @@ def ensure_tokenizer() -> Path:
 def copy_tokenizer(destination: Path) -> None:
     """Copy the cached tokenizer files into a model directory."""
     source = ensure_tokenizer()
-    for name in TOKENIZER_FILES:
+    for name in BUILT_FILES:
         shutil.copy2(source / name, destination / name)
 
 
-@click.command()
+@click.command(cls=SwallowTrtCommand)
 @click.option("--output", type=click.Path(path_type=Path), help="Also copy the tokenizer to this directory.")
 def command(output: Path | None) -> None:
     """Build (once) and show the offline Llama 3.1 tokenizer used by Swallow."""

@@ -24,8 +24,9 @@ from typing import Any
 import click
 import torch
 
+from trt_build.cli.base import SwallowTrtCommand
 from trt_build.common.jsonl import json_lines
-from trt_build.common.targets import TRTLLM_CHECKPOINT, checkpoint_kind
+from trt_build.formats.kinds import TRTLLM_CHECKPOINT, checkpoint_kind
 from trt_build.formats.trtllm_config import (
     CheckpointError,
     architecture_from_checkpoint,
@@ -511,7 +512,7 @@ def write_quant_report(report: Report, checkpoint_dir: Path) -> Path:
     return path
 
 
-@click.command()
+@click.command(cls=SwallowTrtCommand)
 @click.option(
     "--model-dir",
     required=True,

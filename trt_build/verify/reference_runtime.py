@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from trt_build.formats.modelopt_config import read_modelopt_quantization
 from trt_build.formats.trtllm_config import (
     CheckpointError,
     architecture_from_checkpoint,
@@ -374,15 +375,7 @@ def _unified_tensors(directory: Path) -> dict[str, torch.Tensor]:
 
 def unified_quantization(directory: Path) -> dict[str, Any]:
     """The checkpoint's quantization block: hf_quant_config.json (what TensorRT-LLM reads), {} if none."""
-    path = Path(directory) / "hf_quant_config.json"
-    if path.is_file():
-        return dict(json.loads(path.read_text()).get("quantization") or {})
-    inline = json.loads((Path(directory) / "config.json").read_text()).get("quantization_config")
-    if inline:
-        raise CheckpointError(
-            f"{directory} has a quantization_config but no hf_quant_config.json, which TensorRT-LLM 1.1/1.2 need."
-        )
-    return {}
+    return dict(read_modelopt_quantization(Path(directory)) or {})
 
 
 def unified_state_dict(
