@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cycle_model import PROMPT, answer, cycle_server
 from tests.engine_metrics import when_idle
 from tests.front_clients import ask, grpc_inputs
+from tests.served_models import PROMPT, answer, cycle_server
 from tests.timing import on_time
 
 LONG = 3000  # max_tokens of a request that would run for seconds if nobody stopped it

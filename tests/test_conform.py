@@ -15,11 +15,9 @@ from benchmarks.conform.checks import CHECKS, FAIL, PASS, Context, PathRun, one_
 from benchmarks.conform.paths import Answer, ClientPath
 from benchmarks.conform.prompt import render_prompt
 from tests.conform_fakes import AppServer, Chain, openai_app, triton_app
-from triton_repo.launch.tritonserver import TritonServer
-from triton_repo.repository.write import RepoOptions, write_repository
+from tests.served_models import chain_server as served_chain
 from trt_build.cli.conform import conform as conform_command
-from trt_build.convert.trtllm import convert_checkpoint
-from trt_build.source.chain_model import CHAIN_SENTENCE, chain_token_ids, write_chain_model
+from trt_build.source.chain_model import CHAIN_SENTENCE, chain_token_ids
 
 TRITON_PATHS = [
     f"{model}/{path}"
@@ -58,13 +56,7 @@ def failing(report: dict) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def chain_server(tmp_path_factory, tokenizer_dir):
-    root = tmp_path_factory.mktemp("conform")
-    model_dir = write_chain_model(root / "chain")
-    checkpoint = convert_checkpoint(model_dir, root / "checkpoint")
-    repo = write_repository(
-        RepoOptions(root / "repo", model_dir, checkpoint_dir=checkpoint, max_input_len=512, max_seq_len=1024)
-    )
-    with TritonServer(repo, log_path=root / "tritonserver.log") as running:
+    with served_chain(tmp_path_factory.mktemp("conform")) as running:
         yield running
 
 

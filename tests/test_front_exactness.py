@@ -3,7 +3,7 @@
 `ensemble` and `tensorrt_llm_bls`, over HTTP (`generate`, `generate_stream`) and gRPC (streamed or not),
 with and without a client request id, one at a time and 32 at once with some ids shared: the streamed
 deltas concatenate byte for byte to the non-streamed answer, which is the full decode of the tokens the
-model walks (tests/cycle_model.py), and carry no U+FFFD the full decode lacks.
+model walks (tests/served_models.py), and carry no U+FFFD the full decode lacks.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.cycle_model import PROMPT, answer, cycle_server
 from tests.front_clients import ask
+from tests.served_models import PROMPT, answer, chain_server, cycle_server
 from triton_repo.models.detokenizer import REPLACEMENT
 from triton_repo.repository.engine_configs import FRONTS
+from trt_build.source.chain_model import CHAIN_SENTENCE
 
 PROTOCOLS = ("http", "grpc")
 IDS = (None, "same-id-for-everyone")
@@ -77,6 +78,34 @@ def test_32_concurrent_streams_with_and_without_shared_ids_are_all_exact(server,
         results = list(pool.map(one, range(32)))
     for deltas, expected in results:
         assert_exact(deltas, expected)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    with chain_server(tmp_path_factory.mktemp("chain")) as running:
+        yield running
+
+
+@pytest.mark.slow
+def test_the_chain_sentence_comes_back_exactly_on_every_path_32_at_once(chain):
+    """The Japanese chain model answers its sentence (kanji and emoji split over tokens, a ZWJ sequence, a
+    flag, a variation selector, half-width kana, a combining mark, 𠮷) to any prompt: 32 concurrent
+    requests over every front, protocol, streaming mode and id choice, plain and chat prompts."""
+
+    def one(index: int) -> tuple[list[str], bool]:
+        model, protocol = FRONTS[index % 2], PROTOCOLS[index // 2 % 2]
+        stream = index % 8 < 6 or protocol == "grpc"
+        request_id = (None, "shared", f"own-{index}")[index % 3]
+        fields = {"text_input": f"質問{index}は?", "max_tokens": 200}
+        if index % 4 == 3:
+            fields["apply_chat_template"] = True
+        return ask(chain, protocol, model, fields, request_id, stream), stream
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(one, range(32)))
+    for deltas, streamed in results:
+        assert_exact(deltas, CHAIN_SENTENCE)
+        assert len(deltas) > 20 if streamed else len(deltas) == 1
 
 
 @pytest.mark.slow

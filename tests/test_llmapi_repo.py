@@ -188,7 +188,7 @@ def test_naive_cumulative_japanese_stream_becomes_whole_characters(tokenizer, te
 
 @pytest.fixture(scope="module")
 def cpu_server(tmp_path_factory, tiny_model_dir, tokenizer):
-    from tests.cycle_model import write_cycle_model
+    from tests.served_models import write_cycle_model
 
     root = tmp_path_factory.mktemp("pt-serving")
     model_dir = root / "cycle-model"
@@ -211,7 +211,7 @@ def generate(server, **fields) -> dict:
 
 @pytest.mark.slow
 def test_cpu_stand_in_serves_the_pytorch_repository_end_to_end(cpu_server):
-    from tests.cycle_model import ANSWER_9, PROMPT
+    from tests.served_models import ANSWER_9, PROMPT
 
     body = {"id": uuid.uuid4().hex, "text_input": PROMPT, "max_tokens": 9, "stream": True}
     for stream in (stream_http, stream_grpc):
@@ -234,7 +234,7 @@ def test_cpu_stand_in_serves_the_pytorch_repository_end_to_end(cpu_server):
 @pytest.mark.slow
 def test_chat_finds_the_front_of_a_pytorch_repository(cpu_server):
     """A pytorch repository has no `ensemble`: `chat` without --model uses its tensorrt_llm_bls front."""
-    from tests.cycle_model import ANSWER_9, PROMPT
+    from tests.served_models import ANSWER_9, PROMPT
 
     args = ["--url", cpu_server.http_url, "--raw", "--max-tokens", "9", PROMPT]
     result = CliRunner().invoke(chat_command, args)
@@ -285,8 +285,8 @@ def test_a_client_hang_up_stops_the_llmapi_request_through_the_front(cpu_server)
     """By the stand-in's own counters: the request ends far short of the 3000 tokens asked for."""
     from test_triton_repo_serving import hang_up_after_first_event
 
-    from tests.cycle_model import ANSWER_9, PROMPT
     from tests.engine_metrics import when_idle
+    from tests.served_models import ANSWER_9, PROMPT
 
     before = when_idle(cpu_server.metrics_url)
     hang_up_after_first_event(cpu_server, "tensorrt_llm_bls", f"hangup-{uuid.uuid4().hex}", 3000)
@@ -319,8 +319,8 @@ def test_the_llmapi_front_refuses_prompts_by_size_and_gives_its_own_ids(cpu_serv
     llmapi model under the client's id do not reach the client's request."""
     import threading
 
-    from tests.cycle_model import PROMPT, answer
     from tests.front_clients import ask
+    from tests.served_models import PROMPT, answer
 
     status, text = post_status(cpu_server, "tensorrt_llm_bls", text_input="紅葉" * 1_400_000, max_tokens=4)
     assert status == 400 and "text_input is 8400000 bytes" in text and "max_input_len" in text

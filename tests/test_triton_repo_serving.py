@@ -1,6 +1,6 @@
 """The generated repository served by a real tritonserver: streaming Japanese, protocols, bad requests.
 
-The served checkpoint is tests/cycle_model.py's tiny Swallow, whose greedy decoding walks a fixed cycle of
+The served checkpoint is tests/served_models.py's tiny Swallow, whose greedy decoding walks a fixed cycle of
 tokens ("紅葉😀𠮷野家齉") with an emoji and rare kanji split over 2-4 byte-level tokens each. So the answer
 is known and every stream really has to reassemble characters split across tokens.
 """
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.cycle_model import ANSWER_9, MAX_INPUT_LEN, MAX_SEQ_LEN, PROMPT, cycle_server
 from tests.engine_metrics import when_idle
+from tests.served_models import ANSWER_9, MAX_INPUT_LEN, MAX_SEQ_LEN, PROMPT, cycle_server
 from triton_repo.client.chat import request_body, stream_grpc, stream_http, stream_http_events
 from triton_repo.models.detokenizer import REPLACEMENT
 from trt_build.cli.serve import chat as chat_command
@@ -30,7 +30,7 @@ MODELS = ("ensemble", "tensorrt_llm_bls")
 
 @pytest.fixture(scope="module")
 def cycle_ids(tokenizer):
-    from tests.cycle_model import CYCLE
+    from tests.served_models import CYCLE
 
     return tokenizer.encode(CYCLE, add_special_tokens=False)
 

@@ -1,4 +1,4 @@
-"""The metrics the CPU engines report, under the C++ tensorrtllm backend's family names (docs/triton.md §8).
+"""The metrics the CPU engines report, under the C++ tensorrtllm backend's family names (docs/triton.md §7).
 
 `nv_trt_llm_request_metrics{request_type="active"}`: requests generating now;
 `nv_llm_input_token_len` / `nv_llm_output_token_len`: tokens per finished request (a cancelled one

@@ -7,7 +7,7 @@ table, triton_repo/models/tensor_routes.py, shared with the front model that rou
 
 The two client-facing models, `ensemble` and `tensorrt_llm_bls`, are the same Python front (a decoupled
 BLS model, thread and detokenizer per request) under two names: the name clients call first keeps each
-request's state, which a Triton ensemble cannot (docs/triton.md §5.4).
+request's state, which a Triton ensemble cannot (docs/triton.md §5.4, §5.5).
 """
 
 from __future__ import annotations

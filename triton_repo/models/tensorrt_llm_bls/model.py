@@ -11,7 +11,8 @@ Clients call the front with the names of TensorRT-LLM's ensemble (`text_input`, 
   - a client that disconnects or cancels is noticed at the next engine response (a token) and the engine
     is stopped with a `stop` request under that id (Triton 2.51's BLS cannot cancel a request itself);
   - one prompt per request, one sequence per prompt: what the front cannot answer exactly it refuses.
-Errors keep their kind: a client's mistake reaches HTTP clients as 400.
+Errors keep their kind: a client's mistake reaches HTTP clients as 400. Why a Python front and not a Triton
+ensemble: docs/triton.md §5.4-§5.5.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
-"""A served test model whose greedy answer is known: a tiny Swallow that walks a cycle of Japanese tokens.
+"""Served test models whose greedy answers are known, each behind a real tritonserver (CPU engine).
 
-Every decoder layer is zeroed (the residual stream carries the embedding through) and the embeddings and
+The cycle model: a tiny Swallow that walks a cycle of Japanese tokens. Every decoder layer is zeroed (the residual stream carries the embedding through) and the embeddings and
 `lm_head` map token i of the cycle to token i+1, so greedy decoding from any cycle token walks the cycle.
 The cycle "紅葉😀𠮷野家齉" holds an emoji and rare kanji split over 2-4 byte-level tokens each, so every
-stream really has to reassemble characters split across tokens.
+stream really has to reassemble characters split across tokens. It continues the cycle from the
+prompt's last token, so a prompt picks where the answer starts.
+
+The chain model (trt_build/source/chain_model.py): answers one fixed Japanese sentence of split
+characters, then `<|eot_id|>`, to any prompt.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from triton_repo.launch.tritonserver import TritonServer
 from triton_repo.repository.write import RepoOptions, write_repository
 from trt_build.convert.trtllm import convert_checkpoint
+from trt_build.source.chain_model import write_chain_model
 from trt_build.source.tokenizer import copy_tokenizer
 
 CYCLE = "紅葉😀𠮷野家齉"
@@ -67,6 +72,18 @@ def cycle_server(root: Path, tiny_model_dir: Path, tokenizer) -> Iterator[Triton
             max_input_len=MAX_INPUT_LEN,
             max_seq_len=MAX_SEQ_LEN,
         )
+    )
+    with TritonServer(repo, log_path=root / "tritonserver.log") as running:
+        yield running
+
+
+@contextlib.contextmanager
+def chain_server(root: Path) -> Iterator[TritonServer]:
+    """A real tritonserver serving the chain model's engine repository (CPU reference engine)."""
+    model_dir = write_chain_model(root / "chain")
+    checkpoint = convert_checkpoint(model_dir, root / "checkpoint")
+    repo = write_repository(
+        RepoOptions(root / "repo", model_dir, checkpoint_dir=checkpoint, max_input_len=512, max_seq_len=1024)
     )
     with TritonServer(repo, log_path=root / "tritonserver.log") as running:
         yield running
