@@ -184,6 +184,12 @@ BAD_REQUESTS = [
     ({"text_input": PROMPT, "max_tokens": MAX_SEQ_LEN}, "above the engine limit"),
     ({"text_input": "紅葉" * 200, "max_tokens": 4}, f"accepts at most {MAX_INPUT_LEN}"),
     ({"text_input": PROMPT, "max_tokens": 4, "messages": "not json"}, "messages is not valid JSON"),
+    (
+        {"text_input": "紅葉" * 2000, "max_tokens": 4},
+        "text_input is 12000 bytes",
+    ),  # refused before tokenizing
+    ({"text_input": PROMPT, "max_tokens": 4, "beam_width": 2}, "beam_width 2 is not served here"),
+    ({"text_input": PROMPT, "max_tokens": 4, "num_return_sequences": 3}, "num_return_sequences 3"),
 ]
 
 
@@ -193,7 +199,7 @@ BAD_REQUESTS = [
 def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(server, model, body, message):
     for endpoint in ("generate", "generate_stream"):
         status, text = post(f"{server.http_url}/v2/models/{model}/{endpoint}", body)
-        assert message in text, (endpoint, status, text)
+        assert message in text and status == 400, (endpoint, status, text)
     assert generate(server, model, text_input=PROMPT, max_tokens=9)["text_output"] == ANSWER_9
 
 
@@ -219,6 +225,29 @@ def test_invalid_utf8_is_rejected(server, model):
     assert results, "no answer"
     error = results[0][1]
     assert isinstance(error, InferenceServerException) and "not valid UTF-8" in str(error)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_a_batch_of_prompts_is_refused_with_what_to_do(server, model):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    text = grpcclient.InferInput("text_input", [2, 1], "BYTES")
+    text.set_data_from_numpy(np.array([[PROMPT.encode()], [PROMPT.encode()]], dtype=np.object_))
+    tokens = grpcclient.InferInput("max_tokens", [2, 1], "INT32")
+    tokens.set_data_from_numpy(np.array([[4], [4]], dtype=np.int32))
+    results: list = []
+    client.start_stream(callback=lambda result, error: results.append(error))
+    client.async_stream_infer(model, [text, tokens])
+    deadline = time.monotonic() + 30
+    while not results and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.stop_stream()
+    client.close()
+    assert results and isinstance(results[0], InferenceServerException), results
+    assert "text_input holds 2 prompts: send one prompt per request" in str(results[0])
 
 
 def hang_up_after_first_event(server, model: str, request_id: str, max_tokens: int) -> None:

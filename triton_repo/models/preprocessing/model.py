@@ -121,7 +121,7 @@ class TritonPythonModel:
     def preprocess(self, request):
         max_tokens = int(scalar(request, "REQUEST_OUTPUT_LEN", 0))
         if max_tokens <= 0:
-            raise BadRequest(f"max_tokens must be at least 1 (got {max_tokens}).")
+            raise BadRequest(f"max_tokens must be at least 1 (got {max_tokens}): ask for 1 token or more.")
         if max_tokens >= self.max_seq_len:
             raise BadRequest(
                 f"max_tokens {max_tokens} is above the engine limit: at most {self.max_seq_len - 1} tokens "
