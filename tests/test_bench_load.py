@@ -142,7 +142,7 @@ def test_grpc_streams_carry_one_request_after_another(fake, tmp_path):
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_triton_requests_carry_ids_unique_across_runs(fake, tmp_path, protocol):
-    # an ensemble's postprocessing keys its detokenizer state by request id: a reused id continues old text
+    # ids unique across runs, so a server's logs and traces tell every request apart
     url = fake.grpc_url if protocol == "grpc" else fake.http_url
     seen = len(fake.request_ids)
     for run in ("a", "b"):

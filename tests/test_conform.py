@@ -15,22 +15,10 @@ from benchmarks.conform.checks import CHECKS, FAIL, PASS, Context, PathRun, one_
 from benchmarks.conform.paths import Answer, ClientPath
 from benchmarks.conform.prompt import render_prompt
 from tests.conform_fakes import AppServer, Chain, openai_app, triton_app
-from triton_repo.launch.tritonserver import TritonServer
-from triton_repo.repository.write import RepoOptions, write_repository
+from tests.served_models import chain_server as served_chain
 from trt_build.cli.conform import conform as conform_command
-from trt_build.convert.pipeline import convert_checkpoint
-from trt_build.source.chain_model import CHAIN_SENTENCE, chain_token_ids, write_chain_model
+from trt_build.source.chain_model import CHAIN_SENTENCE, chain_token_ids
 
-# (path, check) that conform finds failing on our repository today: an id-less stream through `ensemble`
-# loses the characters split across tokens (its postprocessing keeps detokenizer state per request id,
-# and without one decodes each token alone). Empty this table when `ensemble` becomes the stateful
-# front (issue 13, point 1); the test then requires every check on every path to pass.
-KNOWN_FAILURES = {
-    ("ensemble/http-stream/no-id", "exact"),
-    ("ensemble/http-stream/no-id", "characters"),
-    ("ensemble/grpc-stream/no-id", "exact"),
-    ("ensemble/grpc-stream/no-id", "characters"),
-}
 TRITON_PATHS = [
     f"{model}/{path}"
     for model in ("ensemble", "tensorrt_llm_bls")
@@ -68,13 +56,7 @@ def failing(report: dict) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def chain_server(tmp_path_factory, tokenizer_dir):
-    root = tmp_path_factory.mktemp("conform")
-    model_dir = write_chain_model(root / "chain")
-    checkpoint = convert_checkpoint(model_dir, root / "checkpoint")
-    repo = write_repository(
-        RepoOptions(root / "repo", model_dir, checkpoint_dir=checkpoint, max_input_len=512, max_seq_len=1024)
-    )
-    with TritonServer(repo, log_path=root / "tritonserver.log") as running:
+    with served_chain(tmp_path_factory.mktemp("conform")) as running:
         yield running
 
 
@@ -97,22 +79,21 @@ def test_the_chain_model_answers_its_sentence_through_triton(chain_server, model
 
 
 @pytest.mark.slow
-def test_conform_on_our_triton_fronts_finds_exactly_the_known_failures(chain_server):
+def test_conform_passes_every_check_on_every_path_of_our_triton_fronts(chain_server):
+    """`ensemble` is the stateful front (issue 13, point 1): id-less streams are exact too."""
     code, output, report = run_conform(
         chain_server.http_url, "--grpc-url", chain_server.grpc_url, "--json", "--concurrency", "8"
     )
     assert report is not None, output
     assert report["protocol"] == "triton" and [row["path"] for row in report["paths"]] == TRITON_PATHS
-    assert failing(report) == KNOWN_FAILURES, output
-    assert code == (1 if KNOWN_FAILURES else 0), output
+    assert failing(report) == set(), output
+    assert code == 0, output
     for row in report["paths"]:
-        assert row["answer"] == CHAIN_SENTENCE or row["path"] in {path for path, _ in KNOWN_FAILURES}
+        assert row["answer"] == CHAIN_SENTENCE, row
         statuses = {check: outcome["status"] for check, outcome in row["checks"].items()}
         # the counts are really compared (the repository reports them), and concurrency really ran
         assert statuses["one-bos"] == statuses["usage"] == statuses["stops"] == PASS, row
         assert statuses["concurrency"] == PASS and "8 identical" in row["checks"]["concurrency"]["detail"]
-    for path, check in KNOWN_FAILURES:
-        assert f"{check} on {path}" in output
 
 
 @pytest.fixture(scope="module")

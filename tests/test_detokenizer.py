@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 
-from triton_repo.models.detokenizer import REPLACEMENT, DetokenizerStates, IncrementalDetokenizer, stream_text
+from triton_repo.models.detokenizer import REPLACEMENT, IncrementalDetokenizer, stream_text
 
 SAMPLES = [
     "東京の紅葉😀です",
@@ -76,16 +75,3 @@ def test_decode_window_stays_small_as_the_output_grows(tokenizer):
     for token in ids:
         detokenizer.push([token])
     assert len(ids) > 1000 and max(seen) <= 10
-
-
-def test_states_are_kept_per_request_and_expire(decode, tokenizer):
-    states = DetokenizerStates(decode, ttl_s=0.05, capacity=2)
-    first, second = tokenizer.encode("😀", add_special_tokens=False)
-    assert states.get("a").push([first]) == ""
-    assert states.get("b").push([first]) == ""
-    assert states.get("a").push([second]) == "😀"
-    states.get("c")
-    assert len(states) == 2  # capacity evicts the least recently used ("b")
-    time.sleep(0.1)
-    states.get("d")
-    assert len(states) == 1  # the idle ones expired

@@ -4,7 +4,6 @@ end to end on a real tritonserver with the CPU stand-in, and the real LLM API wh
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -89,9 +88,10 @@ def test_pytorch_repository_golden(tmp_path, deployment, tokenizer_dir, tiny_mod
     assert {i.name for i in front.input} == FRONT_INPUTS
     assert not next(i for i in front.input if i.name == "text_input").optional
     assert front.parameters["tensorrt_llm_model_name"].string_value == "tensorrt_llm"
+    assert front.parameters["max_input_len"].string_value == "2047"  # the deployment's max_seq_len 2048
     assert (repo / front.parameters["tokenizer_dir"].string_value / "tokenizer.json").is_file()
     assert {p.name for p in (repo / "tensorrt_llm_bls" / "1").iterdir()} >= {
-        "model.py", "repo_common.py", "text_deltas.py"
+        "model.py", "repo_common.py", "text_deltas.py", "prompt_limits.py"
     }  # fmt: skip
 
     model_yaml = yaml.safe_load((repo / "tensorrt_llm" / "1" / "model.yaml").read_text())
@@ -188,7 +188,7 @@ def test_naive_cumulative_japanese_stream_becomes_whole_characters(tokenizer, te
 
 @pytest.fixture(scope="module")
 def cpu_server(tmp_path_factory, tiny_model_dir, tokenizer):
-    from test_triton_repo_serving import write_cycle_model
+    from tests.served_models import write_cycle_model
 
     root = tmp_path_factory.mktemp("pt-serving")
     model_dir = root / "cycle-model"
@@ -211,7 +211,7 @@ def generate(server, **fields) -> dict:
 
 @pytest.mark.slow
 def test_cpu_stand_in_serves_the_pytorch_repository_end_to_end(cpu_server):
-    from test_triton_repo_serving import ANSWER_9, PROMPT
+    from tests.served_models import ANSWER_9, PROMPT
 
     body = {"id": uuid.uuid4().hex, "text_input": PROMPT, "max_tokens": 9, "stream": True}
     for stream in (stream_http, stream_grpc):
@@ -234,7 +234,7 @@ def test_cpu_stand_in_serves_the_pytorch_repository_end_to_end(cpu_server):
 @pytest.mark.slow
 def test_chat_finds_the_front_of_a_pytorch_repository(cpu_server):
     """A pytorch repository has no `ensemble`: `chat` without --model uses its tensorrt_llm_bls front."""
-    from test_triton_repo_serving import ANSWER_9, PROMPT
+    from tests.served_models import ANSWER_9, PROMPT
 
     args = ["--url", cpu_server.http_url, "--raw", "--max-tokens", "9", PROMPT]
     result = CliRunner().invoke(chat_command, args)
@@ -282,16 +282,59 @@ def test_real_llm_api_loads_the_checkpoint_with_our_options(tmp_path):
 
 @pytest.mark.slow
 def test_a_client_hang_up_stops_the_llmapi_request_through_the_front(cpu_server):
-    from test_triton_repo_serving import ANSWER_9, PROMPT, hang_up_after_first_event
+    """By the stand-in's own counters: the request ends far short of the 3000 tokens asked for."""
+    from test_triton_repo_serving import hang_up_after_first_event
 
-    request_id = f"hangup-{uuid.uuid4().hex}"
-    hang_up_after_first_event(cpu_server, "tensorrt_llm_bls", request_id, 3000)
-    deadline = time.monotonic() + 60
-    lines: list[str] = []
-    while not lines and time.monotonic() < deadline:
-        log = cpu_server.log_path.read_text(errors="replace").splitlines()
-        lines = [line for line in log if request_id in line and "cancelled after" in line]
-        time.sleep(0.2)
-    assert lines, cpu_server.log_tail()
-    assert int(lines[0].split("cancelled after", 1)[1].split()[0]) < 3000
+    from tests.engine_metrics import when_idle
+    from tests.served_models import ANSWER_9, PROMPT
+
+    before = when_idle(cpu_server.metrics_url)
+    hang_up_after_first_event(cpu_server, "tensorrt_llm_bls", f"hangup-{uuid.uuid4().hex}", 3000)
+    after = when_idle(cpu_server.metrics_url)
+    assert after.finished - before.finished == 1
+    assert after.output_tokens - before.output_tokens < 3000
     assert generate(cpu_server, text_input=PROMPT, max_tokens=9)["text_output"] == ANSWER_9
+
+
+def post_status(server, model: str, **fields) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{server.http_url}/v2/models/{model}/generate",
+        data=json.dumps(fields, ensure_ascii=False).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.mark.slow
+def test_the_llmapi_front_refuses_prompts_by_size_and_gives_its_own_ids(cpu_server, tokenizer):
+    """8.4 MB and an over-long chat are refused by size (400, naming the field); `stop` requests sent to the
+    llmapi model under the client's id do not reach the client's request."""
+    import threading
+
+    from tests.front_clients import ask
+    from tests.served_models import PROMPT, answer
+
+    status, text = post_status(cpu_server, "tensorrt_llm_bls", text_input="紅葉" * 1_400_000, max_tokens=4)
+    assert status == 400 and "text_input is 8400000 bytes" in text and "max_input_len" in text
+    messages = json.dumps([{"role": "user", "content": "紅葉" * 5000}] * 20, ensure_ascii=False)
+    status, text = post_status(cpu_server, "tensorrt_llm_bls", text_input="", messages=messages, max_tokens=4)
+    assert status == 400 and "messages is 600080 bytes of text" in text
+
+    def stop_the_victim() -> None:
+        for _ in range(30):
+            post_status(cpu_server, "tensorrt_llm", id="victim", text_input="", stop=True)
+
+    stopper = threading.Thread(target=stop_the_victim)
+    stopper.start()
+    fields = {"text_input": PROMPT, "max_tokens": 40}
+    deltas = ask(cpu_server, "http", "tensorrt_llm_bls", fields, "victim", True)
+    stopper.join()
+    assert "".join(deltas) == answer(tokenizer, 40)

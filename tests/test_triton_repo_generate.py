@@ -9,7 +9,15 @@ import pytest
 from click.testing import CliRunner
 
 from triton_repo.models.cpu_engine import CpuEngine, RequestError, SamplingParams, load_model, word_lists
-from triton_repo.repository.engine_configs import CLIENT_INPUTS, ENGINE, MODEL_NAMES, PRE, parse
+from triton_repo.repository.engine_configs import (
+    CLIENT_INPUTS,
+    ENGINE,
+    FRONTS,
+    MODEL_NAMES,
+    PRE,
+    PRE_TO_ENGINE,
+    parse,
+)
 from triton_repo.repository.engine_repo import repository_world_size
 from triton_repo.repository.write import RepoOptions, write_repository
 from trt_build.cli.serve import repo as repo_command
@@ -104,16 +112,20 @@ def test_engine_repo_golden_values(engine_repo, tokenizer_dir):
     assert scalars and all(i.HasField("reshape") and not i.reshape.shape for i in scalars)
     post = parse((engine_repo / "postprocessing" / "config.pbtxt").read_text())
     assert [group.count for group in post.instance_group] == [1] and not post.HasField("dynamic_batching")
+    assert post.parameters["max_seq_len"].string_value == "8192"
     pre = parse((engine_repo / PRE / "config.pbtxt").read_text())
     assert pre.parameters["max_input_len"].string_value == "4096"
     assert pre.parameters["tokenizer_dir"].string_value == "preprocessing/tokenizer"
     assert (engine_repo / "preprocessing" / "tokenizer" / "tokenizer.json").is_file()
     assert repository_world_size(engine_repo) == 2
-    for name in ("preprocessing", "postprocessing", "tensorrt_llm_bls"):
+    for name in ("preprocessing", "postprocessing", "tensorrt_llm_bls", "ensemble"):
         assert (engine_repo / name / "1" / "model.py").is_file()
-    assert (engine_repo / "postprocessing" / "1" / "detokenizer.py").is_file()
+    assert (engine_repo / "preprocessing" / "1" / "prompt_limits.py").is_file()
     manifest = json.loads((engine_repo / "manifest.json").read_text())
     assert manifest["stage"] == "repo" and manifest["backend"] == "tensorrtllm"
+    assert manifest["fronts"] == ["ensemble", "tensorrt_llm_bls"] and set(manifest["models"]) == set(
+        MODEL_NAMES
+    )
 
 
 def test_client_tensors_match_what_the_tools_send(engine_repo):
@@ -124,9 +136,28 @@ def test_client_tensors_match_what_the_tools_send(engine_repo):
         assert [n for n, i in inputs.items() if not i.optional] == ["text_input", "max_tokens"]
         outputs = {o.name for o in config.output}
         assert {"text_output", "num_input_tokens", "num_output_tokens"} <= outputs
-    ensemble = parse((engine_repo / "ensemble" / "config.pbtxt").read_text())
-    mapped = {key for step in ensemble.ensemble_scheduling.step for key in step.input_map.values()}
-    assert {row.tensor.name for row in CLIENT_INPUTS} <= mapped  # every client input reaches a step
+    # every client input reaches an input of the model the front routes it to
+    declared = {
+        name: {i.name for i in parse((engine_repo / name / "config.pbtxt").read_text()).input}
+        for name in (PRE, ENGINE)
+    }
+    assert all(row.name in declared[row.model] for row in CLIENT_INPUTS)
+    pre = parse((engine_repo / PRE / "config.pbtxt").read_text())
+    assert {o.name for o in pre.output} == {tensor.name for tensor, _ in PRE_TO_ENGINE}
+    assert all(target in declared[ENGINE] for _, target in PRE_TO_ENGINE)
+
+
+def test_ensemble_and_the_bls_are_one_front(engine_repo):
+    """The name clients call first is the stateful front: the same Python model under both names."""
+    ensemble, bls = (parse((engine_repo / name / "config.pbtxt").read_text()) for name in FRONTS)
+    assert (
+        ensemble.backend == "python" and not ensemble.platform and ensemble.model_transaction_policy.decoupled
+    )
+    ensemble.name = bls.name
+    assert ensemble == bls
+    files = [sorted((engine_repo / name / "1").iterdir()) for name in FRONTS]
+    assert [f.name for f in files[0]] == [f.name for f in files[1]]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(*files, strict=True))
 
 
 def test_engine_repo_refuses_what_the_engine_cannot_do(tmp_path, tokenizer_dir):

@@ -14,9 +14,6 @@ containers where swallow-trt is not installed), so it depends on nothing but the
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
 REPLACEMENT = "\ufffd"
@@ -75,38 +72,3 @@ def stream_text(decode: Decode, chunks: Iterable[Sequence[int]]) -> list[str]:
     deltas = [detokenizer.push(chunk) for chunk in chunks]
     deltas.append(detokenizer.flush())
     return deltas
-
-
-class DetokenizerStates:
-    """Detokenizers keyed by request id, for a model that sees a stream only as separate calls.
-
-    Inside an ensemble the postprocessing model gets one call per streamed response and never learns
-    which one is last, so idle states expire after `ttl_s` and at most `capacity` are kept.
-    """
-
-    def __init__(self, decode: Decode, ttl_s: float = 300.0, capacity: int = 4096):
-        self.decode = decode
-        self.ttl_s = ttl_s
-        self.capacity = capacity
-        self._states: OrderedDict[str, tuple[float, IncrementalDetokenizer]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> IncrementalDetokenizer:
-        now = time.monotonic()
-        with self._lock:
-            entry = self._states.pop(key, None)
-            detokenizer = entry[1] if entry else IncrementalDetokenizer(self.decode)
-            self._states[key] = (now, detokenizer)
-            while self._states:
-                oldest_key, (touched, _) = next(iter(self._states.items()))
-                if len(self._states) <= self.capacity and now - touched <= self.ttl_s:
-                    break
-                del self._states[oldest_key]
-            return detokenizer
-
-    def drop(self, key: str) -> None:
-        with self._lock:
-            self._states.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._states)

@@ -22,7 +22,8 @@ FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
 class BadRequest(ValueError):
-    """A client error: answered with a clear message, the server keeps serving."""
+    """A client error: answered with a clear message (HTTP 400 where Triton allows), the server keeps
+    serving."""
 
 
 class ThreadPerRequestModel:
@@ -49,7 +50,7 @@ class ThreadPerRequestModel:
         except BadRequest as error:
             sender.send(error_response(str(error)), flags=FINAL)
         except Exception as error:  # never leave a client without a final response
-            sender.send(error_response(f"{self.name} failed: {error!r}"), flags=FINAL)
+            sender.send(error_response(f"{self.name} failed: {error!r}", client_error=False), flags=FINAL)
         finally:
             self.threads.discard(threading.current_thread())
 
@@ -57,11 +58,12 @@ class ThreadPerRequestModel:
         """Pass an engine error on, or stop the engine when the client went away; True if either happened.
         Subclasses define `cancel(engine_id)` with their engine's stop request."""
         if response.has_error():
-            sender.send(error_response(response.error().message()), flags=FINAL)
+            sender.send(passed_on(response.error()), flags=FINAL)
             return True
         if request.is_cancelled() or sender.is_cancelled():
             self.cancel(engine_id)
-            sender.send(error_response("The request was cancelled."), flags=FINAL)
+            cancelled = pb_utils.TritonError("The request was cancelled.", pb_utils.TritonError.CANCELLED)
+            sender.send(pb_utils.InferenceResponse(output_tensors=[], error=cancelled), flags=FINAL)
             return True
         return False
 
@@ -121,8 +123,17 @@ def strings(array: np.ndarray | None, what: str) -> list[str]:
     return out
 
 
-def error_response(message: str):
-    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+def error_response(message: str, client_error: bool = True):
+    """An error response; a client's mistake is INVALID_ARG, which Triton answers over HTTP as 400."""
+    code = pb_utils.TritonError.INVALID_ARG if client_error else pb_utils.TritonError.INTERNAL
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message, code))
+
+
+def passed_on(error):
+    """The error of a model this one called, as this model's response, its code kept."""
+    return pb_utils.InferenceResponse(
+        output_tensors=[], error=pb_utils.TritonError(error.message(), error.code())
+    )
 
 
 def text_tensor(name: str, texts: list[str], shape: tuple[int, ...]) -> Any:

@@ -2,8 +2,12 @@
 
 Tensor names, types and shapes follow the TensorRT-LLM `inflight_batcher_llm` repository (newest
 names: `seed`, `min_tokens`, `return_num_*_tokens`), so genai-perf `--backend tensorrtllm`, Triton's
-OpenAI frontend and tritonclient scripts work unchanged. The client-facing inputs are one table,
-`CLIENT_INPUTS`, shared by the ensemble, the BLS and the engine; each row says which step consumes it.
+OpenAI frontend and tritonclient scripts work unchanged. Which client tensor feeds which model is one
+table, triton_repo/models/tensor_routes.py, shared with the front model that routes by it.
+
+The two client-facing models, `ensemble` and `tensorrt_llm_bls`, are the same Python front (a decoupled
+BLS model, thread and detokenizer per request) under two names: the name clients call first keeps each
+request's state, which a Triton ensemble cannot (docs/triton.md §5.4, §5.5).
 """
 
 from __future__ import annotations
@@ -13,16 +17,18 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from triton_repo.models import tensor_routes as routes
 from trt_build.build.limits import KV_CACHE_FREE_GPU_MEM_FRACTION
 
 PRE, ENGINE, POST, BLS, ENSEMBLE = (
-    "preprocessing",
-    "tensorrt_llm",
+    routes.PRE,
+    routes.ENGINE,
     "postprocessing",
     "tensorrt_llm_bls",
     "ensemble",
 )
 MODEL_NAMES = (ENSEMBLE, PRE, ENGINE, POST, BLS)
+FRONTS = (ENSEMBLE, BLS)
 
 
 @dataclass(frozen=True)
@@ -35,62 +41,21 @@ class Tensor:
 
 @dataclass(frozen=True)
 class ClientInput:
-    """An input of the ensemble and the BLS, and the step input it feeds (`model`, `name`)."""
+    """An input of the fronts, and the model input it feeds (`model`, `name`)."""
 
     tensor: Tensor
     model: str
     name: str
 
 
-def _client(name: str, dtype: str, model: str, target: str, dims=(1,), optional=True) -> ClientInput:
-    return ClientInput(Tensor(name, dtype, tuple(dims), optional), model, target)
-
-
-# name, dtype, consumed by (model, input). Preprocessing resolves ids, limits and aliases
-# (seed/random_seed, min_tokens/min_length); the rest goes to the engine as is.
-CLIENT_INPUTS: tuple[ClientInput, ...] = (
-    _client("text_input", "STRING", PRE, "QUERY", optional=False),
-    _client("max_tokens", "INT32", PRE, "REQUEST_OUTPUT_LEN", optional=False),
-    _client("messages", "STRING", PRE, "MESSAGES"),  # JSON list of {"role", "content"}: chat template
-    _client("apply_chat_template", "BOOL", PRE, "APPLY_CHAT_TEMPLATE"),  # template around text_input
-    _client("bad_words", "STRING", PRE, "BAD_WORDS_DICT", dims=(-1,)),
-    _client("stop_words", "STRING", PRE, "STOP_WORDS_DICT", dims=(-1,)),
-    _client("end_id", "INT32", PRE, "END_ID"),
-    _client("pad_id", "INT32", PRE, "PAD_ID"),
-    _client("seed", "UINT64", PRE, "SEED"),
-    _client("random_seed", "UINT64", PRE, "RANDOM_SEED"),
-    _client("min_tokens", "INT32", PRE, "MIN_TOKENS"),
-    _client("min_length", "INT32", PRE, "MIN_LENGTH"),
-    _client("exclude_input_in_output", "BOOL", ENGINE, "exclude_input_in_output"),
-    _client("stream", "BOOL", ENGINE, "streaming"),
-    _client("top_k", "INT32", ENGINE, "runtime_top_k"),
-    _client("top_p", "FP32", ENGINE, "runtime_top_p"),
-    _client("temperature", "FP32", ENGINE, "temperature"),
-    _client("length_penalty", "FP32", ENGINE, "len_penalty"),
-    _client("repetition_penalty", "FP32", ENGINE, "repetition_penalty"),
-    _client("presence_penalty", "FP32", ENGINE, "presence_penalty"),
-    _client("frequency_penalty", "FP32", ENGINE, "frequency_penalty"),
-    _client("beam_width", "INT32", ENGINE, "beam_width"),
-    _client("num_return_sequences", "INT32", ENGINE, "num_return_sequences"),
-    _client("return_log_probs", "BOOL", ENGINE, "return_log_probs"),
-    _client("return_context_logits", "BOOL", ENGINE, "return_context_logits"),
-    _client("return_generation_logits", "BOOL", ENGINE, "return_generation_logits"),
-    _client("return_perf_metrics", "BOOL", ENGINE, "return_perf_metrics"),
-    _client("return_num_input_tokens", "BOOL", ENGINE, "return_num_input_tokens"),
-    _client("return_num_output_tokens", "BOOL", ENGINE, "return_num_output_tokens"),
+CLIENT_INPUTS: tuple[ClientInput, ...] = tuple(
+    ClientInput(Tensor(name, dtype, dims, not required), model, target)
+    for name, dtype, dims, required, model, target in routes.CLIENT_INPUTS
 )
 
-# preprocessing output -> (ensemble tensor, engine input)
-PRE_TO_ENGINE: tuple[tuple[Tensor, str, str], ...] = (
-    (Tensor("INPUT_ID", "INT32", (-1,), False), "_INPUT_ID", "input_ids"),
-    (Tensor("REQUEST_INPUT_LEN", "INT32", (1,), False), "_REQUEST_INPUT_LEN", "input_lengths"),
-    (Tensor("REQUEST_OUTPUT_LEN", "INT32", (1,), False), "_REQUEST_OUTPUT_LEN", "request_output_len"),
-    (Tensor("STOP_WORDS_IDS", "INT32", (2, -1), False), "_STOP_WORDS_IDS", "stop_words_list"),
-    (Tensor("BAD_WORDS_IDS", "INT32", (2, -1), False), "_BAD_WORDS_IDS", "bad_words_list"),
-    (Tensor("OUT_END_ID", "INT32", (1,), False), "_PREPROCESSOR_END_ID", "end_id"),
-    (Tensor("OUT_PAD_ID", "INT32", (1,), False), "_PREPROCESSOR_PAD_ID", "pad_id"),
-    (Tensor("OUT_SEED", "UINT64", (1,), False), "_SEED", "seed"),
-    (Tensor("OUT_MIN_TOKENS", "INT32", (1,), False), "_MIN_TOKENS", "min_tokens"),
+# preprocessing output -> engine input
+PRE_TO_ENGINE: tuple[tuple[Tensor, str], ...] = tuple(
+    (Tensor(name, dtype, dims, False), target) for name, dtype, dims, target in routes.PRE_TO_ENGINE
 )
 
 # Engine inputs: the preprocessing outputs' targets plus the direct client inputs, all scalars [1]
@@ -115,26 +80,10 @@ ENGINE_INPUTS: tuple[Tensor, ...] = (
     *(Tensor(row.name, row.tensor.dtype, row.tensor.dims) for row in CLIENT_INPUTS if row.model == ENGINE),
 )
 
-# (name, dtype, dims) of the engine outputs the ensemble and the BLS pass through to the client
+# the engine outputs the fronts pass on to clients, and the token counts
 ENGINE_STAT_OUTPUTS: tuple[Tensor, ...] = (
-    Tensor("cum_log_probs", "FP32", (-1,)),
-    Tensor("output_log_probs", "FP32", (-1, -1)),
-    Tensor("context_logits", "FP32", (-1, -1)),
-    Tensor("generation_logits", "FP32", (-1, -1, -1)),
-    Tensor("batch_index", "INT32"),
-    Tensor("sequence_index", "INT32"),
-    Tensor("kv_cache_alloc_new_blocks", "INT32"),
-    Tensor("kv_cache_reused_blocks", "INT32"),
-    Tensor("kv_cache_alloc_total_blocks", "INT32"),
-    Tensor("arrival_time_ns", "INT64"),
-    Tensor("first_scheduled_time_ns", "INT64"),
-    Tensor("first_token_time_ns", "INT64"),
-    Tensor("last_token_time_ns", "INT64"),
-    Tensor("acceptance_rate", "FP32"),
-    Tensor("total_accepted_draft_tokens", "INT32"),
-    Tensor("total_draft_tokens", "INT32"),
-    Tensor("num_input_tokens", "INT32"),
-    Tensor("num_output_tokens", "INT32"),
+    *(Tensor(name, dtype, dims) for name, dtype, dims, _ in routes.ENGINE_STAT_OUTPUTS),
+    *(Tensor(name, "INT32") for name in routes.TOKEN_COUNT_OUTPUTS),
 )
 ENGINE_OUTPUTS: tuple[Tensor, ...] = (
     Tensor("output_ids", "INT32", (-1, -1)),
@@ -203,7 +152,7 @@ def preprocessing_config(settings: RepoSettings) -> mc.ModelConfig:
     for row in CLIENT_INPUTS:
         if row.model == PRE:
             _add_input(config, Tensor(row.name, row.tensor.dtype, row.tensor.dims, row.tensor.optional))
-    for tensor, _, _ in PRE_TO_ENGINE:
+    for tensor, _ in PRE_TO_ENGINE:
         _add_output(config, tensor)
     config.dynamic_batching.SetInParent()
     _cpu_instances(config, settings.instances)
@@ -221,7 +170,7 @@ def preprocessing_config(settings: RepoSettings) -> mc.ModelConfig:
 
 
 def postprocessing_config(settings: RepoSettings) -> mc.ModelConfig:
-    """One instance, no dynamic batching: a stream's tokens are detokenized in order with its state."""
+    """Kept for clients that call it directly; stateless, one instance."""
     config = mc.ModelConfig(name=POST, backend="python", max_batch_size=settings.max_batch_size)
     for tensor in POST_INPUTS:
         _add_input(config, tensor)
@@ -229,7 +178,11 @@ def postprocessing_config(settings: RepoSettings) -> mc.ModelConfig:
     _cpu_instances(config, 1)
     _parameters(
         config,
-        {"tokenizer_dir": settings.tokenizer_dir, "skip_special_tokens": _flag(settings.skip_special_tokens)},
+        {
+            "tokenizer_dir": settings.tokenizer_dir,
+            "skip_special_tokens": _flag(settings.skip_special_tokens),
+            "max_seq_len": str(settings.max_seq_len),
+        },
     )
     return config
 
@@ -279,8 +232,9 @@ def engine_config(settings: RepoSettings) -> mc.ModelConfig:
     return config
 
 
-def bls_config(settings: RepoSettings) -> mc.ModelConfig:
-    config = mc.ModelConfig(name=BLS, backend="python", max_batch_size=settings.max_batch_size)
+def front_config(settings: RepoSettings, name: str) -> mc.ModelConfig:
+    """A front (`ensemble` or `tensorrt_llm_bls`): the ensemble's client tensors, decoupled, Python."""
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=settings.max_batch_size)
     config.model_transaction_policy.decoupled = True
     for row in CLIENT_INPUTS:
         _add_input(config, row.tensor)
@@ -298,37 +252,12 @@ def bls_config(settings: RepoSettings) -> mc.ModelConfig:
     return config
 
 
-def ensemble_config(settings: RepoSettings) -> mc.ModelConfig:
-    config = mc.ModelConfig(name=ENSEMBLE, platform="ensemble", max_batch_size=settings.max_batch_size)
-    for row in CLIENT_INPUTS:
-        _add_input(config, row.tensor)
-    for tensor in CLIENT_OUTPUTS:
-        _add_output(config, tensor)
-    steps = config.ensemble_scheduling
-    pre = steps.step.add(model_name=PRE, model_version=-1)
-    engine = steps.step.add(model_name=ENGINE, model_version=-1)
-    post = steps.step.add(model_name=POST, model_version=-1)
-    for row in CLIENT_INPUTS:
-        (pre if row.model == PRE else engine).input_map[row.name] = row.tensor.name
-    for tensor, internal, engine_input in PRE_TO_ENGINE:
-        pre.output_map[tensor.name] = internal
-        engine.input_map[engine_input] = internal
-    engine.output_map["output_ids"] = "_TOKENS_BATCH"
-    engine.output_map["sequence_length"] = "_SEQUENCE_LENGTH"
-    for tensor in ENGINE_STAT_OUTPUTS:
-        engine.output_map[tensor.name] = tensor.name
-    post.input_map["TOKENS_BATCH"] = "_TOKENS_BATCH"
-    post.input_map["SEQUENCE_LENGTH"] = "_SEQUENCE_LENGTH"
-    post.output_map["OUTPUT"] = "text_output"
-    return config
-
-
 BUILDERS = {
-    ENSEMBLE: ensemble_config,
+    ENSEMBLE: lambda settings: front_config(settings, ENSEMBLE),
     PRE: preprocessing_config,
     ENGINE: engine_config,
     POST: postprocessing_config,
-    BLS: bls_config,
+    BLS: lambda settings: front_config(settings, BLS),
 }
 
 

@@ -1,5 +1,9 @@
-"""The engine-target repository: five models (ensemble, preprocessing, tensorrt_llm, postprocessing,
-tensorrt_llm_bls), each `config.pbtxt` printed from engine_configs.py.
+"""The engine-target repository: five models, each `config.pbtxt` printed from engine_configs.py.
+
+  ensemble, tensorrt_llm_bls   the front (one Python BLS model under both names): clients call these
+  preprocessing                text or chat -> token ids, refused by size first
+  tensorrt_llm                 the engine: ids in, ids out
+  postprocessing               ids -> text, stateless; kept for clients that call it directly
 
 `--engine ENGINE_DIR` (trtllm-build output) is served by the C++ tensorrtllm backend, whose limits come
 from the engine build; `--checkpoint CKPT_DIR` (a TRT-LLM checkpoint) by the CPU reference engine, a
@@ -23,7 +27,7 @@ from triton_repo.repository.common import (
     repository_manifest,
     write_models,
 )
-from triton_repo.repository.engine_configs import BLS, ENGINE, POST, PRE, RepoSettings
+from triton_repo.repository.engine_configs import BLS, ENGINE, ENSEMBLE, FRONTS, POST, PRE, RepoSettings
 from trt_build.common.errors import SwallowTrtError
 from trt_build.formats.trtllm_config import (
     CheckpointError,
@@ -32,13 +36,21 @@ from trt_build.formats.trtllm_config import (
 )
 
 TOKENIZER_SUBDIR = "preprocessing/tokenizer"  # relative to the repository root
-DETOKENIZER = MODELS_DIR / "detokenizer.py"
+COMMON = MODELS_DIR / "repo_common.py"
+FRONT_FILES = (
+    MODELS_DIR / BLS / "model.py",
+    COMMON,
+    MODELS_DIR / "detokenizer.py",
+    MODELS_DIR / "front_stream.py",
+    MODELS_DIR / "tensor_routes.py",
+)
 
 # model -> files copied into its version directory 1/ (beside model.py)
 MODEL_FILES: dict[str, tuple[Path, ...]] = {
-    PRE: (MODELS_DIR / PRE / "model.py", MODELS_DIR / "repo_common.py"),
-    POST: (MODELS_DIR / POST / "model.py", MODELS_DIR / "repo_common.py", DETOKENIZER),
-    BLS: (MODELS_DIR / BLS / "model.py", MODELS_DIR / "repo_common.py", DETOKENIZER),
+    ENSEMBLE: FRONT_FILES,
+    PRE: (MODELS_DIR / PRE / "model.py", COMMON, MODELS_DIR / "prompt_limits.py"),
+    POST: (MODELS_DIR / POST / "model.py", COMMON),
+    BLS: FRONT_FILES,
 }
 CPU_ENGINE_FILES = (MODELS_DIR / ENGINE / "model.py",)
 
@@ -169,6 +181,8 @@ def _write(options: RepoOptions, settings: RepoSettings, world_size: int) -> Pat
         "checkpoint_dir": settings.checkpoint_dir,
         "tokenizer_source": str(options.tokenizer_dir.resolve()),
         "world_size": world_size,
+        "models": list(models),
+        "fronts": list(FRONTS),  # the models clients call
         "settings": asdict(settings),
     }
     return write_models(options, models, TOKENIZER_SUBDIR, manifest)

@@ -121,8 +121,11 @@ def llmapi_config(cpu_stand_in: bool = False) -> mc.ModelConfig:
     return config
 
 
-def front_config(max_batch_size: int, instances: int, tokenizer_dir: str) -> mc.ModelConfig:
-    """`tensorrt_llm_bls`: the engine repository's client names in, deltas out."""
+def front_config(
+    max_batch_size: int, instances: int, tokenizer_dir: str, max_input_len: int
+) -> mc.ModelConfig:
+    """`tensorrt_llm_bls`: the engine repository's client names in, deltas out; prompts that cannot fit
+    `max_input_len` tokens refused by their size."""
     config = mc.ModelConfig(name=BLS, backend="python", max_batch_size=max_batch_size)
     config.model_transaction_policy.decoupled = True
     for row in CLIENT_INPUTS:
@@ -137,6 +140,7 @@ def front_config(max_batch_size: int, instances: int, tokenizer_dir: str) -> mc.
             "tokenizer_dir": tokenizer_dir,
             "tensorrt_llm_model_name": ENGINE,
             "exclude_input_in_output": "true",
+            "max_input_len": str(max_input_len),
         },
     )
     return config

@@ -40,6 +40,7 @@ LLMAPI_FRONT_FILES = (
     MODELS_DIR / "llmapi_front" / "model.py",
     MODELS_DIR / "repo_common.py",
     MODELS_DIR / "text_deltas.py",
+    MODELS_DIR / "prompt_limits.py",
 )
 LLMAPI_CPU_FILES = (MODELS_DIR / "llmapi_cpu" / "model.py",)
 LLMAPI_STOCK_FILES = ("model.py", "helpers.py")
@@ -87,6 +88,7 @@ def _write(
     has_tokenizer = all((checkpoint / name).is_file() for name in FAST_TOKENIZER_FILES)
     tokenizer_for_llm = None if has_tokenizer else str(options.tokenizer_dir.resolve())
     front_batch = options.max_batch_size or int(llm_options.get("max_batch_size", DEFAULT_CPU_MAX_BATCH))
+    max_seq_len = llm_options.get("max_seq_len") or read_hf_config(checkpoint).max_position_embeddings
     model_yaml = llmapi_configs.model_yaml(llm_options, str(checkpoint), tokenizer_for_llm)
     models = {
         ENGINE: Model(
@@ -96,7 +98,7 @@ def _write(
         ),
         BLS: Model(
             llmapi_configs.front_config(
-                front_batch, options.instances, llmapi_configs.LLMAPI_FRONT_TOKENIZER
+                front_batch, options.instances, llmapi_configs.LLMAPI_FRONT_TOKENIZER, int(max_seq_len) - 1
             ),
             LLMAPI_FRONT_FILES,
         ),
@@ -109,6 +111,7 @@ def _write(
         "tensor_parallel_size": int(llm_options.get("tensor_parallel_size", 1)),
         "pipeline_parallel_size": int(llm_options.get("pipeline_parallel_size", 1)),
         "models": list(models),
+        "fronts": [BLS],  # the model clients call
     }
     return write_models(options, models, llmapi_configs.LLMAPI_FRONT_TOKENIZER, manifest)
 

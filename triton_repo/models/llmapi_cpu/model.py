@@ -10,7 +10,8 @@ behaves like the stock model as trtllm-pytorch-backend.md section 4 describes it
     the real detokenizer, which holds such tails back: the front must cope with both);
   - `sampling_param_exclude_input_from_output` defaults to False (the prompt is echoed), max_tokens to 32;
   - `sampling_param_stop` strings end generation and are not included in the text;
-  - a `stop` request with the same request id, or a cancelled client, ends the generation.
+  - a `stop` request with the same request id, or a cancelled client, ends the generation;
+  - it reports the CPU engines' metrics (engine_metrics.py), which the stock model does not.
 Runs only in swallow-trt's own environment, so it imports the installed package.
 """
 
@@ -26,6 +27,7 @@ import triton_python_backend_utils as pb_utils
 import yaml
 
 from triton_repo.models.cpu_engine import CpuEngine, RequestError, SamplingParams, load_model
+from triton_repo.models.engine_metrics import EngineMetrics
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 DEFAULT_MAX_TOKENS = 32  # tensorrt_llm SamplingParams default
@@ -65,6 +67,7 @@ class TritonPythonModel:
         self.running: dict[str, threading.Event] = {}
         self.lock = threading.Lock()
         self.threads: set[threading.Thread] = set()
+        self.metrics = EngineMetrics(args["model_name"], args["model_version"])
 
     def execute(self, requests):
         for request in requests:
@@ -127,14 +130,16 @@ class TritonPythonModel:
         def cancelled() -> bool:
             return stop_event.is_set() or request.is_cancelled() or sender.is_cancelled()
 
+        self.engine.check(prompt, params)  # a refused request is no generation
         generated: list[int] = []
         held = None  # the previous cumulative response: sent when the next token comes, or as the final one
-        for token in self.engine.generate(prompt, params, cancelled):
-            generated.append(token)
-            if streaming:
-                if held is not None:
-                    sender.send(held)
-                held = self.response(echo + self.decode(generated), None)
+        with self.metrics.generating(len(prompt), generated):
+            for token in self.engine.generate(prompt, params, cancelled):
+                generated.append(token)
+                if streaming:
+                    if held is not None:
+                        sender.send(held)
+                    held = self.response(echo + self.decode(generated), None)
         if cancelled():
             pb_utils.Logger.log_info(
                 f"tensorrt_llm (llmapi CPU stand-in): request '{request.request_id()}' cancelled after "

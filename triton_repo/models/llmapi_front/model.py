@@ -3,7 +3,9 @@
 Clients keep sending `text_input`/`max_tokens`/`stream`/... and get `text_output` deltas. Per request:
   - the prompt: `messages` (JSON) or `apply_chat_template` rendered with the tokenizer's chat template,
     else `text_input` as is; a leading `<|begin_of_text|>` is removed, because the LLM API always adds
-    one (add_special_tokens cannot be turned off through Triton): exactly one BOS;
+    one (add_special_tokens cannot be turned off through Triton): exactly one BOS. A prompt or
+    `messages` too large for `max_input_len` tokens is refused by its size before any rendering or
+    tokenizing, and rendering runs in Jinja's sandbox with its output capped (prompt_limits.py);
   - `sampling_param_exclude_input_from_output` true unless the client asks otherwise (the stock model
     defaults to echoing the prompt);
   - `stop_words` -> `sampling_param_stop`; sampling inputs renamed to `sampling_param_*`;
@@ -11,12 +13,12 @@ Clients keep sending `text_input`/`max_tokens`/`stream`/... and get `text_output
     back a trailing U+FFFD and concatenate to the final text. Non-streaming: one response.
   - `num_input_tokens` / `num_output_tokens` when asked: counted with the same tokenizer (the llmapi
     model returns no counts); streamed counts are per response and sum to the final count.
-A cancelled client stops the llmapi request with a `stop` request carrying the same request id.
+The llmapi request runs under a request id of the front's own making (random, never the client's), so a
+`stop` sent with a client's id reaches nothing; a cancelled client stops it with a `stop` under that id.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import uuid
 from pathlib import Path
@@ -26,6 +28,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from prompt_limits import JSON_BYTES_PER_TEXT_BYTE, PromptLimits, PromptRefused  # noqa: E402
 from repo_common import (  # noqa: E402
     FINAL,
     BadRequest,
@@ -79,33 +82,29 @@ class TritonPythonModel(ThreadPerRequestModel):
         self.bos_text = self.tokenizer.bos_token or ""
         self.engine_name = parameters.get("tensorrt_llm_model_name") or "tensorrt_llm"
         self.exclude_input_default = flag(parameters.get("exclude_input_in_output"), True)
+        self.limits = PromptLimits(self.tokenizer, int(parameters["max_input_len"]))
 
     def prompt(self, request) -> str:
         """The text the LLM API tokenizes (it adds the one BOS itself)."""
-        texts = strings(input_array(request, "text_input"), "text_input")
-        if len(texts) != 1:
-            raise BadRequest(f"Send one prompt per request (got {len(texts)}).")
-        text = texts[0]
-        messages = strings(input_array(request, "messages"), "messages")
-        if messages and messages[0]:
-            try:
-                conversation = json.loads(messages[0])
-            except json.JSONDecodeError as error:
-                raise BadRequest(f"messages is not valid JSON ({error.msg}).") from None
-            if not isinstance(conversation, list) or not all(
-                isinstance(m, dict) and "role" in m and "content" in m for m in conversation
-            ):
-                raise BadRequest('messages must be a JSON list of {"role": ..., "content": ...} objects.')
-            if text:
-                conversation.append({"role": "user", "content": text})
-        elif scalar(request, "apply_chat_template", False):
-            conversation = [{"role": "user", "content": text}]
-        else:
-            conversation = None
-        if conversation is not None:
-            text = self.tokenizer.apply_chat_template(
-                conversation, tokenize=False, add_generation_prompt=True
-            )
+        raw_texts, raw_messages = input_array(request, "text_input"), input_array(request, "messages")
+        try:
+            self.limits.check_bytes("text_input", [len(item) for item in raw_texts.reshape(-1)])
+            if raw_messages is not None:
+                sizes = [len(item) for item in raw_messages.reshape(-1)]
+                self.limits.check_bytes("messages", sizes, JSON_BYTES_PER_TEXT_BYTE)
+            texts, messages = strings(raw_texts, "text_input"), strings(raw_messages, "messages")
+            if len(texts) != 1:
+                raise BadRequest(f"Send one prompt per request (got {len(texts)}).")
+            text = texts[0]
+            if messages and messages[0]:
+                conversation = self.limits.messages(messages[0])
+                if text:
+                    conversation.append({"role": "user", "content": text})
+                text = self.limits.render(conversation, "messages")
+            elif scalar(request, "apply_chat_template", False):
+                text = self.limits.render([{"role": "user", "content": text}], "text_input")
+        except PromptRefused as refused:
+            raise BadRequest(str(refused)) from None
         while self.bos_text and text.startswith(self.bos_text):
             text = text[len(self.bos_text) :]
         return text
@@ -136,7 +135,7 @@ class TritonPythonModel(ThreadPerRequestModel):
         streaming = bool(scalar(request, "stream", False))
         want_input_count = bool(scalar(request, "return_num_input_tokens", False))
         want_output_count = bool(scalar(request, "return_num_output_tokens", False))
-        engine_id = f"front-{request.request_id()}-{uuid.uuid4().hex}"
+        engine_id = uuid.uuid4().hex  # unguessable, and no client's
         responses = pb_utils.InferenceRequest(
             model_name=self.engine_name,
             inputs=self.llmapi_inputs(request, prompt, streaming),

@@ -1,9 +1,11 @@
 """preprocessing: text (or chat messages) -> token ids, limits checked, stop/bad words as id lists.
 
+- Size first: a prompt, `messages` or word list that cannot fit `max_input_len` tokens is refused by its
+  byte count before any tokenizing or template work (prompt_limits.py); then the token count decides.
 - One BOS only: added unless the prompt already starts with one (a chat template rendered by the
   client, as Triton's OpenAI frontend does).
 - Chat: a `messages` JSON list, or `apply_chat_template` true around `text_input`, is rendered with the
-  tokenizer's chat template (which carries the BOS itself).
+  tokenizer's chat template (which carries the BOS itself), in Jinja's sandbox with its output capped.
 - Default end id: the tokenizer's eos token (`<|eot_id|>` 128009 for Llama-3.1-Swallow Instruct); the
   other end ids of `generation_config.json` (`<|end_of_text|>`, `<|eom_id|>`) become default stop words,
   since the engine takes a single end id.
@@ -21,6 +23,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from prompt_limits import JSON_BYTES_PER_TEXT_BYTE, PromptLimits, PromptRefused  # noqa: E402
 from repo_common import (  # noqa: E402
     BadRequest,
     error_response,
@@ -34,6 +37,11 @@ from repo_common import (  # noqa: E402
 )
 
 
+def raw_sizes(array: np.ndarray | None) -> list[int]:
+    """Byte sizes of a BYTES tensor's elements, read before decoding them."""
+    return [] if array is None else [len(item) for item in array.reshape(-1)]
+
+
 class TritonPythonModel:
     def initialize(self, args):
         parameters = model_parameters(args)
@@ -41,6 +49,7 @@ class TritonPythonModel:
         self.add_bos = flag(parameters.get("add_special_tokens"), True)
         self.max_input_len = int(parameters["max_input_len"])
         self.max_seq_len = int(parameters["max_seq_len"])
+        self.limits = PromptLimits(self.tokenizer, self.max_input_len)
         tok = self.tokenizer
         self.bos_id = tok.bos_token_id
         self.end_id = tok.eos_token_id
@@ -60,36 +69,27 @@ class TritonPythonModel:
         for request in requests:
             try:
                 responses.append(self.preprocess(request))
-            except BadRequest as error:
+            except (BadRequest, PromptRefused) as error:
                 responses.append(error_response(str(error)))
         return responses
 
     def prompt_ids(self, text: str, messages: str | None, apply_template: bool) -> list[int]:
         if messages:
-            try:
-                conversation = json.loads(messages)
-            except json.JSONDecodeError as error:
-                raise BadRequest(
-                    f"messages is not valid JSON ({error.msg}): send a list of "
-                    '{"role": ..., "content": ...} objects.'
-                ) from None
-            if not isinstance(conversation, list) or not all(
-                isinstance(m, dict) and "role" in m and "content" in m for m in conversation
-            ):
-                raise BadRequest('messages must be a JSON list of {"role": ..., "content": ...} objects.')
+            conversation = self.limits.messages(messages)
             if text:
                 conversation.append({"role": "user", "content": text})
+            rendered = self.limits.render(conversation, "messages")
         elif apply_template:
-            conversation = [{"role": "user", "content": text}]
+            rendered = self.limits.render([{"role": "user", "content": text}], "text_input")
         else:
             ids = self.tokenizer.encode(text, add_special_tokens=False)
             if self.add_bos and self.bos_id is not None and (not ids or ids[0] != self.bos_id):
                 ids = [self.bos_id, *ids]
+            self.limits.check_tokens("text_input", len(ids))
             return ids
-        rendered = self.tokenizer.apply_chat_template(
-            conversation, tokenize=False, add_generation_prompt=True
-        )
-        return self.tokenizer.encode(rendered, add_special_tokens=False)  # the template holds the BOS
+        ids = self.tokenizer.encode(rendered, add_special_tokens=False)  # the template holds the BOS
+        self.limits.check_tokens("messages" if messages else "text_input", len(ids))
+        return ids
 
     def word_list(self, words: list[str], extra_ids: tuple[int, ...] = ()) -> np.ndarray:
         """[2, L]: concatenated ids, then cumulative end offsets padded with -1."""
@@ -102,28 +102,41 @@ class TritonPythonModel:
         offsets += [-1] * (len(ids) - len(offsets))
         return np.array([ids, offsets], dtype=np.int32).reshape(2, len(ids))
 
+    def checked_inputs(self, request) -> tuple[list[str], list[str], list[str], list[str]]:
+        """Prompts, messages, stop and bad words, each refused by size before it is decoded."""
+        found = {}
+        for name, field, per_byte in (
+            ("QUERY", "text_input", 1),
+            ("MESSAGES", "messages", JSON_BYTES_PER_TEXT_BYTE),
+            ("STOP_WORDS_DICT", "stop_words", 1),
+            ("BAD_WORDS_DICT", "bad_words", 1),
+        ):
+            array = input_array(request, name)
+            self.limits.check_bytes(field, raw_sizes(array), per_byte)
+            found[field] = strings(array, field)
+        for field in ("stop_words", "bad_words"):
+            self.limits.check_words(field, found[field])
+        return found["text_input"], found["messages"], found["stop_words"], found["bad_words"]
+
     def preprocess(self, request):
-        queries = strings(input_array(request, "QUERY"), "text_input")
-        messages = strings(input_array(request, "MESSAGES"), "messages")
-        apply_template = bool(scalar(request, "APPLY_CHAT_TEMPLATE", False))
         max_tokens = int(scalar(request, "REQUEST_OUTPUT_LEN", 0))
         if max_tokens <= 0:
-            raise BadRequest(f"max_tokens must be at least 1 (got {max_tokens}).")
-        stop_words = strings(input_array(request, "STOP_WORDS_DICT"), "stop_words")
-        bad_words = strings(input_array(request, "BAD_WORDS_DICT"), "bad_words")
+            raise BadRequest(f"max_tokens must be at least 1 (got {max_tokens}): ask for 1 token or more.")
+        if max_tokens >= self.max_seq_len:
+            raise BadRequest(
+                f"max_tokens {max_tokens} is above the engine limit: at most {self.max_seq_len - 1} tokens "
+                f"fit in max_seq_len {self.max_seq_len} beside a prompt. Lower max_tokens."
+            )
+        queries, messages, stop_words, bad_words = self.checked_inputs(request)
+        apply_template = bool(scalar(request, "APPLY_CHAT_TEMPLATE", False))
 
         batch = []
         for row, text in enumerate(queries):
             ids = self.prompt_ids(text, messages[row] if row < len(messages) else None, apply_template)
-            if len(ids) > self.max_input_len:
-                raise BadRequest(
-                    f"The prompt has {len(ids)} tokens; this engine accepts at most {self.max_input_len} "
-                    "(max_input_len). Shorten the prompt."
-                )
             if len(ids) + max_tokens > self.max_seq_len:
                 raise BadRequest(
                     f"max_tokens {max_tokens} is above the engine limit: with a {len(ids)}-token prompt at most "
-                    f"{self.max_seq_len - len(ids)} tokens fit in max_seq_len {self.max_seq_len}."
+                    f"{self.max_seq_len - len(ids)} tokens fit in max_seq_len {self.max_seq_len}. Lower max_tokens."
                 )
             batch.append(ids)
 

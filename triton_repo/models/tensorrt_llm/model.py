@@ -3,18 +3,23 @@
 Same tensors as the C++ `tensorrtllm` backend. Each request runs in its own thread: with
 `streaming` true one response per token (the new token only), otherwise exactly one response (so
 HTTP `generate` works). A cancelled request, or a `stop` request with the same request id, ends its
-generation. Runs only in swallow-trt's own environment, so it imports the installed package.
+generation before the next token. It reports the C++ backend's metric families that say what it is
+doing: `nv_trt_llm_request_metrics{request_type="active"}` (requests generating now) and the
+`nv_llm_input_token_len` / `nv_llm_output_token_len` histograms (tokens per finished request, a
+cancelled one included). Runs only in swallow-trt's own environment, so it imports the installed package.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections import defaultdict
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from triton_repo.models.cpu_engine import CpuEngine, RequestError, SamplingParams, load_model, word_lists
+from triton_repo.models.engine_metrics import EngineMetrics
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -41,9 +46,10 @@ class TritonPythonModel:
             max_input_len=int(parameters["max_input_len"]),
             max_seq_len=int(parameters["max_seq_len"]),
         )
-        self.running: dict[str, threading.Event] = {}
+        self.running: defaultdict[str, set[threading.Event]] = defaultdict(set)  # request id -> its stops
         self.running_lock = threading.Lock()
         self.threads: set[threading.Thread] = set()
+        self.metrics = EngineMetrics(args["model_name"], args["model_version"])
 
     def execute(self, requests):
         for request in requests:
@@ -56,9 +62,10 @@ class TritonPythonModel:
         return None
 
     def stop(self, request):
+        """Stop every running request with this request id, as the C++ backend's `stop` does."""
         with self.running_lock:
-            event = self.running.get(request.request_id())
-        if event is not None:
+            events = list(self.running.get(request.request_id(), ()))
+        for event in events:
             event.set()
         request.get_response_sender().send(flags=FINAL)
 
@@ -66,22 +73,23 @@ class TritonPythonModel:
         sender = request.get_response_sender()
         stop_event = threading.Event()
         key = request.request_id()
-        if key:
-            with self.running_lock:
-                self.running[key] = stop_event
+        with self.running_lock:
+            self.running[key].add(stop_event)
         try:
             self.generate(request, sender, stop_event)
         except RequestError as error:
-            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error))), flags=FINAL)
+            invalid = pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)
+            sender.send(pb_utils.InferenceResponse(error=invalid), flags=FINAL)
         except Exception as error:  # an engine bug must not leave the client waiting
             sender.send(
                 pb_utils.InferenceResponse(error=pb_utils.TritonError(f"CPU engine failed: {error!r}")),
                 flags=FINAL,
             )
         finally:
-            if key:
-                with self.running_lock:
-                    self.running.pop(key, None)
+            with self.running_lock:
+                self.running[key].discard(stop_event)
+                if not self.running[key]:
+                    del self.running[key]
             self.threads.discard(threading.current_thread())
 
     def generate(self, request, sender, stop_event):
@@ -113,11 +121,13 @@ class TritonPythonModel:
         def cancelled() -> bool:
             return stop_event.is_set() or request.is_cancelled() or sender.is_cancelled()
 
+        self.engine.check(prompt, params)  # a refused request is no generation
         generated: list[int] = []
-        for token in self.engine.generate(prompt, params, cancelled):
-            generated.append(token)
-            if streaming:
-                sender.send(self.response([token], len(prompt), 1, counts))  # counts are per response
+        with self.metrics.generating(len(prompt), generated):
+            for token in self.engine.generate(prompt, params, cancelled):
+                generated.append(token)
+                if streaming:
+                    sender.send(self.response([token], len(prompt), 1, counts))  # counts are per response
         if cancelled():
             pb_utils.Logger.log_info(
                 f"tensorrt_llm: request '{request.request_id()}' cancelled after {len(generated)} tokens"
@@ -147,7 +157,8 @@ class TritonPythonModel:
 
     def finalize(self):
         with self.running_lock:
-            for event in self.running.values():
-                event.set()
+            for events in self.running.values():
+                for event in events:
+                    event.set()
         for thread in list(self.threads):
             thread.join(timeout=5)

@@ -1,12 +1,18 @@
-"""tensorrt_llm_bls: preprocessing -> tensorrt_llm (streamed) -> incremental detokenization, per request.
+"""The front (served as `ensemble` and as `tensorrt_llm_bls`): preprocessing -> tensorrt_llm, per request.
 
-Each client request runs in its own thread with its own detokenizer, so concurrency is not limited
-to the instance count and deltas go out in order. Streamed deltas concatenate to exactly the
-non-streamed text: a character split across tokens is held back until complete, and what is left
-at the end (a character cut off by max_tokens decodes as U+FFFD, as in the full decode) goes out
-with the final response. The detokenizer state lives here instead of in `postprocessing`, because
-only this model knows which engine response is the last. A cancelled client stops the engine
-with a `stop` request carrying the same request id.
+Clients call the front with the names of TensorRT-LLM's ensemble (`text_input`, `max_tokens`, `stream`,
+...) and get `text_output`. Each request runs on its own thread with its own state, so:
+  - streamed Japanese is exact with or without a client request id: deltas hold back a character split
+    across tokens and concatenate byte for byte to the non-streamed text (front_stream.py);
+  - the engine is called by BLS as the stock BLS does (`preprocessing`, then `tensorrt_llm` with the
+    tensor names of tensor_routes.py), always streaming, under a request id of the front's own making
+    (random, never the client's): a `stop` sent to the engine with a client's id reaches nothing, and
+    clients that reuse one id cannot touch each other;
+  - a client that disconnects or cancels is noticed at the next engine response (a token) and the engine
+    is stopped with a `stop` request under that id (Triton 2.51's BLS cannot cancel a request itself);
+  - one prompt per request, one sequence per prompt: what the front cannot answer exactly it refuses.
+Errors keep their kind: a client's mistake reaches HTTP clients as 400. Why a Python front and not a Triton
+ensemble: docs/triton.md §5.4-§5.5.
 """
 
 from __future__ import annotations
@@ -21,80 +27,35 @@ import triton_python_backend_utils as pb_utils
 sys.path.insert(0, str(Path(__file__).parent))
 
 from detokenizer import IncrementalDetokenizer  # noqa: E402
+from front_stream import ClientResponse, FrontStream  # noqa: E402
 from repo_common import (  # noqa: E402
     FINAL,
+    BadRequest,
     ThreadPerRequestModel,
-    error_response,
     flag,
     load_tokenizer,
     model_parameters,
+    passed_on,
+    scalar,
     text_tensor,
 )
-
-# client input -> preprocessing input (the rest go to the engine under the names below)
-TO_PREPROCESSING = {
-    "text_input": "QUERY",
-    "max_tokens": "REQUEST_OUTPUT_LEN",
-    "messages": "MESSAGES",
-    "apply_chat_template": "APPLY_CHAT_TEMPLATE",
-    "bad_words": "BAD_WORDS_DICT",
-    "stop_words": "STOP_WORDS_DICT",
-    "end_id": "END_ID",
-    "pad_id": "PAD_ID",
-    "seed": "SEED",
-    "random_seed": "RANDOM_SEED",
-    "min_tokens": "MIN_TOKENS",
-    "min_length": "MIN_LENGTH",
-}
-TO_ENGINE = {
-    "exclude_input_in_output": "exclude_input_in_output",
-    "stream": "streaming",
-    "top_k": "runtime_top_k",
-    "top_p": "runtime_top_p",
-    "temperature": "temperature",
-    "length_penalty": "len_penalty",
-    "repetition_penalty": "repetition_penalty",
-    "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty",
-    "beam_width": "beam_width",
-    "num_return_sequences": "num_return_sequences",
-    "return_log_probs": "return_log_probs",
-    "return_context_logits": "return_context_logits",
-    "return_generation_logits": "return_generation_logits",
-    "return_perf_metrics": "return_perf_metrics",
-    "return_num_input_tokens": "return_num_input_tokens",
-    "return_num_output_tokens": "return_num_output_tokens",
-}
-PRE_TO_ENGINE = {
-    "INPUT_ID": "input_ids",
-    "REQUEST_INPUT_LEN": "input_lengths",
-    "REQUEST_OUTPUT_LEN": "request_output_len",
-    "STOP_WORDS_IDS": "stop_words_list",
-    "BAD_WORDS_IDS": "bad_words_list",
-    "OUT_END_ID": "end_id",
-    "OUT_PAD_ID": "pad_id",
-    "OUT_SEED": "seed",
-    "OUT_MIN_TOKENS": "min_tokens",
-}
-PASS_THROUGH = (
-    "cum_log_probs",
-    "output_log_probs",
-    "context_logits",
-    "generation_logits",
-    "batch_index",
-    "sequence_index",
-    "kv_cache_alloc_new_blocks",
-    "kv_cache_reused_blocks",
-    "kv_cache_alloc_total_blocks",
-    "arrival_time_ns",
-    "first_scheduled_time_ns",
-    "first_token_time_ns",
-    "last_token_time_ns",
-    "acceptance_rate",
-    "total_accepted_draft_tokens",
-    "total_draft_tokens",
-    "num_input_tokens",
+from tensor_routes import (  # noqa: E402
+    CLIENT_INPUTS,
+    ENGINE,
+    ENGINE_STAT_OUTPUTS,
+    FRONT_DECIDES,
+    PRE,
+    PRE_TO_ENGINE,
 )
+
+TO_PRE = {name: target for name, _, _, _, model, target in CLIENT_INPUTS if model == PRE}
+TO_ENGINE = {
+    name: target
+    for name, _, _, _, model, target in CLIENT_INPUTS
+    if model == ENGINE and target not in FRONT_DECIDES
+}
+STATS = {name: how for name, _, _, how in ENGINE_STAT_OUTPUTS}
+ONE_ONLY = ("beam_width", "num_return_sequences")  # the engines are built for one sequence per prompt
 
 
 def _inputs(request, mapping: dict[str, str]) -> list:
@@ -106,44 +67,75 @@ def _inputs(request, mapping: dict[str, str]) -> list:
     return found
 
 
+def _one(value, dtype) -> np.ndarray:
+    return np.array([[value]], dtype=dtype)
+
+
 class TritonPythonModel(ThreadPerRequestModel):
-    name = "tensorrt_llm_bls"
+    name = "front"
 
     def initialize(self, args):
         parameters = model_parameters(args)
+        self.name = args["model_name"]
         self.tokenizer = load_tokenizer(args, parameters)
         skip = flag(parameters.get("skip_special_tokens"), True)
         self.decode = lambda ids: self.tokenizer.decode(list(ids), skip_special_tokens=skip)
-        self.engine_name = parameters.get("tensorrt_llm_model_name") or "tensorrt_llm"
+        self.engine_name = parameters.get("tensorrt_llm_model_name") or ENGINE
+
+    def check(self, request) -> None:
+        text = pb_utils.get_input_tensor_by_name(request, "text_input")
+        rows = 0 if text is None else text.as_numpy().shape[0]
+        if rows != 1:
+            raise BadRequest(f"text_input holds {rows} prompts: send one prompt per request.")
+        for name in ONE_ONLY:
+            value = scalar(request, name, 1)
+            if int(value) != 1:
+                raise BadRequest(f"{name} {value} is not served here: send {name} 1 (or leave it out).")
+
+    def preprocess(self, request):
+        """preprocessing's answer for the request (token ids, limits checked, word lists, ids)."""
+        return pb_utils.InferenceRequest(
+            model_name=PRE,
+            inputs=_inputs(request, TO_PRE),
+            requested_output_names=[name for name, _, _, _ in PRE_TO_ENGINE],
+        ).exec()
 
     def run(self, request, sender):
-        pre = pb_utils.InferenceRequest(
-            model_name="preprocessing",
-            inputs=_inputs(request, TO_PREPROCESSING),
-            requested_output_names=list(PRE_TO_ENGINE),
-        ).exec()
+        self.check(request)
+        pre = self.preprocess(request)
         if pre.has_error():
-            sender.send(error_response(pre.error().message()), flags=FINAL)
+            sender.send(passed_on(pre.error()), flags=FINAL)
             return
         engine_inputs = _inputs(request, TO_ENGINE)
-        for name, target in PRE_TO_ENGINE.items():
+        for name, _, _, target in PRE_TO_ENGINE:
             tensor = pb_utils.get_output_tensor_by_name(pre, name)
             if tensor is not None:
                 engine_inputs.append(pb_utils.Tensor(target, tensor.as_numpy()))
-        stream_tensor = pb_utils.get_input_tensor_by_name(request, "stream")
-        streaming = bool(stream_tensor is not None and stream_tensor.as_numpy().reshape(-1)[0])
-        engine_id = f"bls-{request.request_id()}-{uuid.uuid4().hex}"  # unique, and traceable in the log
+        engine_inputs.append(pb_utils.Tensor("streaming", _one(True, np.bool_)))
+        engine_inputs.append(pb_utils.Tensor("exclude_input_in_output", _one(True, np.bool_)))
+
+        prompt = pb_utils.get_output_tensor_by_name(pre, "INPUT_ID").as_numpy().reshape(-1)
+        prompt_length = int(
+            pb_utils.get_output_tensor_by_name(pre, "REQUEST_INPUT_LEN").as_numpy().reshape(-1)[0]
+        )
+        echo = not scalar(request, "exclude_input_in_output", True)
+        stream = FrontStream(
+            IncrementalDetokenizer(self.decode),
+            streaming=bool(scalar(request, "stream", False)),
+            rules=STATS,
+            echo_ids=prompt[:prompt_length].tolist() if echo else (),
+        )
+        counts = (
+            prompt_length if scalar(request, "return_num_input_tokens", False) else None,
+            bool(scalar(request, "return_num_output_tokens", False)),
+        )
+        engine_id = uuid.uuid4().hex  # unguessable, and no client's
         responses = pb_utils.InferenceRequest(
             model_name=self.engine_name,
             inputs=engine_inputs,
-            requested_output_names=["output_ids", "sequence_length", "num_output_tokens", *PASS_THROUGH],
+            requested_output_names=["output_ids", "sequence_length", *STATS],
             request_id=engine_id,
         ).exec(decoupled=True)
-
-        detokenizer = IncrementalDetokenizer(self.decode)
-        texts: list[str] = []
-        stats: dict[str, np.ndarray] = {}
-        unsent_tokens: int | None = None  # output tokens not yet reported to the client
         for response in responses:
             if self.ended_early(request, sender, response, engine_id):
                 return
@@ -154,37 +146,26 @@ class TritonPythonModel(ThreadPerRequestModel):
             length = pb_utils.get_output_tensor_by_name(response, "sequence_length")
             if length is not None:
                 tokens = tokens[: int(length.as_numpy().reshape(-1)[0])]
-            for name in PASS_THROUGH:
+            stats = {}
+            for name in STATS:
                 tensor = pb_utils.get_output_tensor_by_name(response, name)
                 if tensor is not None:
                     stats[name] = tensor.as_numpy()
-            count = pb_utils.get_output_tensor_by_name(response, "num_output_tokens")
-            if count is not None:  # per response, like Triton's OpenAI frontend sums them
-                unsent_tokens = (unsent_tokens or 0) + int(count.as_numpy().reshape(-1)[0])
-            delta = detokenizer.push(tokens.tolist())
-            if streaming and delta:
-                sender.send(self.response(delta, stats, unsent_tokens))
-                unsent_tokens = None if unsent_tokens is None else 0
-            elif not streaming:
-                texts.append(delta)
-        rest = detokenizer.flush()
-        if not streaming:
-            sender.send(self.response("".join(texts) + rest, stats, unsent_tokens), flags=FINAL)
-        elif rest or unsent_tokens:  # held-back text, or tokens that made no text, end the stream
-            sender.send(self.response(rest, stats, unsent_tokens), flags=FINAL)
-        else:
-            sender.send(None, flags=FINAL)
+            piece = stream.add(tokens.tolist(), stats)
+            if piece is not None:
+                sender.send(self.response(piece, counts))
+        last = stream.finish()
+        sender.send(None if last is None else self.response(last, counts), flags=FINAL)
 
     def cancel(self, engine_id: str) -> None:
-        """Ask the engine to stop generating for `engine_id` (Triton 2.51 BLS has no request cancel)."""
-        one = lambda dtype, value: np.array([[value]], dtype=dtype)  # noqa: E731
+        """Stop the engine's request `engine_id` (the stop request gets an empty final answer)."""
         stop = pb_utils.InferenceRequest(
             model_name=self.engine_name,
             inputs=[
                 pb_utils.Tensor("input_ids", np.zeros((1, 1), dtype=np.int32)),
-                pb_utils.Tensor("input_lengths", one(np.int32, 1)),
-                pb_utils.Tensor("request_output_len", one(np.int32, 1)),
-                pb_utils.Tensor("stop", one(np.bool_, True)),
+                pb_utils.Tensor("input_lengths", _one(1, np.int32)),
+                pb_utils.Tensor("request_output_len", _one(1, np.int32)),
+                pb_utils.Tensor("stop", _one(True, np.bool_)),
             ],
             requested_output_names=["output_ids"],
             request_id=engine_id,
@@ -193,9 +174,12 @@ class TritonPythonModel(ThreadPerRequestModel):
             pass
 
     @staticmethod
-    def response(text: str, stats: dict[str, np.ndarray], output_tokens: int | None):
-        outputs = [text_tensor("text_output", [text], (1, 1))]
-        outputs += [pb_utils.Tensor(name, value) for name, value in stats.items()]
-        if output_tokens is not None:
-            outputs.append(pb_utils.Tensor("num_output_tokens", np.array([[output_tokens]], dtype=np.int32)))
+    def response(piece: ClientResponse, counts: tuple[int | None, bool]):
+        outputs = [text_tensor("text_output", [piece.text], (1, 1))]
+        outputs += [pb_utils.Tensor(name, value) for name, value in piece.stats.items()]
+        input_count, want_output_count = counts
+        if input_count is not None:
+            outputs.append(pb_utils.Tensor("num_input_tokens", _one(input_count, np.int32)))
+        if want_output_count:
+            outputs.append(pb_utils.Tensor("num_output_tokens", _one(piece.output_tokens, np.int32)))
         return pb_utils.InferenceResponse(output_tensors=outputs)
