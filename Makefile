@@ -20,8 +20,8 @@ DRY_RUN ?=# 1 = make engine prints the trtllm-build command (or LLM-API options)
 TARGET ?= engine# engine (trtllm-build, TensorRT-LLM <= 1.3.0rc20) | pytorch (PyTorch backend) | auto (by version)
 REPO ?= $(WORK)/repo# Triton model repository written by `make repo` and served by `make serve`
 ENGINE ?=# engine dir for `make repo` (C++ tensorrtllm backend); empty = CPU engine on CHECKPOINT
-CHECKPOINT ?= $(WORK)/demo/tiny-ckpt# TensorRT-LLM checkpoint served by the CPU engine when ENGINE is empty
-TOKENIZER ?= $(WORK)/demo/tiny-swallow# tokenizer directory copied into the repository
+CHECKPOINT ?= $(WORK)/demo/chain-ckpt# TensorRT-LLM checkpoint served by the CPU engine when ENGINE is empty
+TOKENIZER ?= $(WORK)/demo/chain-swallow# tokenizer directory copied into the repository
 HTTP_PORT ?= 8000# tritonserver HTTP port (gRPC = +1, metrics = +2)
 OPENAI_PORT ?= 9000# the OpenAI-compatible API `make serve` opens beside tritonserver
 BENCH_URL ?= 127.0.0.1:8001# server for `make bench` (grpc host:port; http/openai: http://host:port)
@@ -61,8 +61,9 @@ lint: setup ## Check the code with ruff
 	$(BIN)/ruff format --check .
 
 # The whole pipeline on the CPU: tiny model -> convert (bf16, and FP8 calibrated on Japanese) -> verify ->
-# (what a GPU host would build) ->
-# Triton repository -> real tritonserver -> chat -> benchmark -> report.
+# (what a GPU host would build) -> the chain model (it answers a fixed Japanese sentence full of characters
+# split across tokens) -> Triton repository -> real tritonserver + OpenAI API -> chat -> conform -> benchmark
+# -> report.
 DEMO_PORT := 18000
 demo: setup ## Run the toolkit end to end on a tiny Swallow-architecture model on the CPU
 	$(CLI) tokenizer
@@ -73,13 +74,17 @@ demo: setup ## Run the toolkit end to end on a tiny Swallow-architecture model o
 		--calib-size 16 --calib-seq-len 64 --overwrite
 	$(CLI) verify --model-dir $(DEMO)/tiny-swallow --checkpoint $(DEMO)/tiny-ckpt-fp8
 	$(CLI) build --checkpoint $(DEMO)/tiny-ckpt-fp8 --output $(DEMO)/tiny-engine-fp8 --gpu h100 --max-seq-len 4096 --dry-run
-	$(CLI) repo --output $(DEMO)/repo --tokenizer $(DEMO)/tiny-swallow --checkpoint $(DEMO)/tiny-ckpt --overwrite
+	$(CLI) tiny-model --preset chain --output $(DEMO)/chain-swallow --overwrite
+	$(CLI) convert --model-dir $(DEMO)/chain-swallow --output $(DEMO)/chain-ckpt --overwrite
+	$(CLI) repo --output $(DEMO)/repo --tokenizer $(DEMO)/chain-swallow --checkpoint $(DEMO)/chain-ckpt --overwrite
 	$(CLI) serve --repo $(DEMO)/repo --http-port $(DEMO_PORT) --grpc-port $$(($(DEMO_PORT)+1)) \
 		--metrics-port $$(($(DEMO_PORT)+2)) --openai-port $$(($(DEMO_PORT)+3)) --log $(DEMO)/triton.log & server=$$!; \
 	trap 'kill $$server; wait $$server' EXIT; \
 	$(CLI) chat --url http://127.0.0.1:$(DEMO_PORT) --wait 300 --max-tokens 24 "東京の紅葉した公園で" && \
 	$(CLI) chat --protocol openai --url http://127.0.0.1:$$(($(DEMO_PORT)+3)) --wait 60 --max-tokens 24 \
 		"東京の紅葉した公園で" && \
+	$(CLI) conform http://127.0.0.1:$(DEMO_PORT) --grpc-url 127.0.0.1:$$(($(DEMO_PORT)+1)) --concurrency 4 && \
+	$(CLI) conform http://127.0.0.1:$$(($(DEMO_PORT)+3)) --concurrency 4 && \
 	$(CLI) bench --protocol grpc --url 127.0.0.1:$$(($(DEMO_PORT)+1)) --concurrency 1,4 --num-requests 16 \
 		--warmup 2 --dataset ja-chat --osl 32 --ignore-eos --label cpu-grpc --output $(DEMO)/bench/cpu-grpc \
 		--overwrite --no-progress && \
@@ -166,7 +171,7 @@ report: setup ## Compare every results directory in RESULTS into $(WORK)/report/
 # ---- ModelOpt peer: NVIDIA ModelOpt 0.47.0 in its own venv, exporting the same tiny model on the CPU as
 # the reference for `convert --target pytorch` (tests/test_hf_export.py, marker `peer`). torch first, so
 # pip takes the CPU wheel (here from /opt/wheels; elsewhere add --index-url https://download.pytorch.org/whl/cpu
-# to MODELOPT_TORCH); diffusers breaks ModelOpt's HF plugins next to transformers 4.57 (modelopt-cpu-export.md).
+# to MODELOPT_TORCH); diffusers breaks ModelOpt's HF plugins next to transformers 4.57 (docs/modelopt-checkpoint.md §8).
 MODELOPT_VENV ?= .venv-modelopt
 MODELOPT_PYTHON ?= python3.11
 MODELOPT_TORCH ?= torch==2.13.0

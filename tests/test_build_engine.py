@@ -1,5 +1,5 @@
-"""The composed trtllm-build command (golden argument lists written by hand from trtllm-checkpoint.md
-section 5.3) and the build orchestration (host checks, temp dir, manifest, engine check)."""
+"""The composed trtllm-build command (golden argument lists written by hand from docs/trtllm-checkpoint.md
+§5.3) and the build orchestration (host checks, temp dir, manifest, engine check)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ QUANTS = {  # case -> (quant_algo, kv_cache_quant_algo)
     "int4_wo": ("W4A16", None),
 }
 
-# Flags that depend on the format, in the order the command has them (by hand, from section 5):
+# Flags that depend on the format, in the order the command has them (by hand, from docs/trtllm-checkpoint.md §5):
 # paged context FMHA stays on except FP8 KV without FP8 weights; FP8 context FMHA with FP8 KV + FP8 weights;
 # fused MLP only for FP8; the bf16 GEMM plugin for everything but FP8.
 FORMAT_FLAGS = {

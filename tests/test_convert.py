@@ -1,4 +1,4 @@
-"""swallow-trt convert: rank-file layout against the spec, config.json, errors, atomic output, manifest."""
+"""swallow-trt convert: rank-file layout against docs/trtllm-checkpoint.md, config.json, errors, atomic output, manifest."""
 
 from __future__ import annotations
 

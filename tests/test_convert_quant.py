@@ -1,4 +1,4 @@
-"""Quantized convert / reference runtime / verify on the tiny model: spec names, closed forms, TP, reuse."""
+"""Quantized convert / reference runtime / verify on the tiny model: docs/trtllm-checkpoint.md names, closed forms, TP, reuse."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`convert --target pytorch`: the ModelOpt unified HF checkpoint, tensor by tensor against
-shared/reference/trtllm-pytorch-backend.md §2 (2.1 config files, 2.2 per-linear tensors), read back by the
+docs/modelopt-checkpoint.md §1 (config files) and §2 (per-linear tensors), read back by the
 reference runtime / verify / the CPU engine / `build --target pytorch`, and against ModelOpt 0.47.0 itself
 (`peer` marker: its own venv, `make modelopt-peer`)."""
 
@@ -64,7 +64,7 @@ def tensors_of(directory: Path) -> dict[str, torch.Tensor]:
 def expected_layout(
     arch, quant: str, fp8_kv: bool, group_size: int = 128
 ) -> dict[str, tuple[torch.dtype, tuple]]:
-    """Reference §2.2 as a table: every tensor name -> (dtype, shape)."""
+    """docs/modelopt-checkpoint.md §2 as a table: every tensor name -> (dtype, shape)."""
     expected: dict[str, tuple[torch.dtype, tuple]] = {}
     for name, dtype, shape in hf_tensor_layout(arch, torch.bfloat16):
         local = name.split(".", 3)[-1].removesuffix(".weight")
@@ -119,7 +119,7 @@ def source(tiny_model_dir: Path) -> dict[str, torch.Tensor]:
     return tensors_of(tiny_model_dir)
 
 
-# ---------------------------------------------------------------- files and config (§2.1)
+# ---------------------------------------------------------------- files and config (docs/modelopt-checkpoint.md §1)
 
 
 @pytest.mark.parametrize(
@@ -168,7 +168,7 @@ def test_quant_config_files_agree_with_the_reference(request, name, quant_algo, 
     assert not list(checkpoint.parent.glob(f".{checkpoint.name}*"))  # atomic: no temp dir left behind
 
 
-# ---------------------------------------------------------------- tensors (§2.2)
+# ---------------------------------------------------------------- tensors (docs/modelopt-checkpoint.md §2)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from trt_build.cli.build import build as build_command
 from trt_build.cli.serve import chat as chat_command
 from trt_build.common.errors import SwallowTrtError
 
-# The stock llmapi config.pbtxt I/O (trtllm-pytorch-backend.md 4.3), written out by hand.
+# The stock llmapi config.pbtxt I/O (docs/triton.md §4.3), written out by hand.
 LLMAPI_INPUTS = {
     "text_input": ("TYPE_STRING", [-1], False),
     "streaming": ("TYPE_BOOL", [1], True),

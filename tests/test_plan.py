@@ -1,4 +1,4 @@
-"""Planner figures against hand-computed values (Llama-3.1 8B / 70B shapes, trtllm-checkpoint.md)."""
+"""Planner figures against hand-computed values (Llama-3.1 8B / 70B shapes, docs/trtllm-checkpoint.md)."""
 
 from __future__ import annotations
 

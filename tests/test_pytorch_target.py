@@ -31,7 +31,7 @@ FP8_GROUP = {"num_bits": 8, "type": "float", "dynamic": False}
 
 
 def write_modelopt_dir(path: Path, arch, quant_algo: str | None, kv: str | None = None) -> Path:
-    """A ModelOpt unified checkpoint's configs (reference 2.1); the weights are not read by build/plan."""
+    """A ModelOpt unified checkpoint's configs (docs/modelopt-checkpoint.md §1); the weights are not read by build/plan."""
     path.mkdir(parents=True)
     config = hf_config_dict(arch)
     if quant_algo is not None:

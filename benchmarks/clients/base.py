@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from benchmarks.load.datasets import BenchRequest
 from benchmarks.metrics.summary import RequestRecord
 
-# The Swallow / TensorRT-LLM ensemble's tensor names (reference/triton-repo.md §2.1).
+# The Swallow / TensorRT-LLM ensemble's tensor names (docs/triton.md §1.2).
 TEXT_INPUT = "text_input"
 MAX_TOKENS = "max_tokens"
 STREAM = "stream"

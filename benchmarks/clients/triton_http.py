@@ -1,6 +1,6 @@
 """Triton HTTP generate extension: `POST /v2/models/{model}/generate_stream`, one SSE event per response.
 
-Top-level JSON keys that name model inputs become tensors (reference/triton-repo.md §3.1). Errors after the
+Top-level JSON keys that name model inputs become tensors (docs/triton.md §2.1). Errors after the
 first response arrive as `data: {"error": ...}` events with HTTP 200, so every event is checked.
 """
 

@@ -5,7 +5,7 @@
 options YAML, its TP/PP): the same numbers for both targets.
 
 trtllm-bench drives the engine in process (no HTTP/gRPC), so comparing it with a `swallow-trt bench`
-run on the same engine shows the serving overhead (reference/bench-metrics.md §6.6). It has no
+run on the same engine shows the serving overhead (docs/metrics.md §1.5). It has no
 request-rate mode, so only concurrency levels are accepted. The dataset is written as trtllm-bench's
 JSON lines of token ids (`task_id`, `input_ids`, `output_tokens`), so the input lengths are exact, and
 EOS is disabled (`--eos_id -1`) so the output lengths are too. After each level, trtllm-bench's own JSON

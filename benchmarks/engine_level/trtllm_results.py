@@ -1,6 +1,6 @@
 """trtllm-bench's own JSON output -> an ordinary swallow-trt level result (summary.json, summary.csv,
 requests.jsonl), so engine-level numbers sit beside served ones in `swallow-trt report`; the gap between
-them is the serving overhead (reference/bench-metrics.md §6.6).
+them is the serving overhead (docs/metrics.md §1.5).
 
 The format comes from NVIDIA/TensorRT-LLM source (stored versions read with the search tools; the
 2.5 GB repository could not be fetched whole, so the `v1.2.1` tag itself was not checked out):

@@ -1,7 +1,7 @@
 """Benchmark prompts: synthetic Japanese text of exact token lengths, a built-in Japanese chat set, JSONL.
 
 Every count uses the model's own tokenizer (Llama 3.1 for Swallow), never a stand-in: LLMPerf's
-Llama-2 tokenizer miscounts Japanese badly (reference/bench-metrics.md §1.3). Input lengths count the
+Llama-2 tokenizer miscounts Japanese badly (docs/metrics.md §2.3). Input lengths count the
 prompt's own tokens, without special tokens; a server whose preprocessing adds BOS sees one more.
 """
 

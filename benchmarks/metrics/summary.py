@@ -1,6 +1,6 @@
 """Per-request records and the benchmark summary, with each metric's definition next to it.
 
-The tools disagree on names (see reference/bench-metrics.md §1.9), so ours say exactly what they are:
+The tools disagree on names (see docs/metrics.md §2.8), so ours say exactly what they are:
 ITL is the gap between streamed chunks pooled over all requests (vLLM / SGLang), TPOT is the
 per-request average (E2E - TTFT) / (output tokens - 1), which genai-perf and AIPerf call "ITL".
 """

@@ -1,7 +1,7 @@
 """Cumulative streamed text -> deltas that never split a character (the `llmapi` model's stream).
 
 TensorRT-LLM's Triton `llmapi` model sends, in each streamed response, the whole text generated so far
-(`CompletionOutput.text`, not `text_diff`; trtllm-pytorch-backend.md 4.4), while clients of the
+(`CompletionOutput.text`, not `text_diff`; docs/triton.md §4.4), while clients of the
 `inflight_batcher_llm` names (genai-perf, Triton's OpenAI frontend, `swallow-trt chat`) expect each
 response to carry only the new text. `CumulativeText` turns one into the other:
   - a trailing U+FFFD (an unfinished UTF-8 sequence, e.g. half of a kanji or an emoji whose bytes are

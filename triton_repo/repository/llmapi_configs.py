@@ -1,9 +1,9 @@
 """The pytorch-target repository's configs: the `llmapi` model and our front, as `ModelConfig` messages.
 
-Two models (trtllm-pytorch-backend.md section 4):
+Two models (docs/triton.md §4):
   tensorrt_llm      TensorRT-LLM's stock `llmapi` Python model (`model.py` + `helpers.py` from
                     `triton_backend/all_models/llmapi/tensorrt_llm/1/` of the TensorRT-LLM tag that
-                    matches the installed tensorrt_llm); we write its `config.pbtxt` (I/O of 4.3) and
+                    matches the installed tensorrt_llm); we write its `config.pbtxt` (I/O of docs/triton.md §4.3) and
                     `1/model.yaml` (the LLM-API options plus `model`, `backend` and `triton_config`).
                     On a machine without a GPU our CPU stand-in with the same I/O takes its place.
   tensorrt_llm_bls  our front: the usual `text_input`/`max_tokens`/`stream` -> `text_output` names of the
@@ -11,7 +11,7 @@ Two models (trtllm-pytorch-backend.md section 4):
                     words, and Japanese-safe deltas from the llmapi model's cumulative streamed text.
 `decoupled: true` and `max_batch_size: 0` are written in both config.pbtxt and model.yaml: the stock
 model reads them from the yaml, while Triton only takes them from config.pbtxt when auto-complete is off
-(`--disable-auto-complete-config`, as launch_triton_server.py and our launcher pass; 4.5).
+(`--disable-auto-complete-config`, as launch_triton_server.py and our launcher pass; docs/triton.md §4.5).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from triton_repo.repository.engine_configs import (
 LLMAPI_MODELS = (ENGINE, BLS)
 LLMAPI_FRONT_TOKENIZER = f"{BLS}/tokenizer"  # relative to the repository root
 
-# The stock llmapi config.pbtxt (section 4.3), without the multimodal and LoRA inputs we do not use.
+# The stock llmapi config.pbtxt (docs/triton.md §4.3), without the multimodal and LoRA inputs we do not use.
 LLMAPI_INPUTS: tuple[Tensor, ...] = (
     Tensor("text_input", "STRING", (-1,), False),
     Tensor("streaming", "BOOL"),
@@ -75,7 +75,7 @@ LLMAPI_OUTPUTS: tuple[Tensor, ...] = (
     Tensor("cumulative_logprob", "FP32", (-1,)),
     *LLMAPI_STAT_OUTPUTS,
 )
-# The engine repository's client inputs that the llmapi model can honour (4.3 lists what it exposes);
+# The engine repository's client inputs that the llmapi model can honour (docs/triton.md §4.3 lists what it exposes);
 # the others (bad words, end/pad id, min_tokens, repetition/length penalty, beams, logits, log probs)
 # are not declared, so Triton rejects them by name and clients that read the config (swallow-trt bench,
 # genai-perf) see that they are missing.

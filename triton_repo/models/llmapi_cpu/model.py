@@ -3,7 +3,7 @@
 Where there is no GPU, a pytorch-target repository runs this model instead of the stock llmapi
 `model.py`, so our front (tensorrt_llm_bls) is served and tested end to end on the CPU. It reads the
 same `model.yaml` (`model` = the HF checkpoint directory, `tokenizer` optional, `max_seq_len`) and
-behaves like the stock model as trtllm-pytorch-backend.md section 4 describes it:
+behaves like the stock model as docs/triton.md §4 describes it:
   - `text_input` is tokenized with special tokens (one BOS added, as the LLM API does);
   - streamed responses carry the cumulative text so far, the last one flagged final; decoded naively
     each step, so a character split over tokens shows up as a trailing U+FFFD (a harsher stream than
