@@ -7,13 +7,13 @@ of torch so the planner can read a checkpoint without the reference runtime.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trt_build.common.errors import SwallowTrtError
-from trt_build.source.hf_config import LlamaArchitecture, rope_from
+from trt_build.common.jsonl import read_json_object
+from trt_build.source.hf_config import LlamaArchitecture, is_trtllm_config, rope_from, shape_numbers
 
 # Keys TensorRT-LLM accepts in both 0.13 and recent versions; `Mapping(**d)` / `QuantConfig(**d)` raise
 # TypeError on anything else (docs/trtllm-checkpoint.md §1.2, §1.3).
@@ -92,22 +92,11 @@ def trtllm_config(
 # ---------------------------------------------------------------- reading
 
 
-def is_trtllm_config(config: dict[str, Any]) -> bool:
-    """A TRT-LLM checkpoint config names its `architecture`; a Hugging Face one lists `architectures`."""
-    return "architecture" in config and "architectures" not in config
-
-
 def read_config_json(path: Path) -> dict[str, Any]:
     """A JSON config file (config.json, hf_quant_config.json) as a dict, or a clear error naming the file."""
     if not path.is_file():
         raise CheckpointError(f"{path} not found.")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path} is not valid JSON ({error}).") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path} holds a {type(config).__name__}, not a JSON object.")
-    return config
+    return read_json_object(path, CheckpointError)
 
 
 @dataclass(frozen=True)
@@ -199,27 +188,23 @@ def architecture_from_checkpoint(config: dict[str, Any], source: str = "config.j
             f"{source}: architecture {config.get('architecture')!r} is not a Llama checkpoint."
         )
     try:
-        heads = int(config["num_attention_heads"])
+        numbers = shape_numbers(config, source, head_dim_key="head_size")  # the HF config's checks and bounds
         theta, scaling = rope_from(config, theta_key="rotary_base", scaling_key="rotary_scaling")
-        return LlamaArchitecture(
-            vocab_size=int(config["vocab_size"]),
-            hidden_size=int(config["hidden_size"]),
-            intermediate_size=int(config["intermediate_size"]),
-            num_hidden_layers=int(config["num_hidden_layers"]),
-            num_attention_heads=heads,
-            num_key_value_heads=int(config.get("num_key_value_heads") or heads),
-            head_dim=int(config.get("head_size") or int(config["hidden_size"]) // heads),
-            rms_norm_eps=float(config.get("norm_epsilon", 1e-5)),
-            rope_theta=theta,
-            rope_scaling=scaling,
-            max_position_embeddings=int(config.get("max_position_embeddings") or 131072),
-            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-            dtype=str(config.get("dtype", "bfloat16")),
-        )
-    except KeyError as missing:
-        raise CheckpointError(f"{source}: TRT-LLM checkpoint config lacks {missing}.") from None
+        epsilon = float(config.get("norm_epsilon", 1e-5))
+    except SwallowTrtError as error:
+        raise CheckpointError(error.problem, error.fix) from None
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{source}: a shape value is not a number ({error}).") from None
+        raise CheckpointError(
+            f"{source}: norm_epsilon or the RoPE settings are not numbers ({error})."
+        ) from None
+    return LlamaArchitecture(
+        **numbers,
+        rms_norm_eps=epsilon,
+        rope_theta=theta,
+        rope_scaling=scaling,
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        dtype=str(config.get("dtype", "bfloat16")),
+    )
 
 
 def read_checkpoint_config(checkpoint_dir: Path) -> dict[str, Any]:

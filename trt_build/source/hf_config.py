@@ -8,15 +8,17 @@ so we read either, and write both when we create models.
 from __future__ import annotations
 
 import dataclasses
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from trt_build.common.errors import SwallowTrtError
+from trt_build.common.jsonl import read_json_object
 
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM",)
 DTYPES = ("bfloat16", "float16", "float32")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,33 +72,123 @@ def rope_from(
     return theta, scaling
 
 
-def parse_hf_config(raw: dict[str, Any], source: str = "config.json") -> LlamaArchitecture:
+# The bounds of every shape number a config.json may state, checked before any tensor is read or allocated:
+# generous (Llama 3.1 405B has 126 layers, hidden 16384, 128 heads, 53248 MLP channels) but finite, so a
+# damaged or hostile config cannot ask for an absurd tensor or loop. One table for HF and TRT-LLM configs.
+SHAPE_LIMITS: dict[str, int] = {
+    "num_hidden_layers": 1024,
+    "hidden_size": 65536,
+    "intermediate_size": 1 << 20,
+    "num_attention_heads": 1024,
+    "num_key_value_heads": 1024,
+    "head_dim": 4096,
+    "vocab_size": 1 << 20,
+    "max_position_embeddings": 1 << 24,
+}
+REQUIRED_SHAPE_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+)
+DEFAULT_MAX_POSITION_EMBEDDINGS = 131072
+
+
+def is_trtllm_config(config: dict[str, Any]) -> bool:
+    """A TRT-LLM checkpoint config names its `architecture`; a Hugging Face one lists `architectures`."""
+    return "architecture" in config and "architectures" not in config
+
+
+def _shape_int(raw: dict[str, Any], key: str, source: str, field: str | None = None) -> int:
+    """raw[key], a whole number within SHAPE_LIMITS[field or key] (a string or 4096.0 is refused, not guessed)."""
+    value, limit = raw[key], SHAPE_LIMITS[field or key]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise SwallowTrtError(
+            f"{source}: {key} is {value!r}; a Llama-architecture model needs a whole number from 1 to {limit}.",
+            "Is config.json intact and from this model? Download it again.",
+        )
+    return value
+
+
+def shape_numbers(raw: dict[str, Any], source: str, head_dim_key: str = "head_dim") -> dict[str, int]:
+    """The shape numbers of a Llama config (HF, or a TRT-LLM checkpoint's with `head_size`), each checked
+    against SHAPE_LIMITS and against each other, as `LlamaArchitecture` fields."""
+    missing = [key for key in REQUIRED_SHAPE_KEYS if key not in raw]
+    if missing:
+        raise SwallowTrtError(f"{source}: missing {', '.join(missing)}; is this a complete config.json?")
+    numbers = {key: _shape_int(raw, key, source) for key in REQUIRED_SHAPE_KEYS}
+    heads, hidden = numbers["num_attention_heads"], numbers["hidden_size"]
+    given = {key: raw.get(key) is not None for key in ("num_key_value_heads", head_dim_key)}
+    kv_heads = _shape_int(raw, "num_key_value_heads", source) if given["num_key_value_heads"] else heads
+    if given[head_dim_key]:
+        head_dim = _shape_int(raw, head_dim_key, source, "head_dim")
+    elif hidden % heads:
+        raise SwallowTrtError(
+            f"{source}: hidden_size {hidden} is not divisible by num_attention_heads {heads} "
+            f"(and no {head_dim_key} is given); no Llama model has this shape.",
+            "Is config.json intact and from this model?",
+        )
+    else:
+        head_dim = hidden // heads
+    if heads % kv_heads or head_dim % 2:
+        raise SwallowTrtError(
+            f"{source}: num_attention_heads {heads} must be a multiple of num_key_value_heads {kv_heads}, and "
+            f"the head size {head_dim} even (RoPE rotates pairs); no Llama model has this shape.",
+            "Is config.json intact and from this model?",
+        )
+    positions = raw.get("max_position_embeddings")
+    numbers["max_position_embeddings"] = (
+        DEFAULT_MAX_POSITION_EMBEDDINGS
+        if positions is None
+        else _shape_int(raw, "max_position_embeddings", source)
+    )
+    return {**numbers, "num_key_value_heads": kv_heads, "head_dim": head_dim}
+
+
+def _read(source: str, what: str, read: Callable[[], T]) -> T:
+    """`read()`, naming config.json and `what` when a value in it is not a number."""
+    try:
+        return read()
+    except (TypeError, ValueError, AttributeError) as error:
+        raise SwallowTrtError(
+            f"{source}: {what} holds a value that is not a number ({error}).",
+            "Is config.json intact and from this model?",
+        ) from None
+
+
+def parse_hf_config(raw: Any, source: str = "config.json") -> LlamaArchitecture:
     """Validate a Llama config dict (either form) and return its architecture numbers."""
+    if not isinstance(raw, dict):
+        raise SwallowTrtError(
+            f"{source} holds a {type(raw).__name__}, not a JSON object; is it a config.json?"
+        )
+    if is_trtllm_config(raw):
+        raise SwallowTrtError(
+            f"{source} names an 'architecture' ({raw['architecture']!r}), not 'architectures': this is already a "
+            "TensorRT-LLM checkpoint.",
+            "Give the Hugging Face model directory it was converted from (config.json + *.safetensors); "
+            "`swallow-trt build` takes the checkpoint itself.",
+        )
     architectures = raw.get("architectures") or []
-    if not any(name in SUPPORTED_ARCHITECTURES for name in architectures):
+    if not isinstance(architectures, list) or not any(
+        name in SUPPORTED_ARCHITECTURES for name in architectures
+    ):
         raise SwallowTrtError(
             f"{source}: architecture {architectures or 'missing'} is not supported. swallow-trt converts "
             f"Llama-3.1-architecture checkpoints ({', '.join(SUPPORTED_ARCHITECTURES)}) such as Llama-3.1-Swallow."
         )
-    required = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
-    missing = [key for key in required if key not in raw]
-    if missing:
-        raise SwallowTrtError(f"{source}: missing {', '.join(missing)}; is this a complete HF config.json?")
-    heads = int(raw["num_attention_heads"])
-    theta, scaling = rope_from(raw)
+    numbers = shape_numbers(raw, source)
+    epsilon = _read(source, "rms_norm_eps", lambda: float(raw.get("rms_norm_eps", 1e-5)))
+    theta, scaling = _read(
+        source, "the RoPE settings (rope_theta, rope_scaling, rope_parameters)", lambda: rope_from(raw)
+    )
     dtype = raw.get("torch_dtype") or raw.get("dtype") or "bfloat16"
     return LlamaArchitecture(
-        vocab_size=int(raw["vocab_size"]),
-        hidden_size=int(raw["hidden_size"]),
-        intermediate_size=int(raw["intermediate_size"]),
-        num_hidden_layers=int(raw["num_hidden_layers"]),
-        num_attention_heads=heads,
-        num_key_value_heads=int(raw.get("num_key_value_heads") or heads),
-        head_dim=int(raw.get("head_dim") or int(raw["hidden_size"]) // heads),
-        rms_norm_eps=float(raw.get("rms_norm_eps", 1e-5)),
+        **numbers,
+        rms_norm_eps=epsilon,
         rope_theta=theta,
         rope_scaling=scaling,
-        max_position_embeddings=int(raw.get("max_position_embeddings", 131072)),
         tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
         dtype=str(dtype),
         bos_token_id=raw.get("bos_token_id", 128000),
@@ -106,10 +198,11 @@ def parse_hf_config(raw: dict[str, Any], source: str = "config.json") -> LlamaAr
 
 
 def read_hf_config(model_dir: Path) -> LlamaArchitecture:
+    """A model directory's config.json, checked (`parse_hf_config`) before anything else is read."""
     path = Path(model_dir) / "config.json"
     if not path.is_file():
         raise SwallowTrtError(f"{path} not found: --model-dir must be a Hugging Face model directory.")
-    return parse_hf_config(json.loads(path.read_text()), source=str(path))
+    return parse_hf_config(read_json_object(path), source=str(path))
 
 
 def hf_config_dict(arch: LlamaArchitecture, form: str = "both") -> dict[str, Any]:
