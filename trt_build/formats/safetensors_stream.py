@@ -3,7 +3,7 @@
 The safetensors header holds every tensor's dtype, shape and byte range. All of that is known from
 the layout before any data is produced, so we write the header first and then append each tensor as
 it is made; a rank file of many GB never exists whole in RAM. Both convert targets and the tiny models
-write through it.
+write through it. Reading goes through `opened_safetensors`, the one place a damaged file becomes a message.
 """
 
 from __future__ import annotations
@@ -13,11 +13,16 @@ import json
 import math
 import struct
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+
+from trt_build.common.errors import SwallowTrtError
 
 DTYPE_NAMES: dict[torch.dtype, str] = {
     torch.float32: "F32",
@@ -34,6 +39,24 @@ DTYPE_NAMES: dict[torch.dtype, str] = {
 }
 
 TensorSpec = tuple[str, torch.dtype, tuple[int, ...]]
+
+
+@contextmanager
+def opened_safetensors(path: Path) -> Iterator[Any]:
+    """`safe_open(path)` for reading, its handle closed on leaving. What safetensors refuses while opening or
+    reading (a truncated file, an absurd header length, a header that is not JSON, overlapping or past-end
+    offsets, a size that does not match a dtype and shape) or the OS refuses (unreadable) becomes one
+    `SwallowTrtError` naming the file."""
+    try:
+        with safe_open(path, framework="pt") as handle:
+            yield handle
+    except SafetensorError as error:
+        raise SwallowTrtError(
+            f"{path} is not a valid safetensors file ({error}): it is damaged or incompletely downloaded.",
+            "Download it again (and compare its sha256 with the hub's).",
+        ) from None
+    except OSError as error:
+        raise SwallowTrtError(f"cannot read {path}: {error.strerror or error}.") from None
 
 
 def tensor_bytes(dtype: torch.dtype, shape: tuple[int, ...]) -> int:

@@ -5,7 +5,8 @@ of each safetensors file up front (names, shapes, dtypes, checked against config
 slices a rank asks for, in the checkpoint dtype through `checked_cast`, which refuses a value that
 becomes inf/NaN in a cast (bf16 -> float16 beyond 65504, or already inf/NaN); convert (both targets) and
 calibration read only through it. Pickle checkpoints (*.bin, *.pt, ...) are refused: loading one can
-execute code.
+execute code. Every file it opens is named inside the model directory (`_index_files`), and every tensor it
+reads is stored in config.json's dtype (`validate`).
 `SourceHasher` records the sha256 of the source files on a thread beside the conversion, reusing a
 digest that `swallow-trt fetch` or the Hugging Face cache already knows.
 """
@@ -18,15 +19,16 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from tqdm import tqdm
 
 from trt_build.common.errors import SwallowTrtError
+from trt_build.common.jsonl import read_json_object
 from trt_build.common.manifest import sha256_file
+from trt_build.formats.safetensors_stream import DTYPE_NAMES, opened_safetensors
 from trt_build.parallel.weight_map import SourceSlice
 from trt_build.source.hf_config import LlamaArchitecture, hf_tensor_shapes
 
@@ -48,7 +50,7 @@ class SourceCheckpoint:
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.dtypes: dict[str, str] = {}
         for path in self.files:
-            with safe_open(path, framework="pt") as handle:
+            with opened_safetensors(path) as handle:
                 for name in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
                     piece = handle.get_slice(name)
                     self.location[name] = path
@@ -58,8 +60,7 @@ class SourceCheckpoint:
     def _find_files(self) -> list[Path]:
         index = self.model_dir / "model.safetensors.index.json"
         if index.is_file():
-            weight_map = json.loads(index.read_text()).get("weight_map", {})
-            files = sorted({self.model_dir / name for name in weight_map.values()})
+            files = self._index_files(index)
             missing = [path.name for path in files if not path.is_file()]
             if missing:
                 raise SwallowTrtError(
@@ -81,8 +82,31 @@ class SourceCheckpoint:
             )
         raise SwallowTrtError(f"no *.safetensors files in {self.model_dir}.")
 
+    def _index_files(self, index: Path) -> list[Path]:
+        """The files the index's weight_map names, each inside the model directory (`file_inside`)."""
+        weight_map = read_json_object(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise SwallowTrtError(
+                f"{index} has no weight_map object (tensor name -> file).", "Download the index again."
+            )
+        files = set()
+        for tensor, name in weight_map.items():
+            path = file_inside(self.model_dir, name)
+            if path is None:
+                raise SwallowTrtError(
+                    f"{index} maps tensor {tensor!r} to {name!r}, which is not a file inside {self.model_dir}; "
+                    "an index may name only files of its own model directory.",
+                    "The index is damaged or hostile: download the model again from a source you trust.",
+                )
+            files.add(path)
+        return sorted(files)
+
     def validate(self, needed: set[str], arch: LlamaArchitecture) -> None:
-        """Every needed tensor exists, has the shape config.json implies and a dtype swallow-trt reads."""
+        """Every needed tensor exists, has the shape config.json implies and a dtype swallow-trt reads: the one
+        config.json states (every tensor convert reads is a Llama float weight: linears, embeddings, norms,
+        all saved in the model's dtype). Pre-quantized sources are refused here; a config.json dtype other
+        than bfloat16/float16/float32 is not compared."""
+        stored = DTYPE_NAMES[TORCH_DTYPES[arch.dtype]] if arch.dtype in TORCH_DTYPES else None
         missing = sorted(needed - self.location.keys())
         if missing:
             raise SwallowTrtError(
@@ -102,6 +126,13 @@ class SourceCheckpoint:
                     f"tensor {name} is {self.dtypes[name]}; convert reads bf16/fp16/fp32 weights.",
                     "Quantized source checkpoints are not supported.",
                 )
+            if stored is not None and self.dtypes[name] != stored:
+                raise SwallowTrtError(
+                    f"tensor {name} in {self.location[name].name} is stored as {self.dtypes[name]}, but "
+                    f"config.json's dtype is {arch.dtype} ({stored}): same-size dtypes can be relabelled in a "
+                    "header without changing a byte, and the values would be read as garbage.",
+                    "Download the model again; if config.json's torch_dtype is what is wrong, correct it.",
+                )
 
     def read(
         self,
@@ -115,7 +146,7 @@ class SourceCheckpoint:
         `checked_cast`, so no caller can write or calibrate on an inf or NaN it made."""
         start = piece.row_start if row_start is None else row_start
         stop = piece.row_stop if row_stop is None else row_stop
-        with safe_open(self.location[piece.hf], framework="pt") as handle:
+        with opened_safetensors(self.location[piece.hf]) as handle:
             view = handle.get_slice(piece.hf)
             if len(self.shapes[piece.hf]) == 1:
                 rows = view[start:stop]
@@ -149,9 +180,26 @@ class SourceCheckpoint:
         converted) model, never a conversion's way of reading."""
         found: dict[str, torch.Tensor] = {}
         for path in self.files:
-            with safe_open(path, framework="pt") as handle:
+            with opened_safetensors(path) as handle:
                 found.update({name: handle.get_tensor(name) for name in handle.keys() if keep(name)})  # noqa: SIM118
         return found
+
+
+def file_inside(directory: Path, name: object) -> Path | None:
+    """`directory / name` when `name` (from an index or a manifest) names a file inside `directory`, else None.
+
+    The name is checked lexically (a relative string, no `..`, no NUL) and its parent directory must resolve
+    inside `directory`, so a hostile index cannot make convert read `/etc/passwd` or `../../elsewhere`. The
+    file itself may be a symlink to anywhere: a Hugging Face snapshot is a directory of symlinks into the
+    cache's `blobs/`, and that is how real models arrive.
+    """
+    if not isinstance(name, str) or "\x00" in name:
+        return None
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        return None
+    path = Path(directory) / relative
+    return path if path.parent.resolve().is_relative_to(Path(directory).resolve()) else None
 
 
 def open_source(model_dir: Path, arch: LlamaArchitecture, needed: set[str]) -> SourceCheckpoint:
