@@ -54,6 +54,12 @@ class RepoOptions:
     llmapi_model: Path | None = None
 
 
+def repository_inputs(options: RepoOptions) -> list[Path]:
+    """The directories `repo` reads, which its output must not overlap."""
+    given = (options.engine_dir, options.checkpoint_dir, options.tokenizer_dir, options.llmapi_model)
+    return [path for path in given if path is not None]
+
+
 @dataclass(frozen=True)
 class Model:
     """One model directory: its config, the files copied into `1/`, and text files written into `1/`."""
@@ -87,7 +93,7 @@ def write_models(
 ) -> Path:
     """Write `models`, the tokenizer into `tokenizer_subdir` and `manifest.json` (`manifest` plus the
     files written, with their sha256) atomically into `options.output`; returns it."""
-    with atomic_output_dir(options.output, options.overwrite) as tmp:
+    with atomic_output_dir(options.output, options.overwrite, repository_inputs(options)) as tmp:
         for name, model in models.items():
             version = tmp / name / "1"
             version.mkdir(parents=True)

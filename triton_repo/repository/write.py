@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from triton_repo.repository.common import RepoOptions, check_tokenizer
+from triton_repo.repository.common import RepoOptions, check_tokenizer, repository_inputs
 from triton_repo.repository.engine_repo import write_cpu_engine_repository, write_engine_repository
 from triton_repo.repository.llmapi_repo import write_cpu_stand_in_repository, write_deployment_repository
 from trt_build.build.pytorch import is_pytorch_deployment
 from trt_build.common.errors import SwallowTrtError
-from trt_build.common.outdir import refuse_existing
+from trt_build.common.outdir import check_output
 from trt_build.formats.kinds import HF_CHECKPOINT, checkpoint_kind
 
 Writer = Callable[[RepoOptions, Path], Path]
@@ -38,7 +38,7 @@ def write_repository(options: RepoOptions) -> Path:
     """Write the repository atomically; returns `options.output`."""
     if (options.engine_dir is None) == (options.checkpoint_dir is None):
         raise SwallowTrtError("Pass exactly one of --engine ENGINE_DIR or --checkpoint CKPT_DIR.")
-    refuse_existing(options.output, options.overwrite)
+    check_output(options.output, options.overwrite, repository_inputs(options))
     check_tokenizer(options.tokenizer_dir)
     writer, source = choose_writer(options)
     return writer(options, source)

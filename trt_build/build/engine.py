@@ -25,7 +25,7 @@ from trt_build.common.console import say
 from trt_build.common.errors import NO_GPU_TOOLCHAIN, SwallowTrtError
 from trt_build.common.gpus import GpuProfile, profile_for_compute_capability
 from trt_build.common.manifest import sha256_file, write_manifest
-from trt_build.common.outdir import atomic_output_dir, refuse_existing
+from trt_build.common.outdir import atomic_output_dir, check_output
 from trt_build.formats.trtllm_config import TrtllmCheckpoint, read_trtllm_checkpoint
 from trt_build.quant.schemes import scheme_for_quant_algo
 
@@ -145,12 +145,12 @@ def build_engine(request: BuildRequest, final: Path, overwrite: bool, dry_run: b
         raise SwallowTrtError(" ".join(composition.refusals))
     if dry_run:
         return explain(composition)
-    refuse_existing(final, overwrite)
+    check_output(final, overwrite, [Path(request.checkpoint_dir)])
     trtllm_build, gpus = check_host(request.gpu, shlex.join(composition.argv))
     for warning in composition.warnings:
         say(f"Warning: {warning}", err=True)
     version = tensorrt_llm_version(trtllm_build)
-    with atomic_output_dir(final, overwrite) as tmp:
+    with atomic_output_dir(final, overwrite, [Path(request.checkpoint_dir)]) as tmp:
         run_request = replace(
             request,
             output_dir=str(tmp),

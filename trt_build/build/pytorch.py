@@ -29,7 +29,7 @@ from trt_build.build.llmapi_options import (
 from trt_build.common.console import say
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import sha256_file, write_manifest
-from trt_build.common.outdir import atomic_output_dir, refuse_existing
+from trt_build.common.outdir import atomic_output_dir, check_output
 from trt_build.formats.kinds import HF_CHECKPOINT, CheckpointKind, checkpoint_kind
 from trt_build.source.tokenizer import FAST_TOKENIZER_FILES
 
@@ -70,7 +70,7 @@ def build_deployment(
     text = options_yaml(composition.options)
     if dry_run:
         return explain(composition, text, serve)
-    refuse_existing(output, overwrite)
+    check_output(output, overwrite, [checkpoint])
     for warning in composition.warnings:
         say(f"Warning: {warning}", err=True)
     if not all((checkpoint / name).is_file() for name in FAST_TOKENIZER_FILES):
@@ -80,7 +80,7 @@ def build_deployment(
             err=True,
         )
     quant_file = checkpoint / "hf_quant_config.json"
-    with atomic_output_dir(output, overwrite) as tmp:
+    with atomic_output_dir(output, overwrite, [checkpoint]) as tmp:
         (tmp / OPTIONS_FILE).write_text(text)
         write_manifest(
             tmp,

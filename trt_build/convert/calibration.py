@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trt_build.common.errors import SwallowTrtError
-from trt_build.common.outdir import atomic_output_dir, refuse_existing
+from trt_build.common.outdir import atomic_output_dir, check_output
 from trt_build.convert.options import CalibrateOptions, QuantOptions
 from trt_build.formats import trtllm_checkpoint as trt
 from trt_build.quant import numerics as qf
@@ -114,12 +114,12 @@ def keep_calibration(checkpoint: Path, calibration: CalibrationResult, record: d
 def calibrate_directory(options: CalibrateOptions) -> CalibrationResult:
     """`swallow-trt calibrate`: open and check the model, calibrate it, write the result as its own directory
     (atomic, with manifest.json) for any later `convert --calibration DIR`."""
-    refuse_existing(Path(options.output), options.overwrite)
+    check_output(Path(options.output), options.overwrite, [options.model_dir])
     arch = read_hf_config(options.model_dir)
     source = open_source(options.model_dir, arch, calibration_tensors(arch))
     start = time.perf_counter()
     result, data = _calibrate(source, arch, options.quant, options.calibration)
-    with atomic_output_dir(Path(options.output), overwrite=options.overwrite) as tmp:
+    with atomic_output_dir(Path(options.output), options.overwrite, [options.model_dir]) as tmp:
         save_calibration(tmp, result, calibration_data=data, seconds=time.perf_counter() - start)
     return result
 

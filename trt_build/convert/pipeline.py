@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from trt_build import __version__
 from trt_build.common.manifest import write_manifest
-from trt_build.common.outdir import atomic_output_dir, refuse_existing
+from trt_build.common.outdir import atomic_output_dir, check_output
 from trt_build.common.targets import resolve_target
 from trt_build.convert.calibration import keep_calibration, run_calibration
 from trt_build.convert.modelopt_writer import ModelOptWriter
@@ -70,7 +70,7 @@ def convert(options: ConvertOptions) -> Path:
     output, model_dir = Path(options.output), Path(options.model_dir)
     writer_type = WRITERS[resolve_target(options.target)]
     writer_type.refuse(options)
-    refuse_existing(output, options.overwrite)
+    check_output(output, options.overwrite, [model_dir])  # before calibration, which can take hours
     quant, quant_options = options.quant, options.quant_options
     kv_cache_dtype_named(quant_options.kv_cache_dtype)
     arch = read_hf_config(model_dir)
@@ -86,7 +86,7 @@ def convert(options: ConvertOptions) -> Path:
     hasher = SourceHasher([*source.files, model_dir / "config.json"], model_dir, compute=options.sha256)
     hasher.start()
     try:
-        with atomic_output_dir(output, overwrite=options.overwrite) as tmp:
+        with atomic_output_dir(output, options.overwrite, [model_dir]) as tmp:
             write_started = time.perf_counter()
             records, writer_timings = writer.write(tmp, source, calibration)
             write_seconds = time.perf_counter() - write_started
