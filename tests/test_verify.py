@@ -96,7 +96,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path: Path, checkpoint: Path
 
     other = write_tiny_model(tmp_path / "three-layers", layers=3)
     result = verify(other, checkpoint)
-    assert result.exit_code == 1 and "not converted from this model" in result.output
+    assert result.exit_code == 1 and "not made from this model" in result.output
 
 
 def test_precision_key_and_prompt_files(tmp_path: Path) -> None:

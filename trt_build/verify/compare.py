@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from trt_build.common.errors import SwallowTrtError
+from trt_build.common.jsonl import read_json_object
 from trt_build.formats.kinds import TRTLLM_CHECKPOINT, checkpoint_kind
 from trt_build.formats.trtllm_config import CheckpointError, read_trtllm_checkpoint
-from trt_build.source.checkpoint import TORCH_DTYPES, SourceCheckpoint
+from trt_build.source.checkpoint import TORCH_DTYPES, SourceCheckpoint, SourceHasher, file_inside
 from trt_build.source.hf_config import LlamaArchitecture, read_hf_config
 from trt_build.verify.metrics import Report, compare
 from trt_build.verify.reference_runtime import build_model, load_checkpoint, load_unified_checkpoint
@@ -44,8 +45,43 @@ def _check_same_model(source: LlamaArchitecture, checkpoint: LlamaArchitecture) 
     ]
     if differ:
         raise SwallowTrtError(
-            f"the checkpoint was not converted from this model ({'; '.join(differ)});",
-            "pass the matching --model-dir.",
+            f"this checkpoint was not made from this model ({'; '.join(differ)});",
+            "pass the --model-dir it was converted from.",
+        )
+
+
+def _check_made_from(model_dir: Path, checkpoint_dir: Path) -> None:
+    """The source files the checkpoint's manifest recorded (name, size, sha256) are those of `model_dir`. A model
+    of the same shape but other weights would otherwise run, and fail on its logits without saying why.
+    Sizes are compared first; digests only when every size matches (reusing known ones, `SourceHasher`)."""
+    manifest = Path(checkpoint_dir) / "manifest.json"
+    if not manifest.is_file():
+        return
+    source = read_json_object(manifest).get("source") or {}
+    recorded = {entry.get("name"): entry for entry in source.get("files") or [] if isinstance(entry, dict)}
+    paths = {name: file_inside(model_dir, name) for name in recorded}
+    differ = [
+        f"{name} is not in {model_dir}" for name, path in paths.items() if not (path and path.is_file())
+    ]
+    differ += [
+        f"{name} has {path.stat().st_size} bytes, {recorded[name].get('bytes')} at conversion"
+        for name, path in paths.items()
+        if path and path.is_file() and path.stat().st_size != recorded[name].get("bytes")
+    ]
+    if not differ and any(entry.get("sha256") for entry in recorded.values()):
+        hasher = SourceHasher([path for path in paths.values() if path], Path(model_dir))
+        hasher.start()
+        differ = [
+            f"{entry['name']} has sha256 {entry['sha256'][:12]}..., {recorded[entry['name']]['sha256'][:12]}... "
+            "at conversion"
+            for entry in hasher.result()
+            if recorded[entry["name"]].get("sha256") not in (None, entry["sha256"])
+        ]
+    if differ:
+        raise SwallowTrtError(
+            f"this checkpoint was not made from this model: {'; '.join(differ[:3])}"
+            f"{' ...' if len(differ) > 3 else ''}.",
+            f"Pass the --model-dir it was converted from ({source.get('model_dir', 'see its manifest.json')}).",
         )
 
 
@@ -77,6 +113,7 @@ def verify_checkpoint(
     try:
         config, checkpoint_arch, loader = checkpoint_view(checkpoint_dir)
         _check_same_model(read_hf_config(model_dir), checkpoint_arch)
+        _check_made_from(model_dir, checkpoint_dir)
         arch, source_model = load_hf_model(model_dir)
         checkpoint_model = loader(checkpoint_dir)
     except CheckpointError as error:
