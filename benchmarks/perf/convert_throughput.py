@@ -6,9 +6,9 @@ For each layer count it writes an `8b-shape` model (the real Llama-3.1-8B layer 
 weights), then on the same disk times
   copy      shutil.copy of the model's files into a new directory, then sync;
   convert   `swallow-trt convert --tp 2` in a subprocess, then sync (the default: manifest with sha256
-            of every source and rank file);
+            of every source and rank file, hashed on threads while the data streams);
   no-sha    the same with --no-sha256, to show what the hashing costs;
-and reads each convert process's own peak RSS from os.wait4's rusage. Models are generated in a
+and reads each convert process's own peak RSS and CPU seconds from os.wait4's rusage. Models are generated in a
 subprocess too: this process must stay small, because Linux carries the parent's RSS high-water mark
 into a forked child's ru_maxrss.
 
@@ -17,7 +17,9 @@ shared machine only adds time; peak RSS is the largest seen):
   copy_s        wall seconds of the copy including the sync that writes it to disk
   convert_s     wall seconds of the default convert subprocess (start-up included) plus the sync
   nosha_s       the same with --no-sha256
-  ratio         convert_s / copy_s                                 target <= 2.0
+  ratio         convert_s / copy_s          target <= 2.0 below 8 layers, <= 1.3 from 8 (fixed costs amortize)
+  cpu_s         user + system CPU seconds of the convert process (on a shared machine wall time is noisy;
+                cpu_s - nosha_cpu_s is what hashing costs)
   peak_rss_gb   ru_maxrss of the convert process, GB                target <= 2.5
   rss_growth    peak RSS at the most layers / at the fewest - 1     target within +-10%
 """
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TARGET_TIME_RATIO = 2.0
+TARGET_TIME_RATIO_FROM_8_LAYERS = 1.3
 TARGET_PEAK_RSS_GB = 2.5
 TARGET_RSS_GROWTH = 0.10
 
@@ -48,6 +51,8 @@ class Measurement:
     convert_s: float
     nosha_s: float
     peak_rss_gb: float
+    cpu_s: float
+    nosha_cpu_s: float
 
     @property
     def ratio(self) -> float:
@@ -56,6 +61,10 @@ class Measurement:
     @property
     def nosha_ratio(self) -> float:
         return self.nosha_s / self.copy_s
+
+    @property
+    def target_ratio(self) -> float:
+        return TARGET_TIME_RATIO if self.layers < 8 else TARGET_TIME_RATIO_FROM_8_LAYERS
 
 
 def _dir_bytes(path: Path) -> int:
@@ -75,8 +84,8 @@ def _timed_copy(source: Path, target: Path) -> float:
     return seconds
 
 
-def _timed_convert(source: Path, target: Path, options: list[str]) -> tuple[float, int, int]:
-    """(seconds, peak RSS bytes, output bytes) of one convert subprocess."""
+def _timed_convert(source: Path, target: Path, options: list[str]) -> tuple[float, int, int, float]:
+    """(seconds, peak RSS bytes, output bytes, CPU seconds) of one convert subprocess."""
     command = [sys.executable, "-m", "trt_build.cli", "convert", "--model-dir", str(source)]
     command += ["--output", str(target), *options]
     os.sync()
@@ -89,7 +98,7 @@ def _timed_convert(source: Path, target: Path, options: list[str]) -> tuple[floa
         raise SystemExit(f"convert failed: {' '.join(command)}")
     size = _dir_bytes(target)
     shutil.rmtree(target)
-    return seconds, usage.ru_maxrss * 1024, size
+    return seconds, usage.ru_maxrss * 1024, size, usage.ru_utime + usage.ru_stime
 
 
 def measure(layers: int, work_dir: Path, tp: int, workers: int, repeat: int) -> Measurement:
@@ -104,15 +113,18 @@ def measure(layers: int, work_dir: Path, tp: int, workers: int, repeat: int) -> 
     )
     options = ["--tp", str(tp), "--workers", str(workers)]
     times: dict[str, list[float]] = {"copy": [], "convert": [], "nosha": []}
+    cpu: dict[str, list[float]] = {"convert": [], "nosha": []}
     peaks, output = [], 0
     try:
         for _ in range(repeat):
             times["copy"].append(_timed_copy(model, work_dir / "copy"))
-            seconds, peak, output = _timed_convert(model, work_dir / "ckpt", options)
+            seconds, peak, output, used = _timed_convert(model, work_dir / "ckpt", options)
             times["convert"].append(seconds)
+            cpu["convert"].append(used)
             peaks.append(peak)
-            seconds, peak, _ = _timed_convert(model, work_dir / "ckpt", [*options, "--no-sha256"])
+            seconds, peak, _, used = _timed_convert(model, work_dir / "ckpt", [*options, "--no-sha256"])
             times["nosha"].append(seconds)
+            cpu["nosha"].append(used)
             peaks.append(peak)
         print(
             "  runs (s): "
@@ -127,6 +139,8 @@ def measure(layers: int, work_dir: Path, tp: int, workers: int, repeat: int) -> 
             best["convert"],
             best["nosha"],
             max(peaks) / 1e9,
+            min(cpu["convert"]),
+            min(cpu["nosha"]),
         )
     finally:
         for path in (model, work_dir / "copy", work_dir / "ckpt"):
@@ -137,18 +151,18 @@ def report(results: list[Measurement], tp: int, workers: int) -> bool:
     print(f"\nswallow-trt convert --tp {tp} --workers {workers} vs shutil.copy (8b-shape, same disk)")
     print(
         f"{'layers':>6} {'model GB':>9} {'out GB':>7} {'copy s':>7} {'convert s':>10} {'ratio':>6} "
-        f"{'no-sha256 s':>12} {'ratio':>6} {'peak RSS GB':>12}"
+        f"{'no-sha256 s':>12} {'ratio':>6} {'cpu s':>6} {'no-sha cpu s':>13} {'peak RSS GB':>12}"
     )
     for m in results:
         print(
             f"{m.layers:>6} {m.model_gb:>9.2f} {m.output_gb:>7.2f} {m.copy_s:>7.2f} {m.convert_s:>10.2f} "
-            f"{m.ratio:>6.2f} {m.nosha_s:>12.2f} {m.nosha_ratio:>6.2f} {m.peak_rss_gb:>12.2f}"
+            f"{m.ratio:>6.2f} {m.nosha_s:>12.2f} {m.nosha_ratio:>6.2f} {m.cpu_s:>6.1f} {m.nosha_cpu_s:>13.1f} "
+            f"{m.peak_rss_gb:>12.2f}"
         )
     growth = results[-1].peak_rss_gb / results[0].peak_rss_gb - 1
     checks = {
-        f"convert time <= {TARGET_TIME_RATIO}x copy (default, with sha256)": all(
-            m.ratio <= TARGET_TIME_RATIO for m in results
-        ),
+        f"convert time <= {TARGET_TIME_RATIO}x copy below 8 layers, {TARGET_TIME_RATIO_FROM_8_LAYERS}x from 8 "
+        "(default, with sha256)": all(m.ratio <= m.target_ratio for m in results),
         f"convert time <= {TARGET_TIME_RATIO}x copy (--no-sha256)": all(
             m.nosha_ratio <= TARGET_TIME_RATIO for m in results
         ),

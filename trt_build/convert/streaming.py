@@ -2,7 +2,7 @@
 
 Every output file's layout (names, dtypes, shapes) is known before any data is read, so its safetensors header
 is written first; then `write_files` takes each tensor as it is produced (large ones as consecutive row blocks,
-`row_blocks`) and hashes the bytes as they go out, so no file is read back. `prefetched` reads the next tensor
+`row_blocks`) and hashes the bytes as they go out, on a thread beside the writing, so no file is read back. `prefetched` reads the next tensor
 groups on a thread while the current one is written. `release_freed_memory_eagerly` keeps peak RSS flat over
 many layers.
 """
@@ -81,7 +81,7 @@ def write_files(
                     bar.update(tensor.numel() * tensor.element_size())
                     bar.set_postfix_str(name, refresh=False)
                     del item, tensor
-            digest = writer.digest.hexdigest() if writer.digest is not None else None
+            digest = writer.sha256_hex()
             written.append(
                 WrittenFile(path.name, writer.total_bytes, digest, len(layout), writer.hash_seconds)
             )

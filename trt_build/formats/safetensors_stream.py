@@ -8,11 +8,9 @@ write through it. Reading goes through `opened_safetensors`, the one place a dam
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import struct
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from trt_build.common.errors import SwallowTrtError
+from trt_build.common.manifest import BackgroundSha256
 
 DTYPE_NAMES: dict[torch.dtype, str] = {
     torch.float32: "F32",
@@ -67,8 +66,9 @@ class StreamingSafetensorsWriter:
     """Writes tensors in the order of `layout`; each `write` is checked against its declared spec.
 
     A large tensor may come as consecutive row blocks (each `write` a block of its rows), so a converter never
-    holds a whole embedding. With `sha256` the bytes are hashed as they go out, so a multi-GB file is never
-    read back to record its digest (`digest`, and the time it took in `hash_seconds`).
+    holds a whole embedding. With `sha256` the bytes are hashed as they go out, on a thread beside the writing
+    (`BackgroundSha256`), so a multi-GB file is never read back to record its digest (`sha256_hex`, and the
+    time hashing took in `hash_seconds`).
     """
 
     def __init__(
@@ -98,8 +98,7 @@ class StreamingSafetensorsWriter:
         encoded += b" " * (-len(encoded) % 8)
         head = struct.pack("<Q", len(encoded)) + encoded
         self.total_bytes = len(head) + offset
-        self.digest = hashlib.sha256(head) if sha256 else None
-        self.hash_seconds = 0.0
+        self._hasher = BackgroundSha256(head) if sha256 else None
         self._handle = open(self.path, "wb")  # noqa: SIM115 (closed in close())
         self._handle.write(head)
 
@@ -117,14 +116,20 @@ class StreamingSafetensorsWriter:
             )
         data = memoryview(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
         self._handle.write(data)
-        if self.digest is not None:
-            started = time.perf_counter()
-            self.digest.update(data)
-            self.hash_seconds += time.perf_counter() - started
+        if self._hasher is not None:
+            self._hasher.update(data)
         self._rows_written += rows
         if self._rows_written == total_rows:
             self._next += 1
             self._rows_written = 0
+
+    def sha256_hex(self) -> str | None:
+        """The file's sha256 (None without `sha256`), once every tensor is written."""
+        return self._hasher.hexdigest() if self._hasher is not None else None
+
+    @property
+    def hash_seconds(self) -> float:
+        return self._hasher.seconds if self._hasher is not None else 0.0
 
     @property
     def complete(self) -> bool:
@@ -134,6 +139,8 @@ class StreamingSafetensorsWriter:
     def close(self) -> None:
         self._handle.close()
         if self._next != len(self.layout):
+            if self._hasher is not None:
+                self._hasher.stop()
             missing = [name for name, _, _ in self.layout[self._next :]]
             raise ValueError(
                 f"{self.path.name}: closed before writing {len(missing)} tensors: {missing[:3]}..."
@@ -149,6 +156,8 @@ class StreamingSafetensorsWriter:
             self.close()
         else:
             self._handle.close()
+            if self._hasher is not None:
+                self._hasher.stop()
 
 
 def shard_layout(layout: list[TensorSpec], max_shard_bytes: int) -> list[tuple[str, list[TensorSpec]]]:

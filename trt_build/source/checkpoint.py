@@ -267,7 +267,9 @@ def _recorded_sha256(model_dir: Path) -> dict[str, dict[str, Any]]:
 class SourceHasher(threading.Thread):
     """sha256 of each source file, on a thread beside the conversion. Hashing 140 GB takes minutes,
     so a digest is reused when it is already known: from the fetch manifest (same size), or from the
-    name of a Hugging Face cache blob."""
+    name of a Hugging Face cache blob. Otherwise each file is hashed once from its mapped pages
+    (`sha256_file`): the same page cache the conversion's safetensors mapping reads, so while the model
+    fits in memory each byte comes from disk once and is never copied for hashing."""
 
     def __init__(self, files: list[Path], root: Path, compute: bool = True):
         super().__init__(name="convert-source-sha256", daemon=True)
