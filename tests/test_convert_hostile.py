@@ -111,6 +111,29 @@ def test_output_overlapping_the_source_is_refused_and_the_source_survives(tmp_pa
     assert names(model) == ["config.json", "model.safetensors"]
 
 
+def test_build_and_repo_refuse_to_write_over_their_input(tmp_path: Path, tokenizer_dir: Path) -> None:
+    model = small_model(tmp_path / "model")
+    ckpt = convert_checkpoint(model, tmp_path / "ckpt")
+    before = names(ckpt)
+    commands = [
+        ["build", "--checkpoint", str(ckpt), "--output", str(ckpt), "--gpu", "h100", "--target", "engine"],
+        ["build", "--checkpoint", str(model), "--output", str(model), "--gpu", "h100", "--target", "pytorch"],
+        [
+            "repo",
+            "--checkpoint",
+            str(ckpt),
+            "--tokenizer",
+            str(tokenizer_dir),
+            "--output",
+            str(ckpt / "repo"),
+        ],
+    ]
+    for command in commands:
+        code, text = cli(*command, "--overwrite")
+        assert code == 1 and "Error: the output" in text, text
+    assert names(ckpt) == before and names(model) == ["config.json", "model.safetensors"]
+
+
 def test_output_symlinked_to_the_source_is_refused(tmp_path: Path) -> None:
     model = small_model(tmp_path / "model")
     (tmp_path / "link").symlink_to(model, target_is_directory=True)
