@@ -315,8 +315,9 @@ def post_status(server, model: str, **fields) -> tuple[int, str]:
 
 @pytest.mark.slow
 def test_the_llmapi_front_refuses_prompts_by_size_and_gives_its_own_ids(cpu_server, tokenizer):
-    """8.4 MB and an over-long chat are refused by size (400, naming the field); `stop` requests sent to the
-    llmapi model under the client's id do not reach the client's request."""
+    """8.4 MB and an over-long chat are refused by size, values out of range by the fronts' table (400, naming
+    the field); `stop` requests sent to the llmapi model under the client's id do not reach the client's
+    request."""
     import threading
 
     from tests.front_clients import ask
@@ -327,6 +328,13 @@ def test_the_llmapi_front_refuses_prompts_by_size_and_gives_its_own_ids(cpu_serv
     messages = json.dumps([{"role": "user", "content": "紅葉" * 5000}] * 20, ensure_ascii=False)
     status, text = post_status(cpu_server, "tensorrt_llm_bls", text_input="", messages=messages, max_tokens=4)
     assert status == 400 and "messages is 600080 bytes of text" in text
+    for fields, message in [
+        ({"max_tokens": 2**31}, "a JSON max_tokens of 2147483648 into -2147483648"),
+        ({"max_tokens": 4, "temperature": -0.5}, "temperature -0.5 is out of range"),
+        ({"max_tokens": 4, "top_p": 1.5}, "top_p 1.5 is out of range"),
+    ]:  # the same table as the engine repository's fronts (tensor_routes.RANGES)
+        status, text = post_status(cpu_server, "tensorrt_llm_bls", text_input="紅", **fields)
+        assert status == 400 and message in text, (status, text)
 
     def stop_the_victim() -> None:
         for _ in range(30):
