@@ -22,6 +22,7 @@ REPO ?= $(WORK)/repo# Triton model repository written by `make repo` and served 
 ENGINE ?=# engine dir for `make repo` (C++ tensorrtllm backend); empty = CPU engine on CHECKPOINT
 CHECKPOINT ?= $(WORK)/demo/chain-ckpt# TensorRT-LLM checkpoint served by the CPU engine when ENGINE is empty
 TOKENIZER ?= $(WORK)/demo/chain-swallow# tokenizer directory copied into the repository
+HOST ?= 127.0.0.1# address `make serve` binds (HTTP, gRPC, metrics, OpenAI); 0.0.0.0 = every interface
 HTTP_PORT ?= 8000# tritonserver HTTP port (gRPC = +1, metrics = +2)
 OPENAI_PORT ?= 9000# the OpenAI-compatible API `make serve` opens beside tritonserver
 BENCH_URL ?= 127.0.0.1:8001# server for `make bench` (grpc host:port; http/openai: http://host:port)
@@ -158,8 +159,7 @@ repo: setup ## Write REPO (ENGINE=dir: C++ tensorrtllm backend; else the CPU eng
 		$(if $(ENGINE),--engine $(ENGINE),--checkpoint $(CHECKPOINT)) --overwrite
 
 serve: setup ## Serve REPO with tritonserver (and the OpenAI API on OPENAI_PORT) until Ctrl-C
-	$(CLI) serve --repo $(REPO) --http-port $(HTTP_PORT) --grpc-port $$(($(HTTP_PORT)+1)) \
-		--metrics-port $$(($(HTTP_PORT)+2)) --openai-port $(OPENAI_PORT)
+	$(CLI) serve --repo $(REPO) --host $(HOST) --http-port $(HTTP_PORT) --openai-port $(OPENAI_PORT)
 
 bench: setup ## Benchmark a running server into $(RESULTS)/$(BENCH_LABEL)
 	$(CLI) bench --url $(BENCH_URL) --protocol $(BENCH_PROTOCOL) $(if $(BENCH_MODEL),--model $(BENCH_MODEL)) --label $(BENCH_LABEL) \

@@ -140,3 +140,55 @@ def test_rendering_stops_at_the_cap_and_stays_in_the_sandbox():
         escape.render([{"role": "user", "content": ""}])
     with pytest.raises(PromptRefused, match="no chat template"):
         PromptLimits(fake_tokenizer(None), max_input_len=16).render([])
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("max_tokens", -(2**31), "a JSON max_tokens of 2147483648 into -2147483648"),  # wrapped by Triton
+        ("max_tokens", 0, "max_tokens 0 is out of range: send an integer at least 1"),
+        ("max_tokens", 1.5, "send an integer"),
+        ("max_tokens", True, "send an integer"),
+        ("temperature", -0.5, "temperature -0.5 is out of range"),
+        ("temperature", float("inf"), "a finite number"),
+        ("top_p", 0.0, "top_p 0.0 is out of range: send a finite number above 0 and at most 1"),
+        ("top_p", 1.5, "at most 1"),
+        ("top_k", -1, "top_k -1 is out of range"),
+        ("min_tokens", -5, "min_tokens -5"),
+        ("repetition_penalty", 0.0, "above 0"),
+        ("beam_width", 2, "beam_width 2 is not served here: send beam_width 1"),
+        ("num_return_sequences", 0, "num_return_sequences 0 is not served here"),
+    ],
+)
+def test_request_values_outside_the_table_are_refused_naming_the_field(name, value, message):
+    assert message in tensor_routes.refusal(name, value)
+
+
+def test_in_range_values_pass_and_the_engine_bound_lowers_max_tokens():
+    for name, value in [("max_tokens", 1), ("top_p", 1.0), ("temperature", 0.0), ("seed", 2**64 - 1)]:
+        assert tensor_routes.refusal(name, value) is None
+    assert tensor_routes.refusal("max_tokens", 4095, high=4095) is None
+    assert "at most 4095" in tensor_routes.refusal("max_tokens", 4096, high=4095)
+    values = {"top_k": 3, "temperature": -1.0, "seed": None}
+    assert tensor_routes.request_refusal(values.get).startswith("temperature -1.0")
+    assert tensor_routes.request_refusal({"top_k": 3}.get) is None
+
+
+@pytest.mark.parametrize("name", ["max_tokens", "min_tokens", "top_k", "top_p", "temperature", "seed"])
+def test_the_openai_schema_takes_its_bounds_from_the_same_table(name):
+    """Around each bound, the OpenAI front accepts exactly what the Triton fronts accept."""
+    import pydantic
+
+    from triton_repo.openai_front.schema import CompletionRequest
+
+    allowed = tensor_routes.RANGES[name]
+    step = 1 if allowed.kind is int else 1e-6
+    for bound in filter(lambda b: b is not None, (allowed.low, allowed.high)):
+        for value in (allowed.kind(bound - step), allowed.kind(bound), allowed.kind(bound + step)):
+            try:
+                CompletionRequest(model="m", prompt="x", **{name: value})
+                accepted = True
+            except pydantic.ValidationError as error:
+                accepted = False
+                assert error.errors()[0]["loc"] == (name,)
+            assert accepted == (tensor_routes.refusal(name, value) is None), (name, value)

@@ -91,7 +91,7 @@ def test_pytorch_repository_golden(tmp_path, deployment, tokenizer_dir, tiny_mod
     assert front.parameters["max_input_len"].string_value == "2047"  # the deployment's max_seq_len 2048
     assert (repo / front.parameters["tokenizer_dir"].string_value / "tokenizer.json").is_file()
     assert {p.name for p in (repo / "tensorrt_llm_bls" / "1").iterdir()} >= {
-        "model.py", "repo_common.py", "text_deltas.py", "prompt_limits.py"
+        "model.py", "repo_common.py", "text_deltas.py", "prompt_limits.py", "tensor_routes.py"
     }  # fmt: skip
 
     model_yaml = yaml.safe_load((repo / "tensorrt_llm" / "1" / "model.yaml").read_text())
@@ -315,8 +315,9 @@ def post_status(server, model: str, **fields) -> tuple[int, str]:
 
 @pytest.mark.slow
 def test_the_llmapi_front_refuses_prompts_by_size_and_gives_its_own_ids(cpu_server, tokenizer):
-    """8.4 MB and an over-long chat are refused by size (400, naming the field); `stop` requests sent to the
-    llmapi model under the client's id do not reach the client's request."""
+    """8.4 MB and an over-long chat are refused by size, values out of range by the fronts' table (400, naming
+    the field); `stop` requests sent to the llmapi model under the client's id do not reach the client's
+    request."""
     import threading
 
     from tests.front_clients import ask
@@ -327,6 +328,13 @@ def test_the_llmapi_front_refuses_prompts_by_size_and_gives_its_own_ids(cpu_serv
     messages = json.dumps([{"role": "user", "content": "紅葉" * 5000}] * 20, ensure_ascii=False)
     status, text = post_status(cpu_server, "tensorrt_llm_bls", text_input="", messages=messages, max_tokens=4)
     assert status == 400 and "messages is 600080 bytes of text" in text
+    for fields, message in [
+        ({"max_tokens": 2**31}, "a JSON max_tokens of 2147483648 into -2147483648"),
+        ({"max_tokens": 4, "temperature": -0.5}, "temperature -0.5 is out of range"),
+        ({"max_tokens": 4, "top_p": 1.5}, "top_p 1.5 is out of range"),
+    ]:  # the same table as the engine repository's fronts (tensor_routes.RANGES)
+        status, text = post_status(cpu_server, "tensorrt_llm_bls", text_input="紅", **fields)
+        assert status == 400 and message in text, (status, text)
 
     def stop_the_victim() -> None:
         for _ in range(30):

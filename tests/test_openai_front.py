@@ -360,6 +360,11 @@ def error_of(raised: pytest.ExceptionInfo) -> dict:
             "messages.0.content",
         ),  # fmt: skip
         ({"max_tokens": MAX_SEQ_LEN}, "max_tokens"),  # refused by the repository: above max_seq_len
+        ({"max_tokens": 2**31}, "max_tokens"),  # never wrapped into INT32 on the way to Triton
+        ({"seed": -1}, "seed"),
+        ({"temperature": -0.5}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
         ({"messages": [{"role": "user", "content": "紅葉" * 200}]}, "messages"),  # above max_input_len
     ],
 )

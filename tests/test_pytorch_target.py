@@ -406,7 +406,7 @@ def test_serve_via_trtllm_serve_without_it_prints_the_command(tmp_path, tiny_mod
     assert result.exit_code == 3
     assert "trtllm-serve NOT started" in result.output
     assert (
-        f"trtllm-serve {tiny_model_dir.resolve()} --backend pytorch --host 0.0.0.0 --port 9000 --tp_size 2 "
+        f"trtllm-serve {tiny_model_dir.resolve()} --backend pytorch --host 127.0.0.1 --port 9000 --tp_size 2 "
         f"--pp_size 1 --extra_llm_api_options {deploy.resolve() / 'llm_api_options.yaml'}"
     ) in result.output
     result = CliRunner().invoke(serve_command, ["--via", "trtllm-serve", "--repo", str(deploy)])
@@ -426,7 +426,7 @@ def test_serve_via_trtllm_serve_runs_it(tmp_path, tiny_model_dir, monkeypatch):
     args = (tmp_path / "args.txt").read_text().split()
     assert args[0] == str(tiny_model_dir.resolve())
     assert args[args.index("--extra_llm_api_options") + 1] == str(deploy.resolve() / "llm_api_options.yaml")
-    assert args[args.index("--tp_size") + 1] == "1" and args[args.index("--host") + 1] == "0.0.0.0"
+    assert args[args.index("--tp_size") + 1] == "1" and args[args.index("--host") + 1] == "127.0.0.1"
 
 
 # ---------------------------------------------------------------- plan --target pytorch

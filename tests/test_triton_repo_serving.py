@@ -180,8 +180,14 @@ def test_chat_template_and_a_single_bos(server, tokenizer):
 
 BAD_REQUESTS = [
     ({"max_tokens": 4}, "text_input"),
-    ({"text_input": PROMPT, "max_tokens": 0}, "max_tokens must be at least 1"),
-    ({"text_input": PROMPT, "max_tokens": MAX_SEQ_LEN}, "above the engine limit"),
+    ({"text_input": PROMPT, "max_tokens": 0}, "max_tokens 0 is out of range: send an integer at least 1"),
+    ({"text_input": PROMPT, "max_tokens": MAX_SEQ_LEN}, f"at most {MAX_SEQ_LEN - 1}"),
+    ({"text_input": PROMPT, "max_tokens": 2**31}, "a JSON max_tokens of 2147483648 into -2147483648"),
+    ({"text_input": PROMPT, "max_tokens": 4, "temperature": -0.5}, "temperature -0.5 is out of range"),
+    ({"text_input": PROMPT, "max_tokens": 4, "top_p": 0}, "top_p 0.0 is out of range"),
+    ({"text_input": PROMPT, "max_tokens": 4, "top_p": 1.5}, "top_p 1.5 is out of range"),
+    ({"text_input": PROMPT, "max_tokens": 4, "top_k": -1}, "top_k -1 is out of range"),
+    ({"text_input": PROMPT, "max_tokens": 4, "min_tokens": -5}, "min_tokens -5 is out of range"),
     ({"text_input": "紅葉" * 200, "max_tokens": 4}, f"accepts at most {MAX_INPUT_LEN}"),
     ({"text_input": PROMPT, "max_tokens": 4, "messages": "not json"}, "messages is not valid JSON"),
     (

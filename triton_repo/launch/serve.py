@@ -2,6 +2,9 @@
 until Ctrl-C or SIGTERM. The progress lines it prints (starting, endpoints, stopping) are the command's
 own output while it runs.
 
+Every port (HTTP, gRPC, metrics, OpenAI) is checked free on the bind host (`--host`) before anything
+starts, and "Ready." is printed only once the server is proven ours (triton_repo/launch/tritonserver.py).
+
 --repo REPO                          tritonserver on a `swallow-trt repo` output. Engine repositories
                                      with several ranks run in MPI leader mode; a pytorch-target
                                      repository (llmapi model) with TP x PP > 1 runs as one server under
@@ -23,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from triton_repo.launch.tritonserver import Ports, TritonServer
+from triton_repo.launch.ports import check_ports_free, shown_host
+from triton_repo.launch.tritonserver import DEFAULT_HOST, Ports, TritonServer
 from triton_repo.openai_front import OpenAIFrontServer, OpenAIFrontSettings
 from triton_repo.repository.common import repository_manifest
 from triton_repo.repository.engine_configs import ENGINE, MODEL_NAMES
@@ -41,11 +45,11 @@ class ServeOptions:
     repo: Path | None = None
     via: str = "triton"
     deploy: Path | None = None
-    host: str = "0.0.0.0"  # trtllm-serve only
+    host: str = DEFAULT_HOST  # what every service binds
     ports: Ports = field(default_factory=Ports)
     log_path: Path | None = None
     timeout_s: int = 600
-    openai_port: int | None = None  # also serve the OpenAI-compatible API there (127.0.0.1)
+    openai_port: int | None = None  # also serve the OpenAI-compatible API there (on `host`)
     served_model_name: str | None = None  # the model name OpenAI clients use [the front model's]
 
 
@@ -82,6 +86,7 @@ def endpoints(server: TritonServer, pytorch: bool = False) -> str:
     )
     return "\n".join(
         [
+            f"bound    {shown_host(server.host)}",
             f"HTTP     {server.http_url}  (POST {models})",
             f"gRPC     {server.grpc_url}",
             f"metrics  {server.metrics_url}",
@@ -133,8 +138,9 @@ def openai_front(server: TritonServer, options: ServeOptions) -> OpenAIFrontServ
     if options.openai_port is None:
         return None
     settings = OpenAIFrontSettings(
-        grpc_url=f"127.0.0.1:{options.ports.grpc}",
+        grpc_url=server.grpc_url,
         served_model_name=options.served_model_name,
+        host=options.host,
         port=options.openai_port,
     )
     return OpenAIFrontServer(settings).start()
@@ -146,11 +152,13 @@ def serve_repository(options: ServeOptions) -> None:
     repo, ports, log_path = options.repo, options.ports, options.log_path
     assert repo is not None
     manifest = check_repository(repo)
+    openai_port = {} if options.openai_port is None else {"OpenAI": options.openai_port}
+    check_ports_free(options.host, {**ports.named(), **openai_port})
     pytorch = manifest.get("target") == "pytorch"
     world_size = repository_world_size(repo)
     parallel = int(manifest.get("tensor_parallel_size", 1)) * int(manifest.get("pipeline_parallel_size", 1))
     mpi_singleton = pytorch and manifest.get("backend") == "llmapi" and parallel > 1
-    server = TritonServer(repo, ports, world_size=world_size, log_path=log_path, mpi_singleton=mpi_singleton)
+    server = TritonServer(repo, ports, world_size, log_path, mpi_singleton=mpi_singleton, host=options.host)
     say(
         f"Starting {server.installation.binary} ({server.installation.source}), world size {world_size}"
         + (f", one server under mpirun for the LLM API's {parallel} GPU workers" if mpi_singleton else "")

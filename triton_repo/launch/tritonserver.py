@@ -5,14 +5,19 @@ same binary (2.51) and the Python backend, but not laid out as the server expect
 directory must hold the stub for our Python version, and the stub finds its packages through PATH
 (the venv's python3) and its libpython through LD_LIBRARY_PATH. `find_tritonserver` builds that.
 
-`TritonServer` starts it (MPI leader mode when the engine has several ranks), waits until it is
-ready, and stops it without leaving stub processes or Python-backend shared memory behind.
+`TritonServer` starts it on a bind host (HTTP, gRPC and metrics; MPI leader mode when the engine has
+several ranks), waits until it is ready, and stops it without leaving stub processes or Python-backend
+shared memory behind. Ready means proven ours: the process is alive, it holds the HTTP socket (where
+/proc tells), and every model of its repository is READY in /v2/repository/index; never a health answer
+from another server on the port. When it dies, the first line of the error is the log's own reason.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,11 +33,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from triton_repo.launch.ports import owns_port, url_host
 from trt_build.common.errors import SwallowTrtError
 
 NGC_ROOT = Path("/opt/tritonserver")
 SHM_DIR = Path("/dev/shm")
 PYTHON_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+DEFAULT_HOST = "127.0.0.1"
+# A glog error line ("E0612 10:11:12.123456 77 model_lifecycle.cc:654] failed to load ...") or the
+# server's last word ("error: creating server: ...").
+LOG_ERROR = re.compile(r"^(?:E\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] |error: )(?P<message>.+)")
+# Error lines every server on a machine without a GPU logs and survives (docs/triton.md §6.3): no reason.
+HARMLESS_ERRORS = (
+    "CudaDriverHelper has not been initialized",
+    "CUDA driver version is insufficient",
+    "Failed to initialize NVML",
+    "DCGM unable to start",
+)
 
 
 @dataclass(frozen=True)
@@ -118,6 +135,25 @@ class Ports:
     def free(cls) -> Ports:
         return cls(free_port(), free_port(), free_port())
 
+    @classmethod
+    def following(cls, http: int, grpc: int | None = None, metrics: int | None = None) -> Ports:
+        """`http` alone implies gRPC on the next port and metrics on the one after, as Triton's defaults."""
+        return cls(http, http + 1 if grpc is None else grpc, http + 2 if metrics is None else metrics)
+
+    def named(self) -> dict[str, int]:
+        return {"HTTP": self.http, "gRPC": self.grpc, "metrics": self.metrics}
+
+
+def log_errors(text: str) -> list[str]:
+    """The error messages of a tritonserver log, in order, each once (the first is usually the cause)."""
+    found: list[str] = []
+    for line in text.splitlines():
+        match = LOG_ERROR.match(line.strip())
+        message = match["message"].strip().strip('"').strip() if match else ""
+        if message and message not in found and not any(noise in message for noise in HARMLESS_ERRORS):
+            found.append(message)
+    return found
+
 
 def server_command(
     installation: TritonInstallation,
@@ -128,8 +164,9 @@ def server_command(
     rank_models: tuple[str, ...] = ("tensorrt_llm",),
     exit_timeout_s: int = 15,  # the stubs of torch/transformers models take a few seconds to finalize
     mpi_singleton: bool = False,
+    host: str = DEFAULT_HOST,
 ) -> list[str]:
-    """The command line; with world_size > 1, mpirun leader mode where ranks > 0 load only `rank_models`.
+    """The command line, every service bound to `host`; with world_size > 1, mpirun leader mode where ranks > 0 load only `rank_models`.
 
     `mpi_singleton`: one server under `mpirun -n 1`, as launch_triton_server.py runs the llmapi model, so
     the LLM API can spawn its tensor/pipeline-parallel workers (MPI_Comm_spawn) from it.
@@ -140,8 +177,11 @@ def server_command(
             str(installation.binary),
             f"--model-repository={repo}",
             f"--backend-directory={installation.backend_dir}",
+            f"--http-address={host}",
             f"--http-port={ports.http}",
+            f"--grpc-address={host}",
             f"--grpc-port={ports.grpc}",
+            f"--metrics-address={host}",
             f"--metrics-port={ports.metrics}",
             f"--exit-timeout-secs={exit_timeout_s}",
             "--disable-auto-complete-config",
@@ -170,8 +210,10 @@ class TritonServer:
         log_path: Path | None = None,
         installation: TritonInstallation | None = None,
         mpi_singleton: bool = False,
+        host: str = DEFAULT_HOST,
     ):
         self.repo = Path(repo).resolve()
+        self.host = host
         self.ports = ports or Ports.free()
         self.world_size = world_size
         self.mpi_singleton = mpi_singleton
@@ -182,15 +224,20 @@ class TritonServer:
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.http}"
+        return f"http://{url_host(self.host)}:{self.ports.http}"
 
     @property
     def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.ports.grpc}"
+        return f"{url_host(self.host)}:{self.ports.grpc}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.metrics}/metrics"
+        return f"http://{url_host(self.host)}:{self.ports.metrics}/metrics"
+
+    @property
+    def model_names(self) -> set[str]:
+        """The models of the repository (every one must be READY; follower ranks load a subset)."""
+        return {path.parent.name for path in self.repo.glob("*/config.pbtxt")}
 
     def command(self) -> list[str]:
         return server_command(
@@ -200,6 +247,7 @@ class TritonServer:
             self.shm_prefix,
             self.world_size,
             mpi_singleton=self.mpi_singleton,
+            host=self.host,
         )
 
     def start(self, timeout_s: float = 120.0) -> TritonServer:
@@ -224,27 +272,55 @@ class TritonServer:
             raise
         return self
 
-    def is_ready(self) -> bool:
+    def not_ready(self) -> str | None:
+        """Why this server is not ready yet (None: it is, proven ours)."""
+        if self.process is None or self.process.poll() is not None:
+            return "the tritonserver process is not running"
         try:
-            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as response:
-                return response.status == 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
+            with urllib.request.urlopen(
+                urllib.request.Request(f"{self.http_url}/v2/repository/index", data=b"{}"), timeout=2
+            ) as response:
+                index = json.loads(response.read())
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+            return f"nothing answers {self.http_url}/v2/repository/index yet"
+        single = self.world_size == 1 and not self.mpi_singleton  # mpirun's ranks may leave our group
+        if single and owns_port(self.process.pid, self.ports.http) is False:
+            return f"another process answers on port {self.ports.http}, not this tritonserver"
+        ready = {entry.get("name") for entry in index if entry.get("state") == "READY"}
+        waiting = sorted(self.model_names - ready)
+        if waiting:
+            return f"models not ready: {', '.join(waiting)}"
+        return None
+
+    def is_ready(self) -> bool:
+        return self.not_ready() is None
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while True:
             if self.process is not None and self.process.poll() is not None:
                 raise self.exit_error()
-            if self.is_ready():
+            reason = self.not_ready()
+            if reason is None:
                 return
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.25)
-        raise SwallowTrtError(f"tritonserver was not ready after {timeout_s:.0f} s.\n{self.log_tail()}")
+        raise SwallowTrtError(
+            f"tritonserver was not ready after {timeout_s:.0f} s: {reason}.\n{self.log_tail()}"
+        )
 
     def exit_error(self) -> SwallowTrtError:
-        """The error for a server process that ended on its own, with the end of its log."""
+        """The error for a server process that ended on its own: the log's reasons first, then its end."""
         assert self.process is not None
-        return SwallowTrtError(f"tritonserver exited with {self.process.returncode}.\n{self.log_tail()}")
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        reasons = log_errors(text)
+        why = f": {reasons[0]}" if reasons else " (its log names no error)"
+        more = "".join(f"\n  {reason}" for reason in reasons[1:6])
+        return SwallowTrtError(
+            f"tritonserver exited with {self.process.returncode}{why}{more}\n"
+            f"--- the end of {self.log_path} ---\n{self.log_tail()}"
+        )
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():

@@ -1,4 +1,4 @@
-"""Which client tensor goes to which model, and which engine outputs come back: the one table of both.
+"""Which client tensor goes to which model, which values it may take, and which engine outputs come back.
 
 The repository writer (triton_repo/repository/engine_configs.py) declares the fronts', preprocessing's
 and the engine's tensors from it, and the front model (`ensemble` / `tensorrt_llm_bls`) routes requests
@@ -6,11 +6,22 @@ with it at run time. Names and types are the TensorRT-LLM `inflight_batcher_llm`
 `seed`, `min_tokens`, `return_num_*_tokens`; docs/triton.md §1), so genai-perf `--backend tensorrtllm`,
 Triton's OpenAI frontend and tritonclient scripts work unchanged.
 
-This module is copied next to the front's `model.py` (it runs where swallow-trt is not installed), so it
-depends on nothing but the standard library.
+`RANGES` is the one table of what a client's scalar may be: every model that reads a request (the fronts,
+preprocessing, the llmapi front) refuses a value outside it with a message naming the field, and the OpenAI
+front's schema takes its bounds from it. Triton's HTTP `generate` parses JSON before any model runs: a
+value of the wrong JSON type (a string, float or null for an INT32, a negative number for a UINT64) is
+its own 500 "Unable to parse 'data'", and an integer of 2**31 or more is wrapped into INT32 (docs/triton.md
+§6.4); a wrapped negative is refused here with that said.
+
+This module is copied next to the models that read requests (they run where swallow-trt is not
+installed), so it depends on nothing but the standard library.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 PRE, ENGINE = "preprocessing", "tensorrt_llm"
 
@@ -98,3 +109,88 @@ ENGINE_STAT_OUTPUTS: tuple[tuple[str, str, tuple[int, ...], str | int], ...] = (
 )
 # outputs the front computes itself (the engine's own are per response in some versions, totals in others)
 TOKEN_COUNT_OUTPUTS = ("num_input_tokens", "num_output_tokens")
+
+
+INT32_MAX, UINT64_MAX = 2**31 - 1, 2**64 - 1
+
+
+class Range(NamedTuple):
+    """The values a client scalar may take: `kind` int or float, bounds inclusive unless `above` (then the
+    value must be greater than `low`); None is unbounded."""
+
+    kind: type
+    low: float | None
+    high: float | None
+    above: bool = False
+
+
+RANGES: dict[str, Range] = {
+    "max_tokens": Range(int, 1, INT32_MAX),  # and at most the engine's max_seq_len - 1 (preprocessing)
+    "min_tokens": Range(int, 0, INT32_MAX),
+    "min_length": Range(int, 0, INT32_MAX),
+    "end_id": Range(int, 0, INT32_MAX),
+    "pad_id": Range(int, 0, INT32_MAX),
+    "seed": Range(int, 0, UINT64_MAX),
+    "random_seed": Range(int, 0, UINT64_MAX),
+    "top_k": Range(int, 0, INT32_MAX),  # 0: no top-k cut
+    "top_p": Range(float, 0.0, 1.0, above=True),
+    "temperature": Range(float, 0.0, 2.0),  # 0: greedy
+    "length_penalty": Range(float, None, None),
+    "repetition_penalty": Range(float, 0.0, None, above=True),
+    "presence_penalty": Range(float, -2.0, 2.0),
+    "frequency_penalty": Range(float, -2.0, 2.0),
+    "beam_width": Range(int, 1, 1),  # the engines are built for one sequence per prompt
+    "num_return_sequences": Range(int, 1, 1),
+}
+
+
+def _shown(bound: float) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
+def refusal(name: str, value: object, high: float | None = None) -> str | None:
+    """Why `value` is no valid `name` (a message naming the field and what to send), or None if it is;
+    `high` lowers the table's upper bound (max_tokens: the engine's)."""
+    allowed = RANGES[name]
+    low = allowed.low
+    high = allowed.high if high is None or (allowed.high is not None and allowed.high < high) else high
+    if low is not None and low == high:
+        if value == low and not isinstance(value, bool):
+            return None
+        return f"{name} {value} is not served here: send {name} {_shown(low)} (or leave it out)."
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if allowed.kind is int:
+        number = number and isinstance(value, int)
+    if (
+        number
+        and math.isfinite(value)
+        and (low is None or (value > low if allowed.above else value >= low))
+        and (high is None or value <= high)
+    ):
+        return None
+    bounds = " and ".join(
+        filter(
+            None,
+            [
+                f"{'above' if allowed.above else 'at least'} {_shown(low)}" if low is not None else "",
+                f"at most {_shown(high)}" if high is not None else "",
+            ],
+        )
+    )
+    what = "an integer" if allowed.kind is int else "a finite number"
+    message = f"{name} {value} is out of range: send {what}{' ' + bounds if bounds else ''}."
+    if allowed.high == INT32_MAX and number and -(2**31) <= value < -(2**16):  # far below any typed value
+        message += (
+            f" (Triton's HTTP generate turns a JSON {name} of {value + 2**32} into {value}: INT32 wraps.)"
+        )
+    return message
+
+
+def request_refusal(read: Callable[[str], object], names: Iterable[str] = RANGES) -> str | None:
+    """The first refusal among the `names` a request sent (`read(name)`: its value, or None if absent)."""
+    for name in names:
+        value = read(name)
+        problem = None if value is None else refusal(name, value)
+        if problem:
+            return problem
+    return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -21,6 +21,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+from triton_repo.models.tensor_routes import RANGES
 
 MAX_STOP_STRINGS = 4  # as the OpenAI API
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -65,11 +67,13 @@ class ChatMessage(Strict):
         return {"role": ROLES[self.role], "content": str(self.content)}
 
 
-INT32_END = 2**31  # the front's token counts and top_k are INT32 tensors
-PositiveInt = Annotated[int, Field(strict=True, ge=1, lt=INT32_END)]
-Count = Annotated[int, Field(strict=True, ge=0, lt=INT32_END)]
-Probability = Annotated[float, Field(strict=True, gt=0.0, le=1.0)]
-Penalty = Annotated[float, Field(strict=True, ge=-2.0, le=2.0)]
+def ranged(name: str) -> Any:
+    """The type of a field the Triton front reads as `name`, with the bounds it checks (RANGES)."""
+    allowed = RANGES[name]
+    low = {"gt": allowed.low} if allowed.above else {"ge": allowed.low}
+    return Annotated[allowed.kind, Field(strict=True, allow_inf_nan=False, le=allowed.high, **low)]
+
+
 # OpenAI fields whose other values ask for what this server does not do: accepted at these values only.
 NEUTRAL: dict[str, tuple[object, ...]] = {
     "n": (1,),
@@ -95,18 +99,18 @@ class SamplingFields(Strict):
     model: StrictStr
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
-    max_tokens: PositiveInt | None = None
+    max_tokens: ranged("max_tokens") | None = None
     stop: object = ()  # a string or a list of strings, checked below
-    temperature: Annotated[float, Field(strict=True, ge=0.0, le=2.0)] | None = None
-    top_p: Probability | None = None
-    seed: Annotated[int, Field(strict=True, ge=0, lt=2**64)] | None = None
-    presence_penalty: Penalty | None = None
-    frequency_penalty: Penalty | None = None
+    temperature: ranged("temperature") | None = None
+    top_p: ranged("top_p") | None = None
+    seed: ranged("seed") | None = None
+    presence_penalty: ranged("presence_penalty") | None = None
+    frequency_penalty: ranged("frequency_penalty") | None = None
     n: Annotated[int, Field(strict=True)] | None = None
     user: StrictStr | None = None  # an end-user id for abuse monitoring; it changes no answer
     # vLLM-style extensions (benchmark clients send them)
-    top_k: Count | None = None
-    min_tokens: Count | None = None
+    top_k: ranged("top_k") | None = None
+    min_tokens: ranged("min_tokens") | None = None
     ignore_eos: StrictBool | None = None
 
     _neutral = field_validator(*NEUTRAL, check_fields=False)(neutral_only)
@@ -135,7 +139,7 @@ class SamplingFields(Strict):
 
 class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    max_completion_tokens: PositiveInt | None = None
+    max_completion_tokens: ranged("max_tokens") | None = None
     logprobs: StrictBool | None = None
     top_logprobs: int | None = None
     store: bool | None = None

@@ -9,6 +9,7 @@ from types import TracebackType
 
 import uvicorn
 
+from triton_repo.launch.ports import url_host
 from triton_repo.openai_front.app import create_app
 from triton_repo.openai_front.settings import OpenAIFrontSettings
 from trt_build.common.errors import SwallowTrtError
@@ -49,7 +50,7 @@ class OpenAIFrontServer:
     @property
     def url(self) -> str:
         """The base URL OpenAI clients take (`.../v1`)."""
-        return f"http://{self.settings.host}:{self.settings.port}/v1"
+        return f"http://{url_host(self.settings.host)}:{self.settings.port}/v1"
 
     def start(self, timeout_s: float = 30.0) -> OpenAIFrontServer:
         self.thread.start()

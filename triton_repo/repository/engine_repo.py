@@ -48,7 +48,12 @@ FRONT_FILES = (
 # model -> files copied into its version directory 1/ (beside model.py)
 MODEL_FILES: dict[str, tuple[Path, ...]] = {
     ENSEMBLE: FRONT_FILES,
-    PRE: (MODELS_DIR / PRE / "model.py", COMMON, MODELS_DIR / "prompt_limits.py"),
+    PRE: (
+        MODELS_DIR / PRE / "model.py",
+        COMMON,
+        MODELS_DIR / "prompt_limits.py",
+        MODELS_DIR / "tensor_routes.py",
+    ),
     POST: (MODELS_DIR / POST / "model.py", COMMON),
     BLS: FRONT_FILES,
 }

@@ -41,6 +41,7 @@ LLMAPI_FRONT_FILES = (
     MODELS_DIR / "repo_common.py",
     MODELS_DIR / "text_deltas.py",
     MODELS_DIR / "prompt_limits.py",
+    MODELS_DIR / "tensor_routes.py",
 )
 LLMAPI_CPU_FILES = (MODELS_DIR / "llmapi_cpu" / "model.py",)
 LLMAPI_STOCK_FILES = ("model.py", "helpers.py")

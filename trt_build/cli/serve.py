@@ -11,7 +11,7 @@ import click
 
 from triton_repo.client.chat import ChatOptions, answer_deltas
 from triton_repo.launch.serve import ServeOptions, serve_until_stopped
-from triton_repo.launch.tritonserver import Ports
+from triton_repo.launch.tritonserver import DEFAULT_HOST, Ports
 from triton_repo.repository.common import repository_manifest
 from triton_repo.repository.llmapi_repo import stock_files_note
 from triton_repo.repository.write import RepoOptions, write_repository
@@ -112,10 +112,15 @@ def repo(**options: Any) -> None:
     type=DIRECTORY,
     help="A `build --target pytorch` deployment directory (with --via trtllm-serve).",
 )
-@click.option("--host", default="0.0.0.0", show_default=True, help="trtllm-serve: address to listen on.")
+@click.option(
+    "--host",
+    default=DEFAULT_HOST,
+    show_default=True,
+    help="Address HTTP, gRPC, metrics and the OpenAI API bind (0.0.0.0: every interface).",
+)
 @click.option("--http-port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--grpc-port", type=click.IntRange(1, 65535), default=8001, show_default=True)
-@click.option("--metrics-port", type=click.IntRange(1, 65535), default=8002, show_default=True)
+@click.option("--grpc-port", type=click.IntRange(1, 65535), help="[HTTP port + 1]")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="[HTTP port + 2]")
 @click.option(
     "--log", "log_path", type=click.Path(path_type=Path), help="Server log file [a temporary file]."
 )
@@ -126,7 +131,7 @@ def repo(**options: Any) -> None:
     "--openai-port",
     type=click.IntRange(1, 65535),
     help="Also serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) on "
-    "127.0.0.1:PORT in front of the repository (Triton's own OpenAI frontend uses 9000).",
+    "--host:PORT in front of the repository (Triton's own OpenAI frontend uses 9000).",
 )
 @click.option(
     "--served-model-name", help="The model name OpenAI clients send [the repository's front model name]."
@@ -137,8 +142,8 @@ def serve(
     deploy: Path | None,
     host: str,
     http_port: int,
-    grpc_port: int,
-    metrics_port: int,
+    grpc_port: int | None,
+    metrics_port: int | None,
     log_path: Path | None,
     timeout: int,
     openai_port: int | None,
@@ -148,7 +153,7 @@ def serve(
 
     Exit status 3 (--via trtllm-serve): no trtllm-serve here; the command for the GPU host is printed.
     """
-    ports = Ports(http_port, grpc_port, metrics_port)
+    ports = Ports.following(http_port, grpc_port, metrics_port)
     options = ServeOptions(repo, via, deploy, host, ports, log_path, timeout, openai_port, served_model_name)
     serve_until_stopped(options)
 

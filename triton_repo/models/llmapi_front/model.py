@@ -8,7 +8,8 @@ Clients keep sending `text_input`/`max_tokens`/`stream`/... and get `text_output
     tokenizing, and rendering runs in Jinja's sandbox with its output capped (prompt_limits.py);
   - `sampling_param_exclude_input_from_output` true unless the client asks otherwise (the stock model
     defaults to echoing the prompt);
-  - `stop_words` -> `sampling_param_stop`; sampling inputs renamed to `sampling_param_*`;
+  - `stop_words` -> `sampling_param_stop`; sampling inputs renamed to `sampling_param_*`, each refused
+    naming the field when outside its range (tensor_routes.RANGES);
   - the llmapi model streams the whole text so far; `CumulativeText` turns it into deltas that hold
     back a trailing U+FFFD and concatenate to the final text. Non-streaming: one response.
   - `num_input_tokens` / `num_output_tokens` when asked: counted with the same tokenizer (the llmapi
@@ -41,6 +42,7 @@ from repo_common import (  # noqa: E402
     strings,
     text_tensor,
 )
+from tensor_routes import request_refusal  # noqa: E402
 from text_deltas import CumulativeText  # noqa: E402
 
 # client input -> (llmapi input, numpy dtype); scalars
@@ -110,9 +112,9 @@ class TritonPythonModel(ThreadPerRequestModel):
         return text
 
     def llmapi_inputs(self, request, prompt: str, streaming: bool) -> list:
-        max_tokens = scalar(request, "max_tokens")
-        if max_tokens is None or int(max_tokens) <= 0:
-            raise BadRequest(f"max_tokens must be at least 1 (got {max_tokens}).")
+        problem = request_refusal(lambda name: scalar(request, name))
+        if problem:
+            raise BadRequest(problem)
         one = lambda value, dtype: np.array([value], dtype=dtype)  # noqa: E731
         exclude = scalar(request, "exclude_input_in_output", self.exclude_input_default)
         inputs = [

@@ -35,6 +35,7 @@ from repo_common import (  # noqa: E402
     scalar,
     strings,
 )
+from tensor_routes import refusal  # noqa: E402
 
 
 def raw_sizes(array: np.ndarray | None) -> list[int]:
@@ -119,14 +120,10 @@ class TritonPythonModel:
         return found["text_input"], found["messages"], found["stop_words"], found["bad_words"]
 
     def preprocess(self, request):
-        max_tokens = int(scalar(request, "REQUEST_OUTPUT_LEN", 0))
-        if max_tokens <= 0:
-            raise BadRequest(f"max_tokens must be at least 1 (got {max_tokens}): ask for 1 token or more.")
-        if max_tokens >= self.max_seq_len:
-            raise BadRequest(
-                f"max_tokens {max_tokens} is above the engine limit: at most {self.max_seq_len - 1} tokens "
-                f"fit in max_seq_len {self.max_seq_len} beside a prompt. Lower max_tokens."
-            )
+        max_tokens = scalar(request, "REQUEST_OUTPUT_LEN", 0)
+        problem = refusal("max_tokens", max_tokens, high=self.max_seq_len - 1)
+        if problem:
+            raise BadRequest(f"{problem} The engine's max_seq_len {self.max_seq_len} holds a prompt too.")
         queries, messages, stop_words, bad_words = self.checked_inputs(request)
         apply_template = bool(scalar(request, "APPLY_CHAT_TEMPLATE", False))
 

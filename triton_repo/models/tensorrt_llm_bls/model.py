@@ -10,7 +10,8 @@ Clients call the front with the names of TensorRT-LLM's ensemble (`text_input`, 
     clients that reuse one id cannot touch each other;
   - a client that disconnects or cancels is noticed at the next engine response (a token) and the engine
     is stopped with a `stop` request under that id (Triton 2.51's BLS cannot cancel a request itself);
-  - one prompt per request, one sequence per prompt: what the front cannot answer exactly it refuses.
+  - one prompt per request, one sequence per prompt: what the front cannot answer exactly it refuses, and
+    every scalar outside its range (tensor_routes.RANGES) is refused naming the field.
 Errors keep their kind: a client's mistake reaches HTTP clients as 400. Why a Python front and not a Triton
 ensemble: docs/triton.md §5.4-§5.5.
 """
@@ -46,6 +47,7 @@ from tensor_routes import (  # noqa: E402
     FRONT_DECIDES,
     PRE,
     PRE_TO_ENGINE,
+    request_refusal,
 )
 
 TO_PRE = {name: target for name, _, _, _, model, target in CLIENT_INPUTS if model == PRE}
@@ -55,7 +57,6 @@ TO_ENGINE = {
     if model == ENGINE and target not in FRONT_DECIDES
 }
 STATS = {name: how for name, _, _, how in ENGINE_STAT_OUTPUTS}
-ONE_ONLY = ("beam_width", "num_return_sequences")  # the engines are built for one sequence per prompt
 
 
 def _inputs(request, mapping: dict[str, str]) -> list:
@@ -87,10 +88,9 @@ class TritonPythonModel(ThreadPerRequestModel):
         rows = 0 if text is None else text.as_numpy().shape[0]
         if rows != 1:
             raise BadRequest(f"text_input holds {rows} prompts: send one prompt per request.")
-        for name in ONE_ONLY:
-            value = scalar(request, name, 1)
-            if int(value) != 1:
-                raise BadRequest(f"{name} {value} is not served here: send {name} 1 (or leave it out).")
+        problem = request_refusal(lambda name: scalar(request, name))
+        if problem:
+            raise BadRequest(problem)
 
     def preprocess(self, request):
         """preprocessing's answer for the request (token ids, limits checked, word lists, ids)."""
