@@ -36,6 +36,7 @@ class BenchOptions:
     label: str | None = None  # this build's name in reports; default: the output directory's name
     openai_endpoint: str = "auto"  # auto | completions | chat
     request_timeout_s: float = 600.0
+    wait_s: float = 0.0  # wait up to this long for the server to be ready (0: say at once that it is not)
     seed: int = 0
     progress: bool = True  # a progress bar per level
     engine_dir: Path | None = None  # engine-level mode: an engine or a pytorch deployment

@@ -23,6 +23,7 @@ from benchmarks.load.levels import LoadLevel
 from benchmarks.metrics import results
 from benchmarks.metrics.summary import RequestRecord, Summary, headline, read_server_counts, summarize
 from benchmarks.options import DEFAULT_REQUESTS, BenchOptions
+from triton_repo.client.server_check import front_model, wait_for_server
 from trt_build.common.console import say
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import write_manifest
@@ -36,8 +37,6 @@ def default_model(url: str, protocol: str) -> str:
     """What to benchmark when --model is not given: a Triton server's front model (engine repositories
     have `ensemble`, pytorch ones only `tensorrt_llm_bls`), or the first model an OpenAI server lists."""
     if protocol != "openai":
-        from triton_repo.client.chat import front_model
-
         return front_model(url, protocol)
     address = base_url(url).removesuffix("/v1") + "/v1/models"
     try:
@@ -180,6 +179,9 @@ def run_served(options: BenchOptions, levels: list[LoadLevel], slo_ms: dict[str,
         num_requests = DEFAULT_REQUESTS
     if not math.isfinite(options.burstiness):
         raise SwallowTrtError("--burstiness must be finite.")
+    url = options.url or CLIENTS[options.protocol].default_url
+    wait_for_server(url, options.protocol, options.wait_s)  # refused / not ready first, before the tokenizer
+    model = options.model or default_model(url, options.protocol)
     from trt_build.source.tokenizer import ensure_tokenizer
 
     tokenizer_path = options.tokenizer_dir or ensure_tokenizer()
@@ -189,8 +191,6 @@ def run_served(options: BenchOptions, levels: list[LoadLevel], slo_ms: dict[str,
         options.dataset, tokenizer, (num_requests or DURATION_POOL) + warmup, options.isl, options.isl_stddev,
         options.osl, options.osl_stddev, options.seed,
     )  # fmt: skip
-    url = options.url or CLIENTS[options.protocol].default_url
-    model = options.model or default_model(url, options.protocol)
     client_options = ClientOptions(
         url=url,
         model=model,

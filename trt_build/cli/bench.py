@@ -114,6 +114,13 @@ DEFAULTS = BenchOptions(output=Path())  # the library's defaults, shown by --hel
     default=DEFAULTS.request_timeout_s,
     show_default=True,
 )
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=DEFAULTS.wait_s,
+    help="Wait up to this many seconds for the server to be ready.",
+)
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option(
