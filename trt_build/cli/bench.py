@@ -115,6 +115,22 @@ DEFAULTS = BenchOptions(output=Path())  # the library's defaults, shown by --hel
     show_default=True,
 )
 @click.option(
+    "--stall-timeout",
+    "stall_timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULTS.stall_timeout_s,
+    show_default=True,
+    help="Give the server up (ending the sweep, keeping the levels measured) when requests are in flight "
+    "and nothing has come back for this many seconds.",
+)
+@click.option(
+    "--max-consecutive-errors",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_consecutive_errors,
+    show_default=True,
+    help="Give the server up after this many failed requests in a row.",
+)
+@click.option(
     "--wait",
     "wait_s",
     type=click.FloatRange(min=0),
