@@ -193,3 +193,20 @@ def test_duration_mode_sends_for_the_given_time(fake, tmp_path):
         assert 1.0 - 0.02 <= summary["duration_s"] <= 1.0 + per_request + 0.1, summary["duration_s"]
 
     on_time(measure, check, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--concurrency", "1", "--request-rate", "2"], "Give either --concurrency or --request-rate"),
+        (["--concurrency", "0"], "--concurrency values are whole numbers"),
+        (["--num-requests", "3", "--duration", "2"], "Give either --num-requests or --duration"),
+        (["--goodput", "latency:5"], "Bad --goodput entry"),
+        (["--dry-run"], "--dry-run applies to --engine-dir"),
+    ],
+)
+def test_usage_errors_exit_2_like_click(tmp_path, args, said):
+    result = CliRunner().invoke(bench, [*args, "--output", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "Usage: bench [OPTIONS]" in result.output and f"Error: {said}" in result.output
+    assert not (tmp_path / "out").exists()

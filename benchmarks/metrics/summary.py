@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from trt_build.common.errors import SwallowTrtError
+from trt_build.common.errors import UsageError
 
 PERCENTILES = (50, 90, 95, 99)
 LATENCY_METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms")
@@ -222,16 +222,16 @@ def parse_goodput(spec: str | None) -> dict[str, float]:
             continue
         name, _, value = part.partition(":")
         if name.lower() not in GOODPUT_KEYS or not value:
-            raise SwallowTrtError(
+            raise UsageError(
                 f"Bad --goodput entry {part!r}: use NAME:MS with NAME one of ttft, tpot, e2e, "
                 "e.g. --goodput ttft:500,tpot:50"
             )
         try:
             limit = float(value)
         except ValueError:
-            raise SwallowTrtError(f"Bad --goodput value {value!r} in {part!r}: a number of ms.") from None
+            raise UsageError(f"Bad --goodput value {value!r} in {part!r}: a number of ms.") from None
         if not math.isfinite(limit) or limit <= 0:
-            raise SwallowTrtError(f"--goodput {name} must be a positive number of ms, got {value}.")
+            raise UsageError(f"--goodput {name} must be a positive number of ms, got {value}.")
         slos[GOODPUT_KEYS[name.lower()]] = limit
     return slos
 

@@ -27,7 +27,7 @@ from benchmarks.metrics.summary import RequestRecord, Summary, headline, read_se
 from benchmarks.options import DEFAULT_REQUESTS, BenchOptions
 from triton_repo.client.server_check import front_model, wait_for_server
 from trt_build.common.console import say
-from trt_build.common.errors import SwallowTrtError
+from trt_build.common.errors import SwallowTrtError, UsageError
 from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir
 
@@ -190,12 +190,12 @@ def run_served(options: BenchOptions, levels: list[LoadLevel], slo_ms: dict[str,
     """Prepare the prompts, run every level against the server, write the results directory; returns the
     closing line."""
     if options.dry_run:
-        raise SwallowTrtError("--dry-run applies to --engine-dir (trtllm-bench) runs.")
+        raise UsageError("--dry-run applies to --engine-dir (trtllm-bench) runs.")
     num_requests = options.num_requests
     if num_requests is None and options.duration_s is None:
         num_requests = DEFAULT_REQUESTS
     if not math.isfinite(options.burstiness):
-        raise SwallowTrtError("--burstiness must be finite.")
+        raise UsageError("--burstiness must be finite.")
     url = options.url or CLIENTS[options.protocol].default_url
     wait_for_server(url, options.protocol, options.wait_s)  # refused / not ready first, before the tokenizer
     model = options.model or default_model(url, options.protocol)
