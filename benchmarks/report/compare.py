@@ -41,6 +41,9 @@ TABLE_COLUMNS = (
 )
 
 
+# Chunk gaps span decades (sub-ms bursts to seconds-long stalls): a linear axis squashes the typical gaps.
+LOG_AXIS = {"itl_ms"}
+LOG_FLOOR_MS = 0.01  # gaps at or below this (chunks in one read) sit at the axis' left edge
 FLAG = "⚠"  # beside the throughput of a level that had errors or during which the server was given up on
 
 
@@ -180,7 +183,12 @@ def plot_distribution(by_label: dict[str, list[LevelResult]], metric: str, title
     rows = math.ceil(len(names) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5.4 * columns, 4.4 * rows), squeeze=False)
     colors = {label: f"C{i}" for i, label in enumerate(by_label)}
+    log = metric in LOG_AXIS
     for axis, name in zip(axes.flat, names, strict=False):
+        if log:
+            panels[name] = {
+                label: np.maximum(samples, LOG_FLOOR_MS) for label, samples in panels[name].items()
+            }
         for label, samples in panels[name].items():
             values = np.sort(np.asarray(samples))
             fraction = np.arange(1, len(values) + 1) / len(values)
@@ -188,9 +196,14 @@ def plot_distribution(by_label: dict[str, list[LevelResult]], metric: str, title
             axis.axvline(np.percentile(values, 99), color=colors[label], linestyle=":", linewidth=1)
         upper = max(float(np.percentile(samples, 99.9)) for samples in panels[name].values())
         lower = min(min(samples) for samples in panels[name].values())
-        axis.set_xlim(max(0.0, lower - 0.05 * (upper - lower)), upper + 0.05 * (upper - lower) + 1e-9)
+        if log:
+            axis.set_xscale("log")
+            axis.set_xlim(lower / 1.2, upper * 1.2)
+        else:
+            axis.set_xlim(max(0.0, lower - 0.05 * (upper - lower)), upper + 0.05 * (upper - lower) + 1e-9)
         axis.set_title(f"load {name}")
-        axis.set_xlabel(f"{title} (ms); dotted: p99; axis up to p99.9")
+        scale = "; log axis" if log else ""
+        axis.set_xlabel(f"{title} (ms); dotted: p99; axis up to p99.9{scale}")
         axis.set_ylabel("fraction of samples ≤ x")
         axis.set_ylim(0, 1.02)
         axis.legend(loc="lower right")
