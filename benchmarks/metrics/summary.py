@@ -185,12 +185,12 @@ class Summary:
             "load": self.config.get("load_level", ""),
             "num_completed": self.num_completed,
             "num_errors": self.num_errors,
-            "error_rate": round(self.error_rate, 4),
-            "aborted": self.aborted or "",
             "duration_s": round(self.duration_s, 4),
             "request_throughput": round(self.request_throughput, 4),
             "output_token_throughput": round(self.output_token_throughput, 3),
             "goodput": None if self.goodput is None else round(self.goodput, 4),
+            "error_rate": round(self.error_rate, 4),
+            "aborted": self.aborted or "",
         }
         for name, dist in self.metrics.items():
             for key in ("mean", "std", "min", "max", *(f"p{p}" for p in PERCENTILES)):
