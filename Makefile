@@ -13,10 +13,11 @@ QUANT ?= none# none | fp8 | int4_awq | int8_wo | int4_wo
 KV_CACHE_DTYPE ?= auto# auto (bf16) | fp8
 TP ?= 1# tensor parallelism
 PP ?= 1# pipeline parallelism
-GPU ?= h100# GPU profile: h100 h200 a100-80g a100-40g l40s b200
+GPU ?= h100# GPU profile: h100 h100-pcie h100-nvl h200 gh200 gh200-144g a100-80g a100-40g l40s l4 a10g b200
 MAX_SEQ_LEN ?= 8192# engine max_seq_len (always passed explicitly)
 MAX_BATCH_SIZE ?= 256# engine max_batch_size
-DRY_RUN ?=# 1 = make engine prints the trtllm-build command (or LLM-API options) and reasons instead
+DEVICE ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda,cpu)# where `make engine` calibrates: cuda | cpu (default: cuda if nvidia-smi is here)
+DRY_RUN ?=# 1 = make engine prints each command (fetch, convert, build) and runs none: no download, conversion or calibration
 TARGET ?= engine# engine (trtllm-build, TensorRT-LLM <= 1.3.0rc20) | pytorch (PyTorch backend) | auto (by version)
 REPO ?= $(WORK)/repo# Triton model repository written by `make repo` and served by `make serve`
 ENGINE ?=# engine dir for `make repo` (C++ tensorrtllm backend); empty = CPU engine on CHECKPOINT
@@ -124,9 +125,12 @@ plan: setup ## Memory plan: weights and KV cache per GPU, sequences that fit, TP
 # unified checkpoint of `convert --target pytorch`. TARGET=auto picks one by the installed TensorRT-LLM.
 PT_CKPT := $(ENGINE_WORK)/checkpoint-pytorch
 PT_KV := $(if $(filter none,$(QUANT)),$(KV_CACHE_DTYPE),auto)
+# DRY_RUN=1: each command is printed ("would run: ...") instead of run, so nothing is downloaded, converted,
+# calibrated or built; the checks on what exists already are the same as in a real run.
+RUN := $(if $(DRY_RUN),echo would run:,)
 engine: setup ## fetch (unless MODEL is a dir) -> convert -> build into $(WORK)/<model>-<quant>-tp<T>pp<P> (TARGET=)
 	@if [ -d "$(MODEL)" ]; then echo "MODEL is a local directory ($(MODEL)): nothing to fetch"; \
-	else $(CLI) fetch $(MODEL) --revision $(REVISION) --output $(HF_DIR); fi
+	else $(RUN) $(CLI) fetch $(MODEL) --revision $(REVISION) --output $(HF_DIR); fi
 	@target="$(TARGET)"; \
 	if [ "$$target" = auto ]; then \
 		target=$$($(BIN)/python -c "from trt_build.common.targets import resolve_target; print(resolve_target('auto'))") \
@@ -134,20 +138,20 @@ engine: setup ## fetch (unless MODEL is a dir) -> convert -> build into $(WORK)/
 	case "$$target" in \
 	engine) \
 		if [ -f $(ENGINE_WORK)/checkpoint/config.json ]; then echo "checkpoint exists: $(ENGINE_WORK)/checkpoint"; \
-		else $(CLI) convert --model-dir $(HF_DIR) --output $(ENGINE_WORK)/checkpoint --quant $(QUANT) \
-			--tp $(TP) --pp $(PP) $(KV_FLAG) || exit 1; fi; \
-		if [ -z "$(DRY_RUN)" ] && [ -f $(ENGINE_WORK)/engine/manifest.json ]; then \
+		else $(RUN) $(CLI) convert --model-dir $(HF_DIR) --output $(ENGINE_WORK)/checkpoint --quant $(QUANT) \
+			--tp $(TP) --pp $(PP) $(KV_FLAG) --device $(DEVICE) || exit 1; fi; \
+		if [ -f $(ENGINE_WORK)/engine/manifest.json ]; then \
 			echo "engine exists: $(ENGINE_WORK)/engine (delete it to rebuild)"; \
-		else $(CLI) build --checkpoint $(ENGINE_WORK)/checkpoint --output $(ENGINE_WORK)/engine $(BUILD_ARGS) \
-			$(if $(DRY_RUN),--dry-run,); fi ;; \
+		else $(RUN) $(CLI) build --checkpoint $(ENGINE_WORK)/checkpoint --output $(ENGINE_WORK)/engine \
+			$(BUILD_ARGS); fi ;; \
 	pytorch) \
 		ckpt=$(HF_DIR); \
 		if [ "$(QUANT)" != none ]; then ckpt=$(PT_CKPT); \
 			if [ -f $(PT_CKPT)/config.json ]; then echo "checkpoint exists: $(PT_CKPT)"; \
-			else $(CLI) convert --model-dir $(HF_DIR) --output $(PT_CKPT) --target pytorch --quant $(QUANT) \
-				$(KV_FLAG) || exit 1; fi; fi; \
-		$(CLI) build --target pytorch --checkpoint $$ckpt --output $(ENGINE_WORK)/deploy $(BUILD_ARGS) \
-			--tp $(TP) --pp $(PP) --kv-cache-dtype $(PT_KV) --overwrite $(if $(DRY_RUN),--dry-run,) ;; \
+			else $(RUN) $(CLI) convert --model-dir $(HF_DIR) --output $(PT_CKPT) --target pytorch --quant $(QUANT) \
+				$(KV_FLAG) --device $(DEVICE) || exit 1; fi; fi; \
+		$(RUN) $(CLI) build --target pytorch --checkpoint $$ckpt --output $(ENGINE_WORK)/deploy $(BUILD_ARGS) \
+			--tp $(TP) --pp $(PP) --kv-cache-dtype $(PT_KV) --overwrite ;; \
 	*) echo "TARGET must be engine, pytorch or auto (got $$target)"; exit 2 ;; \
 	esac
 

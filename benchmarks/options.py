@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_REQUESTS = 100  # measured requests per level when neither a count nor a duration is given
+STALL_TIMEOUT_S = 30.0  # nothing back for this long while requests are in flight: the server is stuck
+MAX_CONSECUTIVE_ERRORS = 10  # this many failed requests in a row: the server is gone
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class BenchOptions:
     label: str | None = None  # this build's name in reports; default: the output directory's name
     openai_endpoint: str = "auto"  # auto | completions | chat
     request_timeout_s: float = 600.0
+    stall_timeout_s: float = STALL_TIMEOUT_S  # give the server up when nothing comes back for this long
+    max_consecutive_errors: int = MAX_CONSECUTIVE_ERRORS  # ... after this many failed requests in a row
+    wait_s: float = 0.0  # wait up to this long for the server to be ready (0: say at once that it is not)
     seed: int = 0
     progress: bool = True  # a progress bar per level
     engine_dir: Path | None = None  # engine-level mode: an engine or a pytorch deployment

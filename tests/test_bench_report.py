@@ -77,3 +77,21 @@ def test_not_a_results_directory(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SwallowTrtError, match="not a benchmark results directory"):
         results.read_results(tmp_path / "empty")
+
+
+def test_the_itl_plot_spreads_gaps_over_decades(tmp_path, monkeypatch):
+    # gaps of 0 (one read), 1 ms and 5 s: on a linear axis everything but the stall sits in its first pixel
+    import matplotlib.pyplot as plt
+
+    from benchmarks.report import compare
+
+    record = RequestRecord(0, 100.0, [100.1, 100.1, 100.101, 105.101], 105.101, 4, "server")
+    config = {"load_level": "c1", "load": {"kind": "concurrency", "value": 1, "max_concurrency": None}}
+    results.write_level(tmp_path / "a", summarize([record], "a", config), [record])
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    assert compare.plot_distribution(compare.collect([tmp_path / "a"]), "itl_ms", "ITL", tmp_path / "itl.png")
+    axis = drawn[0].axes[0]
+    assert axis.get_xscale() == "log"
+    low, high = axis.get_xlim()
+    assert low <= compare.LOG_FLOOR_MS and high >= 5000  # the zero gap and the stall both on the axis

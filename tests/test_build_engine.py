@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -268,3 +270,36 @@ def test_trtllm_build_on_a_tiny_converted_checkpoint(tmp_path, monkeypatch, toke
     assert built["build_config"]["max_seq_len"] == 256
     assert json.loads((out / "manifest.json").read_text())["tensorrt_llm_version"]
     assert os.path.isfile(f"{out}.timing.cache")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_engine(work: Path, *variables: str) -> str:
+    run = subprocess.run(["make", "-s", "engine", f"WORK={work}", "DRY_RUN=1", *variables], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    return run.stdout
+
+
+@pytest.mark.parametrize("target, checkpoint", [("engine", "checkpoint"), ("pytorch", "checkpoint-pytorch")])
+def test_make_engine_dry_run_prints_every_command_and_runs_none(tiny_model_dir, tmp_path, target, checkpoint):
+    work = tmp_path / "work"
+    out = make_engine(work, f"MODEL={tiny_model_dir}", "QUANT=fp8", f"TARGET={target}", "DEVICE=cuda")
+    lines = [line for line in out.splitlines() if line.startswith("would run: ")]
+    assert "nothing to fetch" in out and not any(" fetch " in line for line in lines)
+    convert, build = lines  # convert (calibrating on the device asked for), then build
+    assert " convert " in convert and "--quant fp8" in convert and convert.endswith("--device cuda")
+    assert f"--output {work / f'{tiny_model_dir.name}-fp8-tp1pp1' / checkpoint}" in convert
+    assert " build " in build and "--gpu h100" in build
+    assert not work.exists()  # nothing converted, calibrated or built
+
+
+def test_make_engine_fetches_a_hub_model_and_calibrates_where_nvidia_smi_says(tmp_path):
+    out = make_engine(
+        tmp_path / "work", "MODEL=tokyotech-llm/Llama-3.1-Swallow-8B-Instruct-v0.5", "QUANT=int4_awq"
+    )
+    fetch, convert, _ = (line for line in out.splitlines() if line.startswith("would run: "))
+    assert " fetch tokyotech-llm/Llama-3.1-Swallow-8B-Instruct-v0.5 --revision main" in fetch
+    assert convert.endswith(f"--device {'cuda' if shutil.which('nvidia-smi') else 'cpu'}")
+    assert not (tmp_path / "work").exists()

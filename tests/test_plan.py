@@ -149,3 +149,41 @@ def test_local_hf_dir_and_trtllm_checkpoint_dir(tiny_model_dir, tmp_path):
 def test_unknown_model_is_explained():
     result = cli("--model", "nobody/nothing", "--gpu", "h100")
     assert result.exit_code == 1 and "swallow-trt models" in result.output
+
+
+@pytest.mark.parametrize(
+    "gpu, memory_gb, tb_s, fp8",
+    [("l4", 24, 0.3, True), ("a10g", 24, 0.6, False), ("h100-pcie", 80, 2.0, True), ("h100-nvl", 94, 3.9, True),
+     ("gh200", 96, 4.0, True), ("gh200-144g", 144, 4.9, True)],
+)  # fmt: skip
+def test_more_gpu_profiles_carry_their_spec_sheet_figures(gpu, memory_gb, tb_s, fp8):
+    profile = get_profile(gpu)
+    assert profile.memory_bytes == memory_gb * GB and profile.bandwidth_bytes_per_s == tb_s * 1000 * GB
+    assert profile.fp8 is fp8
+    result = cli("--model", EIGHT_B, "--gpu", gpu, "--quant", "fp8", "--json")
+    assert result.exit_code == (0 if fp8 else 1), result.output  # FP8 on Ampere is refused
+
+
+def test_gpu_memory_gb_replaces_the_profile_s_memory_or_stands_alone():
+    def gpu_and_tokens(*args: str) -> tuple[dict, int]:
+        result = cli("--model", EIGHT_B, *args, "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        return data["gpu"], data["kv_tokens"]
+
+    h100, h100_tokens = gpu_and_tokens("--gpu", "h100")
+    smaller, smaller_tokens = gpu_and_tokens("--gpu", "h100", "--gpu-memory-gb", "40")
+    assert smaller_tokens < h100_tokens
+    assert (
+        smaller["memory_bytes"] == 40 * GB
+        and smaller["bandwidth_bytes_per_s"] == h100["bandwidth_bytes_per_s"]
+    )
+    assert smaller["name"] == "h100" and smaller["description"].endswith("with 40 GB")
+    alone, _ = gpu_and_tokens("--gpu-memory-gb", "24")
+    assert (
+        alone["memory_bytes"] == 24 * GB and alone["name"] == "custom" and "unknown" in alone["description"]
+    )
+    refused = cli("--model", EIGHT_B, "--gpu-memory-gb", "12", "--tp", "1")
+    assert refused.exit_code == 1 and "12 GB" in refused.output  # 16 GB of bf16 weights do not fit
+    neither = cli("--model", EIGHT_B)
+    assert neither.exit_code == 2 and "Give --gpu, --gpu-memory-gb, or both" in neither.output

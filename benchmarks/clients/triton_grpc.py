@@ -30,6 +30,7 @@ from benchmarks.clients.base import (
 )
 from benchmarks.load.datasets import BenchRequest
 from benchmarks.metrics.summary import RequestRecord
+from triton_repo.client.server_check import strip_scheme
 from trt_build.common.errors import SwallowTrtError
 
 MAX_MESSAGE_BYTES = 2**31 - 1
@@ -55,13 +56,6 @@ def decode_bytes(raw: bytes) -> bytes:
         parts.append(raw[offset + 4 : offset + 4 + length])
         offset += 4 + length
     return b"".join(parts)
-
-
-def strip_scheme(url: str) -> str:
-    for prefix in ("grpc://", "http://", "https://"):
-        if url.startswith(prefix):
-            return url[len(prefix) :]
-    return url
 
 
 class TritonGrpcClient(StreamClient):

@@ -25,12 +25,8 @@ from benchmarks.clients.base import (
 from benchmarks.clients.sse import STREAM_ERRORS, make_session, sse_events, stream_error
 from benchmarks.load.datasets import BenchRequest
 from benchmarks.metrics.summary import RequestRecord
+from triton_repo.client.server_check import base_url
 from trt_build.common.errors import SwallowTrtError
-
-
-def base_url(url: str) -> str:
-    url = url.rstrip("/")
-    return url if url.startswith(("http://", "https://")) else f"http://{url}"
 
 
 class TritonHttpClient(StreamClient):

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.clients.triton_http import base_url
+from benchmarks.conform import UNREACHABLE_EXIT
 from benchmarks.conform.checks import Context, PathRun
 from benchmarks.conform.openai_api import OpenAIEndpoint
 from benchmarks.conform.paths import Answer, ClientPath
-from benchmarks.conform.probe import OPENAI, TRITON, UNREACHABLE_EXIT, wait_for_endpoint
 from benchmarks.conform.prompt import RenderedPrompt, render_prompt
 from benchmarks.conform.report import Report, build_report
-from benchmarks.conform.triton import FRONT_MODELS, TritonEndpoint, grpc_address
+from benchmarks.conform.triton import TritonEndpoint, grpc_address
 from benchmarks.load.datasets import load_tokenizer
+from triton_repo.client.server_check import FRONT_MODELS, OPENAI, TRITON, base_url, wait_for_server
 from trt_build.common.errors import SwallowTrtError
 from trt_build.source.tokenizer import ensure_tokenizer
 
@@ -91,16 +91,19 @@ async def _openai_paths(
 
 
 async def conform(options: ConformOptions) -> Report:
+    base = base_url(options.url).removesuffix("/v1")  # an OpenAI base URL is often given with /v1
+    # refused / not ready is said before anything slow (the tokenizer takes seconds to load)
+    protocol = await asyncio.to_thread(
+        wait_for_server, base, options.protocol, options.wait_s, UNREACHABLE_EXIT
+    )
     tokenizer = load_tokenizer(options.tokenizer_dir or ensure_tokenizer())
     prompt = render_prompt(tokenizer)
-    base = base_url(options.url).removesuffix("/v1")  # an OpenAI base URL is often given with /v1
     headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else None
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0),
         timeout=aiohttp.ClientTimeout(total=options.timeout_s),
         headers=headers,
     ) as session:
-        protocol = await wait_for_endpoint(session, base, options.protocol, options.wait_s)
         report = Report(base, protocol, "", options.concurrency, options.max_tokens)
         if protocol == TRITON:
             endpoint, paths = await _triton_paths(session, base, options, report, prompt)

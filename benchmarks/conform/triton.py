@@ -24,8 +24,8 @@ from benchmarks.clients.sse import HttpError, sse_events
 from benchmarks.clients.triton_grpc import INT_FORMATS, decode_bytes, strip_scheme
 from benchmarks.conform.paths import Answer, ClientPath, failed
 from benchmarks.conform.prompt import RenderedPrompt
+from triton_repo.client.server_check import FRONT_MODELS
 
-FRONT_MODELS = ("ensemble", "tensorrt_llm_bls")  # the names clients call, in the order they are tried
 NUM_INPUT_TOKENS, NUM_OUTPUT_TOKENS = "num_input_tokens", "num_output_tokens"
 # Sent when the model declares them: no prompt echo, token counts, greedy decoding.
 OPTIONAL_INPUTS: dict[str, object] = {

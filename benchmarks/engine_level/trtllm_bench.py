@@ -31,7 +31,7 @@ from benchmarks.metrics.summary import Summary, headline
 from benchmarks.options import DEFAULT_REQUESTS, BenchOptions
 from trt_build.build.pytorch import is_pytorch_deployment, read_deployment
 from trt_build.common.console import say
-from trt_build.common.errors import SwallowTrtError
+from trt_build.common.errors import SwallowTrtError, UsageError
 from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir
 
@@ -237,7 +237,7 @@ def run_trtllm_bench(options: BenchOptions, levels: list[LoadLevel], slo_ms: dic
     """Write the token dataset and the commands, run trtllm-bench per level (unless a dry run) and convert
     each level's output into our results; returns the closing line."""
     if any(level.kind != "concurrency" for level in levels):
-        raise SwallowTrtError("trtllm-bench has no request-rate mode: use --concurrency with --engine-dir.")
+        raise UsageError("trtllm-bench has no request-rate mode: use --concurrency with --engine-dir.")
     engine_dir, output = options.engine_dir, options.output
     target = bench_target(engine_dir, options.hf_model_dir, options.dry_run)
     model = resolve_model(options, target)

@@ -5,6 +5,10 @@ ends). Open loop sends at a request rate with Poisson arrivals, or gamma arrival
 burstiness (vLLM's convention: shape k, scale 1/(rate k); k < 1 is burstier, k = 1 is Poisson), with an
 optional cap on requests in flight. Warm-up requests run first and are reported apart. A stop event
 (Ctrl-C) ends sending and cancels what is in flight; what finished is kept.
+
+A server that stops answering is given up on: after `max_consecutive_errors` failed requests in a row, or
+when requests are in flight and nothing (no chunk, no end, no error) has come back for `stall_timeout_s`.
+The requests then in flight fail with the reason and `Runner.given_up` says it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from benchmarks.clients.base import StreamClient
 from benchmarks.load.datasets import BenchRequest
 from benchmarks.load.levels import LoadLevel
 from benchmarks.metrics.summary import RequestRecord
+from benchmarks.options import MAX_CONSECUTIVE_ERRORS, STALL_TIMEOUT_S
 
 ARRIVALS = ("poisson", "gamma", "constant")
 
@@ -47,16 +52,58 @@ class RunResult:
     interrupted: bool
     client_cpu_s: float
     wall_s: float
+    given_up: str | None = None  # why the server was given up on during this level
 
 
 class Runner:
     """Drives one client over a pool of requests (cycled) for each load level."""
 
-    def __init__(self, client: StreamClient, pool: list[BenchRequest], progress: bool = True):
+    def __init__(
+        self,
+        client: StreamClient,
+        pool: list[BenchRequest],
+        progress: bool = True,
+        stall_timeout_s: float = STALL_TIMEOUT_S,
+        max_consecutive_errors: int = MAX_CONSECUTIVE_ERRORS,
+    ):
         self.client = client
         self.pool = pool
         self.progress = progress
-        self.stop = asyncio.Event()
+        self.stop = asyncio.Event()  # Ctrl-C or `give_up`: stop sending, cancel what is in flight
+        self.stall_timeout_s = stall_timeout_s
+        self.max_consecutive_errors = max_consecutive_errors
+        self.given_up: str | None = None  # why the server was given up on; None: Ctrl-C stopped it
+        self.level = ""  # the name of the level running
+        self.in_flight: dict[int, RequestRecord] = {}
+        self.consecutive_errors = 0
+        self.last_answer = time.perf_counter()  # the latest response of any kind (chunk, end, error)
+
+    def give_up(self, reason: str) -> None:
+        """Stop the sweep: the server is not answering (the first reason is kept)."""
+        self.given_up = self.given_up or f"at {self.level}: {reason}"
+        self.stop.set()
+
+    def answered(self, record: RequestRecord) -> None:
+        """Count one finished request towards the consecutive-error limit."""
+        self.last_answer = time.perf_counter()
+        if record.error is None:
+            self.consecutive_errors = 0
+            return
+        self.consecutive_errors += 1
+        if self.consecutive_errors >= self.max_consecutive_errors:
+            self.give_up(f"{self.consecutive_errors} requests in a row failed (the last: {record.error})")
+
+    async def watch(self) -> None:
+        """Give up when requests are in flight and nothing has come back for `stall_timeout_s`."""
+        while not self.stop.is_set():
+            await asyncio.sleep(min(1.0, self.stall_timeout_s / 4))
+            if not self.in_flight:
+                continue
+            oldest = min(record.send_time for record in self.in_flight.values())
+            chunks = [r.chunk_times[-1] for r in self.in_flight.values() if r.chunk_times]
+            quiet_since = max(self.last_answer, oldest, *chunks)
+            if time.perf_counter() - quiet_since > self.stall_timeout_s:
+                self.give_up(f"no response for {self.stall_timeout_s:g} s with requests in flight")
 
     def request(self, number: int) -> BenchRequest:
         return self.pool[number % len(self.pool)]
@@ -70,6 +117,7 @@ class Runner:
             requested_output_tokens=request.output_tokens,
         )
         records.append(record)
+        self.in_flight[id(record)] = record
         try:
             await self.client.send(request, record)
         except asyncio.CancelledError:
@@ -77,6 +125,9 @@ class Runner:
             raise
         except Exception as error:  # a client bug must not stop the benchmark; count it
             record.fail(f"{type(error).__name__}: {error}")
+        finally:
+            del self.in_flight[id(record)]
+        self.answered(record)
         if bar is not None:
             bar.update(1)
 
@@ -152,6 +203,25 @@ class Runner:
         seed: int = 0,
     ) -> RunResult:
         """Warm up, then measure one level. Returns the measured records and the warm-up's figures."""
+        self.level, self.consecutive_errors, self.last_answer = level.name, 0, time.perf_counter()
+        watcher = asyncio.ensure_future(self.watch())
+        try:
+            return await self._run_level(level, num_requests, duration_s, warmup, arrival, burstiness, seed)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _run_level(
+        self,
+        level: LoadLevel,
+        num_requests: int | None,
+        duration_s: float | None,
+        warmup: int,
+        arrival: str,
+        burstiness: float,
+        seed: int,
+    ) -> RunResult:
         warmup_records: list[RequestRecord] = []
         warmup_info: dict[str, Any] = {"requests": warmup}
         if warmup > 0:
@@ -159,11 +229,14 @@ class Runner:
             await self.guard(
                 self.closed_loop(0, min(warmup, level.slots or warmup), warmup, None, warmup_records, None)
             )
+            self.fail_unanswered(warmup_records)
             warmup_info.update(
                 duration_s=time.perf_counter() - started,
                 errors=sum(1 for r in warmup_records if not r.ok and not r.cancelled),
                 first_error=next((r.error for r in warmup_records if r.error), None),
             )
+            if warmup_info["errors"] == warmup:
+                self.give_up(f"every warm-up request failed (the first: {warmup_info['first_error']})")
         records: list[RequestRecord] = []
         bar = (
             tqdm(
@@ -189,16 +262,26 @@ class Runner:
             await self.guard(body)
         if bar is not None:
             bar.close()
-        for record in records:
-            if record.end_time is None and record.error is None:
-                record.cancelled = True
+        self.fail_unanswered(records)
         return RunResult(
             records=records,
             warmup=warmup_info,
-            interrupted=self.stop.is_set(),
+            interrupted=self.stop.is_set() and not self.given_up,
+            given_up=self.given_up,
             client_cpu_s=time.process_time() - cpu0,
             wall_s=time.perf_counter() - wall0,
         )
+
+    def fail_unanswered(self, records: list[RequestRecord]) -> None:
+        """Requests stopped in flight: failed with the reason when the server was given up on, else
+        cancelled (Ctrl-C, the end of a --duration run)."""
+        for record in records:
+            if record.end_time is None and record.error is None:
+                if self.given_up:
+                    record.cancelled = False
+                    record.fail(f"given up: {self.given_up}")
+                else:
+                    record.cancelled = True
 
     async def guard(self, body) -> None:
         """Run `body` until it ends or the stop event fires; on stop, cancel what is in flight."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trt_build.common.errors import SwallowTrtError
+from trt_build.common.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def parse_levels(
 ) -> list[LoadLevel]:
     """`--concurrency 1,4,16` or `--request-rate 2,8` (inf allowed) -> load levels."""
     if concurrency and request_rate:
-        raise SwallowTrtError("Give either --concurrency or --request-rate, not both.")
+        raise UsageError("Give either --concurrency or --request-rate, not both.")
     spec, kind = (request_rate, "rate") if request_rate else (concurrency or "1", "concurrency")
     levels = []
     for part in spec.split(","):
@@ -42,12 +42,12 @@ def parse_levels(
         try:
             value = float(part)
         except ValueError:
-            raise SwallowTrtError(
+            raise UsageError(
                 f"--{kind.replace('rate', 'request-rate')} {spec!r}: {part!r} is not a number."
             ) from None
         if kind == "concurrency" and (value < 1 or value != int(value)):
-            raise SwallowTrtError(f"--concurrency values are whole numbers >= 1, got {part}.")
+            raise UsageError(f"--concurrency values are whole numbers >= 1, got {part}.")
         if kind == "rate" and not value > 0:
-            raise SwallowTrtError(f"--request-rate values are > 0 requests/s (or inf), got {part}.")
+            raise UsageError(f"--request-rate values are > 0 requests/s (or inf), got {part}.")
         levels.append(LoadLevel(kind, value, max_concurrency if kind == "rate" else None))
     return levels

@@ -28,6 +28,8 @@ DEFINITIONS = {
     "output_token_throughput": "output tokens of completed requests / duration_s [tok/s]",
     "duration_s": "last response - first request send, over measured (non-warm-up) requests",
     "goodput": "completed requests meeting every SLO in slo_ms / duration_s [req/s]",
+    "error_rate": "failed / measured requests; a level with errors, or during which the server was given up "
+    "on (`aborted`), is flagged: its throughput is not a healthy server's",
 }
 
 
@@ -52,10 +54,15 @@ def write_level(directory: Path, summary: Summary, records: list[RequestRecord])
     write_csv(directory / "summary.csv", [summary.csv_row()])
 
 
-def write_index(directory: Path, label: str, levels: list[tuple[str, Summary]], partial: bool) -> None:
+def write_index(
+    directory: Path, label: str, levels: list[tuple[str, Summary]], partial: bool, stopped: str | None = None
+) -> None:
+    """index.json and summary.csv of a sweep; rewritten after each level, so the levels measured so far are
+    readable whatever happens next. `stopped`: why the sweep ended early (None: it did not, or Ctrl-C)."""
     index = {
         "label": label,
         "partial": partial,
+        "stopped": stopped,
         "levels": [
             {
                 "name": name,
@@ -63,6 +70,8 @@ def write_index(directory: Path, label: str, levels: list[tuple[str, Summary]], 
                 "load": summary.config.get("load"),
                 "num_completed": summary.num_completed,
                 "num_errors": summary.num_errors,
+                "error_rate": summary.error_rate,
+                "aborted": summary.aborted,
                 "request_throughput": summary.request_throughput,
                 "output_token_throughput": summary.output_token_throughput,
             }

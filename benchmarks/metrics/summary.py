@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from trt_build.common.errors import SwallowTrtError
+from trt_build.common.errors import UsageError
 
 PERCENTILES = (50, 90, 95, 99)
 LATENCY_METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms")
@@ -161,12 +161,21 @@ class Summary:
     token_count_mismatches: int  # server count and tokenizer count differ by more than 1 %
     errors: dict[str, int]  # error message -> count
     partial: bool = False  # Ctrl-C stopped the run; what was measured is kept
+    aborted: str | None = (
+        None  # why the server was given up on during this level (its numbers are not healthy)
+    )
     warmup: dict[str, Any] = field(default_factory=dict)  # warm-up requests, reported apart
     client: dict[str, Any] = field(default_factory=dict)  # the client's own CPU time (is it the bottleneck?)
+
+    @property
+    def error_rate(self) -> float:
+        """Failed / measured requests (0 when none were sent)."""
+        return error_share(vars(self))
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["metrics"] = {name: asdict(dist) for name, dist in self.metrics.items()}
+        data["error_rate"] = self.error_rate
         return data
 
     def csv_row(self) -> dict[str, Any]:
@@ -180,6 +189,8 @@ class Summary:
             "request_throughput": round(self.request_throughput, 4),
             "output_token_throughput": round(self.output_token_throughput, 3),
             "goodput": None if self.goodput is None else round(self.goodput, 4),
+            "error_rate": round(self.error_rate, 4),
+            "aborted": self.aborted or "",
         }
         for name, dist in self.metrics.items():
             for key in ("mean", "std", "min", "max", *(f"p{p}" for p in PERCENTILES)):
@@ -211,16 +222,16 @@ def parse_goodput(spec: str | None) -> dict[str, float]:
             continue
         name, _, value = part.partition(":")
         if name.lower() not in GOODPUT_KEYS or not value:
-            raise SwallowTrtError(
+            raise UsageError(
                 f"Bad --goodput entry {part!r}: use NAME:MS with NAME one of ttft, tpot, e2e, "
                 "e.g. --goodput ttft:500,tpot:50"
             )
         try:
             limit = float(value)
         except ValueError:
-            raise SwallowTrtError(f"Bad --goodput value {value!r} in {part!r}: a number of ms.") from None
+            raise UsageError(f"Bad --goodput value {value!r} in {part!r}: a number of ms.") from None
         if not math.isfinite(limit) or limit <= 0:
-            raise SwallowTrtError(f"--goodput {name} must be a positive number of ms, got {value}.")
+            raise UsageError(f"--goodput {name} must be a positive number of ms, got {value}.")
         slos[GOODPUT_KEYS[name.lower()]] = limit
     return slos
 
@@ -264,6 +275,7 @@ def summarize(
     slo_ms: dict[str, float] | None = None,
     partial: bool = False,
     warmup: dict[str, Any] | None = None,
+    aborted: str | None = None,
 ) -> Summary:
     """The summary of the measured (non-warm-up) requests of one load level."""
     slo_ms = slo_ms or {}
@@ -306,8 +318,26 @@ def summarize(
         token_count_mismatches=mismatches,
         errors=dict(Counter(r.error or "no chunks streamed" for r in failed)),
         partial=partial,
+        aborted=aborted,
         warmup=warmup or {},
     )
+
+
+def error_share(summary: dict[str, Any]) -> float:
+    """Failed / measured requests of a summary.json (Summary.error_rate, also for results written before it)."""
+    errors = summary.get("num_errors") or 0
+    return errors / (summary.get("num_requests") or errors or 1)
+
+
+def unhealthy(summary: dict[str, Any]) -> str:
+    """Why a level's throughput must not be read as a healthy server's ("" when it may): errors, or the
+    server given up on. Reads summary.json's form, so reports of older results work too."""
+    reasons = []
+    if summary.get("num_errors"):
+        reasons.append(f"{summary['num_errors']} errors ({error_share(summary):.0%})")
+    if summary.get("aborted"):
+        reasons.append(f"aborted: {summary['aborted']}")
+    return "; ".join(reasons)
 
 
 def headline(summary: Summary) -> str:
@@ -319,9 +349,11 @@ def headline(summary: Summary) -> str:
         return "-" if value is None else f"{value:.1f}"
 
     good = "" if summary.goodput is None else f"  goodput {summary.goodput:.2f} req/s"
+    flag = unhealthy(summary.to_json())
     return (
         f"{summary.config['load_level']:>8}: {summary.num_completed} ok, {summary.num_errors} errors"
-        f"{', partial' if summary.partial else ''} | {summary.request_throughput:.2f} req/s, "
+        f"{', partial' if summary.partial else ''}{f' [UNHEALTHY: {flag}]' if flag else ''} | "
+        f"{summary.request_throughput:.2f} req/s, "
         f"{summary.output_token_throughput:.1f} tok/s{good} | TTFT p50 {ms('ttft_ms', 'p50')} "
         f"p99 {ms('ttft_ms', 'p99')} ms | ITL p50 {ms('itl_ms', 'p50')} ms | TPOT p50 {ms('tpot_ms', 'p50')} ms "
         f"| E2E p50 {ms('e2e_ms', 'p50')} ms"

@@ -105,6 +105,8 @@ def make_app(timing: Timing, request_ids: list[str]) -> web.Application:
     app.router.add_post("/v2/models/{model}/generate_stream", generate_stream)
     app.router.add_get("/v2/models/{model}", metadata)
     app.router.add_get("/v2/models/{model}/ready", ready)
+    app.router.add_get("/v2/health/ready", ready)
+    app.router.add_get("/v2/health/live", ready)
     app.router.add_get("/v1/models", models)
     return app
 
@@ -138,6 +140,12 @@ class FakeTritonService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request, context):  # noqa: N802
         return service_pb2.ModelReadyResponse(ready=True)
+
+    async def ServerReady(self, request, context):  # noqa: N802
+        return service_pb2.ServerReadyResponse(ready=True)
+
+    async def ServerLive(self, request, context):  # noqa: N802
+        return service_pb2.ServerLiveResponse(live=True)
 
     async def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
         """Requests on one stream run concurrently, as in Triton; responses are interleaved."""

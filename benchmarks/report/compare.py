@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.metrics.results import DEFINITIONS, LevelResult, read_results
+from benchmarks.metrics.summary import error_share, unhealthy
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir
@@ -29,15 +30,25 @@ TABLE_COLUMNS = (
     ("Label", lambda s: s["label"]),
     ("Load", lambda s: s["config"].get("load_level", "")),
     ("OK", lambda s: s["num_completed"]),
-    ("Err", lambda s: s["num_errors"]),
-    ("req/s", lambda s: _fmt(s["request_throughput"], 2)),
-    ("out tok/s", lambda s: _fmt(s["output_token_throughput"], 1)),
+    ("Err", lambda s: f"{s['num_errors']} ({error_share(s):.0%})" if s["num_errors"] else "0"),
+    ("req/s", lambda s: _flagged(s, _fmt(s["request_throughput"], 2))),
+    ("out tok/s", lambda s: _flagged(s, _fmt(s["output_token_throughput"], 1))),
     ("goodput req/s", lambda s: _fmt(s.get("goodput"), 2)),
     ("TTFT p50 / p90 / p99 ms", lambda s: _trio(s, "ttft_ms", ("p50", "p90", "p99"))),
     ("ITL p50 / p99 ms", lambda s: _trio(s, "itl_ms", ("p50", "p99"))),
     ("TPOT p50 / p99 ms", lambda s: _trio(s, "tpot_ms", ("p50", "p99"))),
     ("E2E p50 / p99 ms", lambda s: _trio(s, "e2e_ms", ("p50", "p99"))),
 )
+
+
+# Chunk gaps span decades (sub-ms bursts to seconds-long stalls): a linear axis squashes the typical gaps.
+LOG_AXIS = {"itl_ms"}
+LOG_FLOOR_MS = 0.01  # gaps at or below this (chunks in one read) sit at the axis' left edge
+FLAG = "⚠"  # beside the throughput of a level that had errors or during which the server was given up on
+
+
+def _flagged(summary: dict[str, Any], cell: str) -> str:
+    return f"{FLAG} {cell}" if unhealthy(summary) else cell
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -73,11 +84,16 @@ def collect(directories: list[Path]) -> dict[str, list[LevelResult]]:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The results table, then what each flagged level went through."""
     header = "| " + " | ".join(name for name, _ in TABLE_COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|"
     lines = [header, rule]
     for summary in rows:
         lines.append("| " + " | ".join(str(get(summary)) for _, get in TABLE_COLUMNS) + " |")
+    flagged = [(summary, unhealthy(summary)) for summary in rows if unhealthy(summary)]
+    if flagged:
+        lines += ["", f"{FLAG} Not a healthy server's throughput:"]
+        lines += [f"- {s['label']} {s['config'].get('load_level', '')}: {why}" for s, why in flagged]
     return "\n".join(lines)
 
 
@@ -108,6 +124,10 @@ def plot_tradeoff(by_label: dict[str, list[LevelResult]], path: Path) -> None:
             axis.plot(xs, ys, marker="o", label=label)
             for x, y, name in points:
                 axis.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            for level in levels:  # a level with errors is marked where its point is
+                if unhealthy(level.summary) and _get(level.summary, x_path) is not None:
+                    at = (_get(level.summary, x_path), level.summary["output_token_throughput"])
+                    axis.plot(*at, marker="x", color="red", markersize=10, zorder=5)
         axis.set_xlabel(x_label)
         axis.set_ylabel("output tokens/s")
         axis.set_ylim(bottom=0)
@@ -163,7 +183,12 @@ def plot_distribution(by_label: dict[str, list[LevelResult]], metric: str, title
     rows = math.ceil(len(names) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5.4 * columns, 4.4 * rows), squeeze=False)
     colors = {label: f"C{i}" for i, label in enumerate(by_label)}
+    log = metric in LOG_AXIS
     for axis, name in zip(axes.flat, names, strict=False):
+        if log:
+            panels[name] = {
+                label: np.maximum(samples, LOG_FLOOR_MS) for label, samples in panels[name].items()
+            }
         for label, samples in panels[name].items():
             values = np.sort(np.asarray(samples))
             fraction = np.arange(1, len(values) + 1) / len(values)
@@ -171,9 +196,14 @@ def plot_distribution(by_label: dict[str, list[LevelResult]], metric: str, title
             axis.axvline(np.percentile(values, 99), color=colors[label], linestyle=":", linewidth=1)
         upper = max(float(np.percentile(samples, 99.9)) for samples in panels[name].values())
         lower = min(min(samples) for samples in panels[name].values())
-        axis.set_xlim(max(0.0, lower - 0.05 * (upper - lower)), upper + 0.05 * (upper - lower) + 1e-9)
+        if log:
+            axis.set_xscale("log")
+            axis.set_xlim(lower / 1.2, upper * 1.2)
+        else:
+            axis.set_xlim(max(0.0, lower - 0.05 * (upper - lower)), upper + 0.05 * (upper - lower) + 1e-9)
         axis.set_title(f"load {name}")
-        axis.set_xlabel(f"{title} (ms); dotted: p99; axis up to p99.9")
+        scale = "; log axis" if log else ""
+        axis.set_xlabel(f"{title} (ms); dotted: p99; axis up to p99.9{scale}")
         axis.set_ylabel("fraction of samples ≤ x")
         axis.set_ylim(0, 1.02)
         axis.legend(loc="lower right")
@@ -196,6 +226,11 @@ def describe_inputs(by_label: dict[str, list[LevelResult]]) -> list[str]:
         notes = []
         if any(level.summary.get("partial") for level in levels):
             notes.append("partial (Ctrl-C)")
+        notes += [
+            f"server given up on {level.summary['aborted']}"
+            for level in levels
+            if level.summary.get("aborted")
+        ]
         errors = sum(level.summary.get("num_errors", 0) for level in levels)
         if errors:
             notes.append(f"{errors} errors")

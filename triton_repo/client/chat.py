@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import queue
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from triton_repo.client.server_check import front_model, wait_for_server
 from trt_build.common.errors import SwallowTrtError
 
 
@@ -163,56 +163,6 @@ def stream_openai(
         raise SwallowTrtError(f"{url} lists no models;", "name one with --model.") from None
 
 
-FRONT_MODELS = ("ensemble", "tensorrt_llm_bls")  # engine repositories have both; pytorch ones the BLS only
-
-
-def _client(url: str, protocol: str):
-    if protocol == "openai":
-        return _OpenAIReadiness(url)
-    import tritonclient.grpc as grpcclient
-    import tritonclient.http as httpclient
-
-    address = url.removeprefix("http://").removeprefix("grpc://").rstrip("/")
-    return (httpclient if protocol == "http" else grpcclient).InferenceServerClient(address)
-
-
-class _OpenAIReadiness:
-    """An OpenAI-compatible server is ready when it lists its models (vLLM, trtllm-serve and ours alike)."""
-
-    def __init__(self, url: str):
-        self.url = f"{openai_base_url(url)}/models"
-
-    def is_server_ready(self) -> bool:
-        with urllib.request.urlopen(self.url, timeout=5) as response:
-            return response.status == 200
-
-
-def wait_until_ready(url: str, protocol: str, timeout_s: float) -> None:
-    """Poll the server's readiness (for scripts that start `serve` in the background)."""
-    client = _client(url, protocol)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if client.is_server_ready():
-                return
-        except Exception:  # not listening yet
-            pass
-        time.sleep(0.5)
-    raise SwallowTrtError(f"{url} was not ready after {timeout_s:.0f} s.")
-
-
-def front_model(url: str, protocol: str) -> str:
-    """The first of FRONT_MODELS the server has ready."""
-    client = _client(url, protocol)
-    for name in FRONT_MODELS:
-        try:
-            if client.is_model_ready(name):
-                return name
-        except Exception:  # unknown model, or the server is not answering yet
-            continue
-    raise SwallowTrtError(f"{url} serves neither {' nor '.join(FRONT_MODELS)};", "name one with --model.")
-
-
 @dataclass(frozen=True)
 class ChatOptions:
     """What `swallow-trt chat` asks a running server for; sampling options left None are not sent."""
@@ -220,7 +170,7 @@ class ChatOptions:
     prompt: str
     url: str = "http://localhost:8000"
     protocol: str = "http"
-    model: str | None = None  # the first of FRONT_MODELS the server has
+    model: str | None = None  # the first of server_check.FRONT_MODELS the server has
     max_tokens: int = 256
     chat: bool = True  # apply the chat template to the prompt
     temperature: float | None = None
@@ -231,9 +181,8 @@ class ChatOptions:
 
 
 def answer_deltas(options: ChatOptions) -> Iterator[str]:
-    """The answer's text deltas as the server streams them (after waiting for it, if asked)."""
-    if options.wait_s > 0:
-        wait_until_ready(options.url, options.protocol, options.wait_s)
+    """The answer's text deltas as the server streams them, once it is ready (waiting for it, if asked)."""
+    wait_for_server(options.url, options.protocol, options.wait_s)
     sampling = dict(
         temperature=options.temperature, top_p=options.top_p, top_k=options.top_k, seed=options.seed
     )

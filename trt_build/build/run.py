@@ -24,7 +24,7 @@ from trt_build.build.llmapi_options import OptionsRequest
 from trt_build.build.pytorch import build_deployment, read_pytorch_checkpoint
 from trt_build.build.trtllm_build_rules import BuildRequest
 from trt_build.common.errors import SwallowTrtError
-from trt_build.common.gpus import get_profile
+from trt_build.common.gpus import GpuProfile, get_profile
 from trt_build.common.targets import resolve_target
 from trt_build.source.hf_config import LlamaArchitecture, read_hf_config
 
@@ -36,6 +36,7 @@ class BuildOptions:
     checkpoint: Path
     output: Path
     gpu_name: str
+    gpu: GpuProfile | None = None  # the profile itself, when `plan` made one (--gpu-memory-gb)
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_seq_len: int = DEFAULT_MAX_SEQ_LEN
     max_input_len: int | None = None  # engine only; None: max_seq_len
@@ -62,7 +63,7 @@ def engine_request(
     return BuildRequest(
         checkpoint_dir=str(options.checkpoint),
         output_dir=str(options.output),
-        gpu=get_profile(options.gpu_name),
+        gpu=options.gpu or get_profile(options.gpu_name),
         quant_algo=quant_algo,
         kv_cache_quant_algo=kv_cache_quant_algo,
         tp=tp,
@@ -86,7 +87,7 @@ def deployment_request(
     (`plan` passes those of the checkpoint it plans)."""
     return OptionsRequest(
         arch=arch,
-        gpu=get_profile(options.gpu_name),
+        gpu=options.gpu or get_profile(options.gpu_name),
         quant_algo=quant_algo,
         checkpoint_kv_cache_quant_algo=checkpoint_kv_cache_quant_algo,
         tp=options.tp or 1,

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from trt_build.common.errors import SwallowTrtError
+from trt_build.common.errors import SwallowTrtError, UsageError
 
 
 class SwallowTrtCommand(click.Command):
@@ -16,6 +16,8 @@ class SwallowTrtCommand(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except UsageError as error:
+            raise click.UsageError(error.message, ctx) from None
         except SwallowTrtError as error:
             raise CliError(error.message, error.exit_code) from None
 

@@ -114,6 +114,29 @@ DEFAULTS = BenchOptions(output=Path())  # the library's defaults, shown by --hel
     default=DEFAULTS.request_timeout_s,
     show_default=True,
 )
+@click.option(
+    "--stall-timeout",
+    "stall_timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULTS.stall_timeout_s,
+    show_default=True,
+    help="Give the server up (ending the sweep, keeping the levels measured) when requests are in flight "
+    "and nothing has come back for this many seconds.",
+)
+@click.option(
+    "--max-consecutive-errors",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_consecutive_errors,
+    show_default=True,
+    help="Give the server up after this many failed requests in a row.",
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=DEFAULTS.wait_s,
+    help="Wait up to this many seconds for the server to be ready.",
+)
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option(

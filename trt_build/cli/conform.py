@@ -57,6 +57,13 @@ def conform(as_json: bool, **settings) -> None:
     Exit status: 0 all checks pass, 1 a check failed, 2 the endpoint could not be tested (refused,
     not ready, no model).
     """
+    from benchmarks.conform import UNREACHABLE_EXIT
+    from triton_repo.client.server_check import wait_for_server
+
+    # refused / not ready is said before the suite's imports (torch, transformers: seconds)
+    settings["protocol"] = wait_for_server(
+        settings["url"], settings["protocol"], settings.pop("wait_s"), UNREACHABLE_EXIT
+    )
     from benchmarks.conform.report import format_table, to_json
     from benchmarks.conform.suite import ConformOptions, run_conform
 

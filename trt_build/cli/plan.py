@@ -23,7 +23,18 @@ from trt_build.quant.schemes import KV_CACHE_DTYPES, SCHEMES
     required=True,
     help="Registry id or short name, HF model dir or TRT-LLM checkpoint dir.",
 )
-@click.option("--gpu", "gpu_name", required=True, type=click.Choice(sorted(PROFILES), case_sensitive=False))
+@click.option(
+    "--gpu",
+    "gpu_name",
+    type=click.Choice(sorted(PROFILES), case_sensitive=False),
+    help="The GPU (its memory, bandwidth, FP8 support); give --gpu-memory-gb for another memory size.",
+)
+@click.option(
+    "--gpu-memory-gb",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Memory of one GPU in GB (10^9 bytes): with --gpu, replaces the profile's; alone, plans for a GPU "
+    "of unknown kind (assumed Hopper, SM 9.0).",
+)
 @click.option(
     "--quant",
     type=click.Choice(list(SCHEMES)),

@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from triton_repo.client.chat import ChatOptions, answer_deltas
-from triton_repo.launch.serve import ServeOptions, serve_until_stopped
 from triton_repo.launch.tritonserver import DEFAULT_HOST, Ports
 from triton_repo.repository.common import repository_manifest
 from triton_repo.repository.llmapi_repo import stock_files_note
@@ -153,6 +152,8 @@ def serve(
 
     Exit status 3 (--via trtllm-serve): no trtllm-serve here; the command for the GPU host is printed.
     """
+    from triton_repo.launch.serve import ServeOptions, serve_until_stopped  # the server side: not for `chat`
+
     ports = Ports.following(http_port, grpc_port, metrics_port)
     options = ServeOptions(repo, via, deploy, host, ports, log_path, timeout, openai_port, served_model_name)
     serve_until_stopped(options)

@@ -23,3 +23,11 @@ class SwallowTrtError(Exception):
     @property
     def message(self) -> str:
         return f"{self.problem} {self.fix}".strip()
+
+
+class UsageError(SwallowTrtError):
+    """Options that contradict each other or a value an option cannot take: the CLI answers it as click
+    answers its own usage errors (the usage line, exit status 2)."""
+
+    def __init__(self, problem: str, fix: str = ""):
+        super().__init__(problem, fix, exit_code=2)

@@ -15,16 +15,21 @@ Sources (cited per row as [tag]):
   [B200] HGX B200 at 1,000 W per glennklockwood.com/garden/processors/B200: BF16 2,250 / FP8 4,500
         TFLOPS dense, 8 TB/s; memory 180 GB per GPU in HGX B200 systems (nvidia-smi shows 179 GB,
         docs.vultr.com HGX B200 hardware overview; the package carries 192 GB).
-  [CC]  Compute capability: developer.nvidia.com/cuda-gpus (A100 8.0, L40S 8.9, H100/H200 9.0,
-        B200 10.0). FP8 tensor cores exist from 8.9 (Ada) on; TensorRT-LLM gates FP8 context FMHA on
+  [SPEC] NVIDIA product spec sheets, as tabulated in docs/metrics.md §4.1: L4 24 GB GDDR6 300 GB/s,
+        BF16 121 / FP8 242.5 TFLOPS dense (242 / 485 with sparsity); A10G (AWS G5) 24 GB GDDR6 600 GB/s,
+        Ampere, no FP8; H100 PCIe 80 GB HBM2e 2.0 TB/s, BF16 756 / FP8 1,513 dense; H100 NVL 94 GB HBM3
+        3.9 TB/s, BF16 835 / FP8 1,671 dense; GH200 96 GB HBM3 4.0 TB/s (144 GB HBM3e variant 4.9 TB/s),
+        the H100 SXM's GH100 compute.
+  [CC]  Compute capability: developer.nvidia.com/cuda-gpus (A100 8.0, A10G 8.6, L4 / L40S 8.9,
+        H100 / H200 / GH200 9.0, B200 10.0). FP8 tensor cores exist from 8.9 (Ada) on; TensorRT-LLM gates FP8 context FMHA on
         SM >= 89 (docs/trtllm-checkpoint.md §5.2).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
-from trt_build.common.errors import SwallowTrtError
+from trt_build.common.errors import SwallowTrtError, UsageError
 
 GB = 10**9
 
@@ -67,6 +72,20 @@ PROFILES: dict[str, GpuProfile] = {
         GpuProfile("a100-40g", "NVIDIA A100 SXM 40 GB HBM2", 40 * GB, 1_555 * GB, (8, 0), 312.0, None, True),
         # [L40S] [CC]: PCIe card, no NVLink
         GpuProfile("l40s", "NVIDIA L40S 48 GB GDDR6", 48 * GB, 864 * GB, (8, 9), 362.05, 733.0, False),
+        # [SPEC] [CC]: PCIe cards without NVLink (the H100 ones bridge pairs at most: TP > 2 crosses PCIe)
+        GpuProfile("l4", "NVIDIA L4 24 GB GDDR6", 24 * GB, 300 * GB, (8, 9), 121.0, 242.5, False),
+        GpuProfile("a10g", "NVIDIA A10G 24 GB GDDR6", 24 * GB, 600 * GB, (8, 6), None, None, False),
+        GpuProfile(
+            "h100-pcie", "NVIDIA H100 PCIe 80 GB HBM2e", 80 * GB, 2_000 * GB, (9, 0), 756.0, 1513.0, False
+        ),
+        GpuProfile(
+            "h100-nvl", "NVIDIA H100 NVL 94 GB HBM3", 94 * GB, 3_900 * GB, (9, 0), 835.0, 1671.0, False
+        ),
+        # [SPEC] [CC]: Grace Hopper superchip, NVLink between superchips
+        GpuProfile("gh200", "NVIDIA GH200 96 GB HBM3", 96 * GB, 4_000 * GB, (9, 0), 989.0, 1979.0, True),
+        GpuProfile(
+            "gh200-144g", "NVIDIA GH200 144 GB HBM3e", 144 * GB, 4_900 * GB, (9, 0), 989.0, 1979.0, True
+        ),
         # [B200] [CC]
         GpuProfile(
             "b200", "NVIDIA B200 (HGX) 180 GB HBM3e", 180 * GB, 8_000 * GB, (10, 0), 2250.0, 4500.0, True
@@ -84,6 +103,30 @@ def get_profile(name: str) -> GpuProfile:
             "Pick the closest one, or add a row to trt_build/common/gpus.py.",
         )
     return profile
+
+
+# What a plan assumes of a GPU known only by its memory (--gpu-memory-gb without --gpu).
+UNKNOWN_GPU = GpuProfile(
+    "custom", "a GPU of unknown kind, assumed Hopper (SM 9.0)", 0, 0, (9, 0), None, None, False
+)
+
+
+def gpu_for_plan(name: str | None, memory_gb: float | None) -> GpuProfile:
+    """The profile `name` with its memory replaced by `memory_gb` when given (a card with another memory
+    size, or a share of one; the name stays, for the build, whose flags do not depend on memory); with only
+    `memory_gb`, UNKNOWN_GPU with that memory."""
+    if name is None and memory_gb is None:
+        raise UsageError("Give --gpu, --gpu-memory-gb, or both.", f"Known GPUs: {', '.join(PROFILES)}.")
+    base = UNKNOWN_GPU if name is None else get_profile(name)
+    if memory_gb is None:
+        return base
+    if not 0 < memory_gb < 10_000:
+        raise UsageError(f"--gpu-memory-gb {memory_gb:g}: give the memory of one GPU in GB, e.g. 48.")
+    return replace(
+        base,
+        description=f"{base.description}, with {memory_gb:g} GB",
+        memory_bytes=int(memory_gb * GB),
+    )
 
 
 def profile_for_compute_capability(major: int, minor: int, memory_bytes: int) -> GpuProfile | None:

@@ -19,7 +19,7 @@ from trt_build.build.limits import (
     GPUS_PER_NODE,
     model_refusals,
 )
-from trt_build.common.gpus import GB, get_profile
+from trt_build.common.gpus import GB, gpu_for_plan
 from trt_build.common.targets import resolve_target
 from trt_build.plan.memory import Scenario, StageMemory
 from trt_build.plan.model import checkpoint_setting, pick, resolve_model
@@ -154,7 +154,8 @@ class PlanRequest:
     """What `swallow-trt plan` is asked for; None: the checkpoint's own setting, else the default."""
 
     model_name: str  # a registry id or short name, a HF model dir, a ModelOpt or TRT-LLM checkpoint dir
-    gpu_name: str
+    gpu_name: str | None  # a GPU profile (common/gpus.py); None: one known only by gpu_memory_gb
+    gpu_memory_gb: float | None = None  # the memory of one GPU, replacing the profile's
     quant: str | None = None  # default none
     kv_cache_dtype: str | None = None  # default auto, or a ModelOpt checkpoint's own KV format
     tp: int | None = None  # default: the recommended TP
@@ -173,7 +174,7 @@ def plan_for(request: PlanRequest) -> Plan:
     own_kv = checkpoint_setting(spec, "--kv-cache-dtype")
     scenario = Scenario(
         model=spec,
-        gpu=get_profile(request.gpu_name),
+        gpu=gpu_for_plan(request.gpu_name, request.gpu_memory_gb),
         quant=SCHEMES[pick(spec, "--quant", request.quant, "none")],
         kv_cache_quant_algo=KV_CACHE_DTYPES[
             pick(spec, "--kv-cache-dtype", request.kv_cache_dtype, own_kv)

@@ -79,6 +79,7 @@ def build_options(s: Scenario, target: str, kv_cache_dtype: str = "auto") -> Bui
         checkpoint=Path("<checkpoint>"),
         output=Path("<engine>"),
         gpu_name=s.gpu.name,
+        gpu=s.gpu,
         max_batch_size=s.max_batch_size,
         max_seq_len=s.max_seq_len,
         max_num_tokens=s.max_num_tokens,
