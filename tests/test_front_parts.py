@@ -192,3 +192,15 @@ def test_the_openai_schema_takes_its_bounds_from_the_same_table(name):
                 accepted = False
                 assert error.errors()[0]["loc"] == (name,)
             assert accepted == (tensor_routes.refusal(name, value) is None), (name, value)
+
+
+def test_temperature_above_two_is_an_openai_limit_not_a_triton_one():
+    """TensorRT-LLM takes any temperature >= 0; the OpenAI API caps it at 2, so only its front refuses 2.5."""
+    import pydantic
+
+    from triton_repo.openai_front.schema import CompletionRequest
+
+    assert tensor_routes.refusal("temperature", 50.0) is None
+    CompletionRequest(model="m", prompt="x", temperature=2.0)
+    with pytest.raises(pydantic.ValidationError):
+        CompletionRequest(model="m", prompt="x", temperature=2.5)

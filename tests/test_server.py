@@ -92,7 +92,7 @@ def test_every_service_binds_the_host_and_http_port_alone_implies_the_others(tmp
         assert flag in command
     assert {"--http-port=9100", "--grpc-port=9101", "--metrics-port=9102"} <= set(command)
     seen = []
-    monkeypatch.setattr("trt_build.cli.serve.serve_until_stopped", seen.append)
+    monkeypatch.setattr("triton_repo.launch.serve.serve_until_stopped", seen.append)
     result = CliRunner().invoke(serve_command, ["--repo", str(tmp_path), "--http-port", "9100"])
     assert result.exit_code == 0, result.output
     assert seen[0].ports == Ports(9100, 9101, 9102) and seen[0].host == "127.0.0.1"
@@ -158,9 +158,20 @@ def test_serve_refuses_taken_ports_before_starting_anything(echo_server, tmp_pat
     for args, port, service in [
         (["--http-port", str(taken.http), "--grpc-port", str(free_port())], taken.http, "HTTP"),
         (["--http-port", str(free_port()), "--grpc-port", str(taken.grpc)], taken.grpc, "gRPC"),
-        (["--http-port", str(free_port()), "--openai-port", str(taken.metrics)], taken.metrics, "OpenAI"),
+        (
+            [
+                "--http-port",
+                str(free_port()),
+                "--grpc-port",
+                str(free_port()),
+                "--openai-port",
+                str(taken.metrics),
+            ],
+            taken.metrics,
+            "OpenAI",
+        ),
     ]:
-        args += ["--metrics-port", str(free_port())] if service != "OpenAI" else []
+        args += ["--metrics-port", str(free_port())]  # explicit: an implied P+1 / P+2 may belong to anyone
         result = CliRunner().invoke(serve_command, ["--repo", str(repo), *args])
         assert result.exit_code == 1, result.output
         assert f"Error: {service} port {port} on 127.0.0.1 is not free" in result.output, result.output

@@ -134,7 +134,7 @@ RANGES: dict[str, Range] = {
     "random_seed": Range(int, 0, UINT64_MAX),
     "top_k": Range(int, 0, INT32_MAX),  # 0: no top-k cut
     "top_p": Range(float, 0.0, 1.0, above=True),
-    "temperature": Range(float, 0.0, 2.0),  # 0: greedy
+    "temperature": Range(float, 0.0, None),  # 0: greedy; TensorRT-LLM sets no upper bound (OpenAI: 2)
     "length_penalty": Range(float, None, None),
     "repetition_penalty": Range(float, 0.0, None, above=True),
     "presence_penalty": Range(float, -2.0, 2.0),

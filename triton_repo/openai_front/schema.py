@@ -67,11 +67,12 @@ class ChatMessage(Strict):
         return {"role": ROLES[self.role], "content": str(self.content)}
 
 
-def ranged(name: str) -> Any:
-    """The type of a field the Triton front reads as `name`, with the bounds it checks (RANGES)."""
+def ranged(name: str, high: float | None = None) -> Any:
+    """The type of a field the Triton front reads as `name`, with the bounds it checks (RANGES); `high`: a
+    lower upper bound the OpenAI API itself sets."""
     allowed = RANGES[name]
     low = {"gt": allowed.low} if allowed.above else {"ge": allowed.low}
-    return Annotated[allowed.kind, Field(strict=True, allow_inf_nan=False, le=allowed.high, **low)]
+    return Annotated[allowed.kind, Field(strict=True, allow_inf_nan=False, le=high or allowed.high, **low)]
 
 
 # OpenAI fields whose other values ask for what this server does not do: accepted at these values only.
@@ -101,7 +102,7 @@ class SamplingFields(Strict):
     stream_options: StreamOptions | None = None
     max_tokens: ranged("max_tokens") | None = None
     stop: object = ()  # a string or a list of strings, checked below
-    temperature: ranged("temperature") | None = None
+    temperature: ranged("temperature", high=2.0) | None = None  # the OpenAI API's bound
     top_p: ranged("top_p") | None = None
     seed: ranged("seed") | None = None
     presence_penalty: ranged("presence_penalty") | None = None

@@ -9,10 +9,13 @@ texts (`texts`); the metrics and their thresholds, keyed by the checkpoint's pre
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.jsonl import read_json_object
@@ -20,6 +23,7 @@ from trt_build.formats.kinds import TRTLLM_CHECKPOINT, checkpoint_kind
 from trt_build.formats.trtllm_config import CheckpointError, read_trtllm_checkpoint
 from trt_build.source.checkpoint import TORCH_DTYPES, SourceCheckpoint, SourceHasher, file_inside
 from trt_build.source.hf_config import LlamaArchitecture, read_hf_config
+from trt_build.source.registry import parameter_count
 from trt_build.verify.metrics import Report, compare
 from trt_build.verify.reference_runtime import build_model, load_checkpoint, load_unified_checkpoint
 from trt_build.verify.report import write_quant_report
@@ -27,11 +31,23 @@ from trt_build.verify.texts import BUILTIN_TEXTS, eval_texts, read_prompts, toke
 from trt_build.verify.thresholds import is_quantized, precision_key
 
 
-def load_hf_model(model_dir: Path, device: str = "cpu"):
-    """The source model from its safetensors (never pickle, never repo code), in its config dtype."""
+def compute_dtype(arch: LlamaArchitecture) -> torch.dtype:
+    """float32 when both models fit in it, else the config dtype.
+
+    CPUs without bf16 matrix units multiply bf16 several times slower than float32, and float32 arithmetic
+    makes the comparison measure the checkpoint's numbers rather than two rounding paths. Verify holds the
+    source and the checkpoint at once: 8 bytes per parameter in float32, which an 8B model may not have.
+    """
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return torch.float32 if 8 * parameter_count(arch) < available // 2 else TORCH_DTYPES[arch.dtype]
+
+
+def load_hf_model(model_dir: Path, dtype: torch.dtype | None = None, device: str = "cpu"):
+    """The source model from its safetensors (never pickle, never repo code), in `dtype` (default: its
+    config dtype)."""
     arch = read_hf_config(model_dir)
     state = SourceCheckpoint(model_dir).tensors(lambda name: name.startswith(("model.", "lm_head.")))
-    dtype = TORCH_DTYPES[arch.dtype]
+    dtype = dtype or TORCH_DTYPES[arch.dtype]
     return arch, build_model(arch, {name: tensor.to(dtype) for name, tensor in state.items()}, device)
 
 
@@ -114,8 +130,9 @@ def verify_checkpoint(
         config, checkpoint_arch, loader = checkpoint_view(checkpoint_dir)
         _check_same_model(read_hf_config(model_dir), checkpoint_arch)
         _check_made_from(model_dir, checkpoint_dir)
-        arch, source_model = load_hf_model(model_dir)
-        checkpoint_model = loader(checkpoint_dir)
+        dtype = compute_dtype(checkpoint_arch)
+        arch, source_model = load_hf_model(model_dir, dtype)
+        checkpoint_model = loader(checkpoint_dir, dtype=dtype)
     except CheckpointError as error:
         raise SwallowTrtError(f"cannot load {checkpoint_dir}: {error.message}") from error
     precision = precision_key(config, arch.dtype)
