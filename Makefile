@@ -7,6 +7,7 @@ VENV ?= .venv# virtual environment directory
 TORCH ?= torch==2.13.0# torch requirement installed first (the CPU wheel here; a CUDA build on GPU hosts)
 WORK ?= work# where demo and make-driven outputs go
 PYTEST_ARGS ?=# extra pytest arguments, e.g. -k tokenizer or -m "not slow"
+TEST_WORKERS ?= auto# pytest-xdist workers for `make test`, one test file each at a time (0: none)
 MODEL ?= Llama-3.1-Swallow-8B-Instruct-v0.5# hub id, short name or local HF model dir (engine, plan)
 REVISION ?= main# hub branch, tag or commit that `make engine` fetches (recorded as a commit)
 QUANT ?= none# none | fp8 | int4_awq | int8_wo | int4_wo
@@ -55,8 +56,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-test: setup ## Run the test suite (pytest)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: setup ## Run the test suite (pytest; builds .venv-modelopt for the ModelOpt peer tests)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup ## Check the code with ruff
 	$(BIN)/ruff check .

@@ -29,7 +29,7 @@ E2E_MS = TTFT_MS + (TOKENS - 1) * GAP_MS
 def timing_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("timing")
     repo = write_timing_repo(root / "repo", TTFT_MS, GAP_MS)
-    with TritonServer(repo, log_path=root / "triton.log") as server:
+    with TritonServer(repo, log_path=root / "triton.log", exit_timeout_s=2) as server:
         yield server
 
 

@@ -107,7 +107,7 @@ def triton(tmp_path_factory, tiny_model_dir, tokenizer):
             max_seq_len=MAX_SEQ_LEN,
         )
     )
-    with TritonServer(repo, log_path=root / "tritonserver.log") as running:
+    with TritonServer(repo, log_path=root / "tritonserver.log", exit_timeout_s=2) as running:
         yield running
 
 
@@ -533,7 +533,7 @@ def llmapi_front(tmp_path_factory, tiny_model_dir, tokenizer):
         RepoOptions(root / "repo", root / "model", checkpoint_dir=root / "model", max_seq_len=MAX_SEQ_LEN)
     )
     with (
-        TritonServer(repo, log_path=root / "tritonserver.log") as running,
+        TritonServer(repo, log_path=root / "tritonserver.log", exit_timeout_s=2) as running,
         OpenAIFrontServer(front_settings(running, served_model_name=SERVED)) as front,
     ):
         yield front

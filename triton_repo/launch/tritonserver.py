@@ -211,8 +211,12 @@ class TritonServer:
         installation: TritonInstallation | None = None,
         mpi_singleton: bool = False,
         host: str = DEFAULT_HOST,
+        exit_timeout_s: int = 15,
     ):
+        """`exit_timeout_s`: how long a stop waits for in-flight requests and model unloading before the
+        server exits anyway (tests, which need no grace, pass a short one)."""
         self.repo = Path(repo).resolve()
+        self.exit_timeout_s = exit_timeout_s
         self.host = host
         self.ports = ports or Ports.free()
         self.world_size = world_size
@@ -246,6 +250,7 @@ class TritonServer:
             self.ports,
             self.shm_prefix,
             self.world_size,
+            exit_timeout_s=self.exit_timeout_s,
             mpi_singleton=self.mpi_singleton,
             host=self.host,
         )
