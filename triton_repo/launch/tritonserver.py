@@ -155,6 +155,11 @@ def log_errors(text: str) -> list[str]:
     return found
 
 
+# Triton loads 4 models at a time by default; a repository has 5 (each a Python stub that spends seconds
+# importing transformers), so the fifth would wait for the first four.
+MODEL_LOAD_THREADS = 8
+
+
 def server_command(
     installation: TritonInstallation,
     repo: Path,
@@ -184,6 +189,7 @@ def server_command(
             f"--metrics-address={host}",
             f"--metrics-port={ports.metrics}",
             f"--exit-timeout-secs={exit_timeout_s}",
+            f"--model-load-thread-count={MODEL_LOAD_THREADS}",
             "--disable-auto-complete-config",
             f"--backend-config=python,shm-region-prefix-name={shm_prefix}{index}_",
         ]
