@@ -17,6 +17,9 @@ def gpu_available() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The peer tests first: building their venv takes minutes on a fresh clone, and with pytest-xdist
+    # (`make test`) one worker does it while the others run everything else.
+    items.sort(key=lambda item: "peer" not in item.keywords)
     if gpu_available():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU (nvidia-smi) and tensorrt_llm; run on a GPU host")

@@ -4,7 +4,6 @@ engine), against small servers that answer right or wrong, and against nothing a
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 import uuid
 
@@ -16,8 +15,11 @@ from benchmarks.conform.paths import Answer, ClientPath
 from benchmarks.conform.prompt import render_prompt
 from tests.conform_fakes import AppServer, Chain, openai_app, triton_app
 from tests.served_models import chain_server as served_chain
+from triton_repo.launch.tritonserver import TritonServer, free_port
+from triton_repo.openai_front import OpenAIFrontServer, OpenAIFrontSettings
+from triton_repo.repository.write import RepoOptions, write_repository
 from trt_build.cli.conform import conform as conform_command
-from trt_build.source.chain_model import CHAIN_SENTENCE, chain_token_ids
+from trt_build.source.chain_model import CHAIN_SENTENCE, chain_token_ids, write_chain_model
 
 TRITON_PATHS = [
     f"{model}/{path}"
@@ -96,6 +98,40 @@ def test_conform_passes_every_check_on_every_path_of_our_triton_fronts(chain_ser
         assert statuses["concurrency"] == PASS and "8 identical" in row["checks"]["concurrency"]["detail"]
 
 
+@pytest.mark.slow
+def test_conform_passes_our_openai_api_on_the_engine_repository(chain_server):
+    settings = OpenAIFrontSettings(
+        grpc_url=chain_server.grpc_url, port=free_port(), served_model_name="chain"
+    )
+    with OpenAIFrontServer(settings) as front:
+        code, output, report = run_conform(front.url, "--json", "--concurrency", "8")
+    assert report is not None and code == 0 and failing(report) == set(), output
+    assert report["protocol"] == "openai" and [row["path"] for row in report["paths"]] == OPENAI_PATHS
+    for row in report["paths"]:
+        assert row["answer"] == CHAIN_SENTENCE
+        assert all(o["status"] == PASS for o in row["checks"].values()), row
+
+
+@pytest.mark.slow
+def test_conform_passes_the_pytorch_target_repository_and_the_openai_api_before_it(tmp_path_factory):
+    """The llmapi repository (its CPU stand-in) on the chain model: its Triton front and our OpenAI API."""
+    root = tmp_path_factory.mktemp("conform-llmapi")
+    model = write_chain_model(root / "chain")
+    repo = write_repository(RepoOptions(root / "repo", model, checkpoint_dir=model, max_seq_len=1024))
+    with (
+        TritonServer(repo, log_path=root / "tritonserver.log", exit_timeout_s=2) as triton,
+        OpenAIFrontServer(OpenAIFrontSettings(grpc_url=triton.grpc_url, port=free_port())) as front,
+    ):
+        results = [
+            run_conform(triton.http_url, "--grpc-url", triton.grpc_url, "--json", "--concurrency", "4"),
+            run_conform(front.url, "--json", "--concurrency", "4"),
+        ]
+    for code, output, report in results:
+        assert report is not None and code == 0 and failing(report) == set(), output
+        assert report["paths"] and all(row["answer"] == CHAIN_SENTENCE for row in report["paths"]), output
+    assert {row["path"].split("/")[0] for row in results[0][2]["paths"]} == {"tensorrt_llm_bls"}
+
+
 @pytest.fixture(scope="module")
 def chain(tokenizer):
     return Chain(tokenizer)
@@ -140,12 +176,6 @@ def test_conform_fails_an_openai_server_that_decodes_each_token_alone(tokenizer)
         (path, check) for path in ("chat/stream", "completions/stream") for check in PER_TOKEN_FAILURES
     }
     assert failing(report) == expected
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_a_closed_port_is_said_first():
