@@ -358,7 +358,7 @@ def test_deployment_manifest_and_moved_checkpoint(tmp_path, tiny_model_dir):
         "--backend",
         "pytorch",
         "--host",
-        "0.0.0.0",
+        "127.0.0.1",  # loopback unless told otherwise, like `serve --host`
         "--port",
         "8000",
         "--tp_size",

@@ -234,7 +234,7 @@ def flat_keys(values: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 def trtllm_serve_argv(
-    checkpoint: str, options_path: str, tp: int, pp: int, host: str = "0.0.0.0", port: int = 8000
+    checkpoint: str, options_path: str, tp: int, pp: int, host: str = "127.0.0.1", port: int = 8000
 ) -> list[str]:
     """trtllm-serve for a deployment: the checkpoint dir, the options YAML (it overrides the CLI values)."""
     return [
