@@ -57,7 +57,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 test: setup ## Run the test suite (pytest; builds .venv-modelopt for the ModelOpt peer tests)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: setup ## Check the code with ruff
 	$(BIN)/ruff check .

@@ -17,9 +17,10 @@ def gpu_available() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The peer tests first: building their venv takes minutes on a fresh clone, and with pytest-xdist
-    # (`make test`) one worker does it while the others run everything else.
-    items.sort(key=lambda item: "peer" not in item.keywords)
+    # Longest first, so pytest-xdist (`make test`, files in this order) ends its workers together: the peer
+    # tests (building their venv takes minutes on a fresh clone), then files with slow tests, then the rest.
+    slow_files = {item.path for item in items if "slow" in item.keywords}
+    items.sort(key=lambda item: ("peer" not in item.keywords, item.path not in slow_files))
     if gpu_available():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU (nvidia-smi) and tensorrt_llm; run on a GPU host")
