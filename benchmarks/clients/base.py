@@ -48,8 +48,8 @@ class StreamClient(abc.ABC):
         self.sent = itertools.count()
 
     def request_id(self) -> str:
-        """Unique for every request, warm-up and levels included: an ensemble's postprocessing keeps
-        detokenizer state per id, so a reused id would continue another request's text."""
+        """Unique for every request, warm-up and levels included, so a server's logs and traces tell
+        requests apart (our fronts give the engine ids of their own; other servers may key state on it)."""
         return f"{self.run_id}-{next(self.sent)}"
 
     @abc.abstractmethod
