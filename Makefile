@@ -182,7 +182,7 @@ MODELOPT_PYTHON ?= python3.11
 MODELOPT_TORCH ?= torch==2.13.0
 MODELOPT_STAMP := $(MODELOPT_VENV)/.swallow-trt-modelopt-0.47.0
 .PHONY: modelopt-peer
-modelopt-peer: $(MODELOPT_STAMP) ## ModelOpt 0.47.0 peer venv for tests/peer (~1.7 GB, about a minute; quick when present)
+modelopt-peer: $(MODELOPT_STAMP) ## ModelOpt 0.47.0 peer venv for tests/peer (~1.7 GB, about 3 minutes on a 2-core machine; quick when present)
 
 $(MODELOPT_STAMP):
 	$(MODELOPT_PYTHON) -m venv $(MODELOPT_VENV)
