@@ -1,0 +1,1 @@
+"""Deploying on NVIDIA Dynamo: the deployment directory (`deploy dynamo`) and running it (`serve --dynamo`)."""
