@@ -15,6 +15,16 @@ from typing import Any
 from trt_build.common.errors import SwallowTrtError
 
 ROLES = ("agg", "prefill", "decode")  # one aggregated role, or a prefill and a decode role
+# The keys of `DeploymentChoice.predicted`, each an estimate for the whole deployment at its batch:
+PREDICTED_METRICS = {
+    "ttft_ms": "time to first token, ms",
+    "tpot_ms": "time per output token after the first (ITL), ms",
+    "tokens_per_s_per_user": "output tokens/s one request sees (1000 / tpot_ms)",
+    "tokens_per_s_per_gpu": "output tokens/s of the deployment divided by its GPUs",
+    "tokens_per_s": "output tokens/s of the whole deployment",
+    "requests_per_s": "completed requests/s of the whole deployment",
+    "concurrency": "requests in flight that achieve it (the batch, over all replicas)",
+}
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,7 @@ class DeploymentChoice:
     roles: tuple[RoleChoice, ...]
     isl: int | None = None  # the traffic it was chosen for, in tokens
     osl: int | None = None
-    predicted: dict[str, float] = field(default_factory=dict)  # metric -> estimate (ttft_ms, tpot_ms, ...)
+    predicted: dict[str, float] = field(default_factory=dict)  # PREDICTED_METRICS key -> estimate
     predictor: dict[str, str] = field(default_factory=dict)  # name, version, data version, margin
 
     @property
