@@ -157,7 +157,7 @@ engine: setup ## fetch (unless MODEL is a dir) -> convert -> build into $(WORK)/
 	esac
 
 # ---- serving and benchmarking
-.PHONY: repo serve bench report
+.PHONY: repo serve bench report bench-accuracy bench-isolation
 
 repo: setup ## Write REPO (ENGINE=dir: C++ tensorrtllm backend; else the CPU engine on CHECKPOINT)
 	$(CLI) repo --output $(REPO) --tokenizer $(TOKENIZER) \
@@ -172,6 +172,13 @@ bench: setup ## Benchmark a running server into $(RESULTS)/$(BENCH_LABEL)
 
 report: setup ## Compare every results directory in RESULTS into $(WORK)/report/REPORT.md
 	$(CLI) report $(wildcard $(RESULTS)/*) --output $(WORK)/report --overwrite
+
+# Wall-clock checks are benchmarks, not unit tests: run them on an idle machine.
+bench-accuracy: setup ## Known timing in, `bench`'s measured TTFT/ITL/TPOT/E2E/tok/s out, every protocol (~2 min)
+	$(BIN)/python -m benchmarks.perf.bench_accuracy
+
+bench-isolation: setup ## A normal request's latency alone and under each abuse (tests marked timing, ~3 min)
+	$(BIN)/python -m pytest -m timing -s -p no:cacheprovider tests/test_client_isolation.py
 
 # ---- ModelOpt peer: NVIDIA ModelOpt 0.47.0 in its own venv, exporting the same tiny model on the CPU as
 # the reference for `convert --target pytorch` (tests/test_hf_export.py, marker `peer`). torch first, so

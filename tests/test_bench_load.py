@@ -1,8 +1,9 @@
 """Load generation and the OpenAI client against a stream server with known timing, plus Ctrl-C.
 
 The fake server (benchmarks/perf/fake_server.py, loopback, in a thread) answers the first token after 80 ms
-and the next ones 20 ms apart. Tolerances as in test_bench_triton.py: TTFT and E2E within -2 / +15 ms,
-ITL p50 +-5 ms, ITL and TPOT means +-3 ms; a few measurements per check (tests/timing.py).
+and the next ones 20 ms apart. These tests check what does not depend on the clock (counts, concurrency,
+order, what is written); how close the measured times come to the known ones is a benchmark
+(`python -m benchmarks.perf.bench_accuracy`), since a busy machine makes any wall-clock bound flaky.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from benchmarks.load.generator import arrival_gaps
 from benchmarks.load.levels import parse_levels
 from benchmarks.perf.fake_server import FakeServer, Timing
 from benchmarks.served.sweep import default_model
-from tests.timing import on_time
 from trt_build.cli.bench import bench
 from trt_build.common.errors import SwallowTrtError
 
@@ -64,51 +64,36 @@ def test_load_levels_parse_and_reject_bad_values():
             parse_levels(*bad, None)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["synthetic", "ja-chat"])  # completions / chat completions
-def test_openai_protocol_measures_the_known_timing(fake, tmp_path, dataset):
-    def measure(out: Path) -> None:
-        result = invoke("--protocol", "openai", "--url", fake.http_url, "--model", "swallow", "--dataset",
-                        dataset, "--concurrency", "4", "--num-requests", "8", "--warmup", "2", "--isl", "32",
-                        "--osl", str(TOKENS), "--ignore-eos", "--output", str(out))  # fmt: skip
-        assert result.exit_code == 0, result.output
-
-    def check(out: Path) -> None:
-        summary = json.loads((out / "summary.json").read_text())
-        m = summary["metrics"]
-        e2e = TTFT_MS + (TOKENS - 1) * GAP_MS
-        assert summary["num_completed"] == 8 and summary["num_errors"] == 0
-        assert summary["output_tokens_source"] == {"server": 8}  # usage.completion_tokens
-        rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
-        spans = [(r["send_ms"], r["send_ms"] + r["e2e_ms"]) for r in rows]
-        in_flight = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
-        assert in_flight == 4  # closed loop keeps exactly `concurrency` requests in flight
-        assert TTFT_MS - 2 <= m["ttft_ms"]["p50"] <= TTFT_MS + 15, m["ttft_ms"]
-        assert e2e - 2 <= m["e2e_ms"]["p50"] <= e2e + 15, m["e2e_ms"]
-        assert abs(m["itl_ms"]["p50"] - GAP_MS) <= 5 and abs(m["tpot_ms"]["mean"] - GAP_MS) <= 3, m
-        expected = 8 * TOKENS / (2 * e2e / 1e3)  # two rounds of 4 concurrent requests
-        assert 0.85 * expected <= summary["output_token_throughput"] <= 1.05 * expected, summary
-
-    on_time(measure, check, tmp_path)
+def test_openai_protocol_counts_every_token_and_keeps_the_concurrency(fake, tmp_path, dataset):
+    out = tmp_path / "out"
+    result = invoke("--protocol", "openai", "--url", fake.http_url, "--model", "swallow", "--dataset",
+                    dataset, "--concurrency", "4", "--num-requests", "8", "--warmup", "2", "--isl", "32",
+                    "--osl", str(TOKENS), "--ignore-eos", "--output", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    m = summary["metrics"]
+    assert summary["num_completed"] == 8 and summary["num_errors"] == 0
+    assert summary["output_tokens_source"] == {"server": 8}  # usage.completion_tokens
+    assert summary["total_output_tokens"] == 8 * TOKENS and m["itl_ms"]["count"] == 8 * (TOKENS - 1)
+    rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    spans = [(r["send_ms"], r["send_ms"] + r["e2e_ms"]) for r in rows]
+    in_flight = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert in_flight == 4  # closed loop keeps exactly `concurrency` requests in flight
+    assert all(r["ttft_ms"] <= r["e2e_ms"] for r in rows)
 
 
-@pytest.mark.slow
-def test_request_rate_mode_sends_at_the_rate(fake, tmp_path):
-    def measure(out: Path) -> None:
-        result = invoke("--protocol", "http", "--url", fake.http_url, "--request-rate", "20", "--arrival",
-                        "constant", "--num-requests", "10", "--warmup", "0", "--isl", "16", "--osl", "3",
-                        "--output", str(out))  # fmt: skip
-        assert result.exit_code == 0, result.output
-
-    def check(out: Path) -> None:
-        summary = json.loads((out / "summary.json").read_text())
-        assert summary["config"]["load"] == {"kind": "rate", "value": 20.0, "max_concurrency": None}
-        rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
-        sends = sorted(r["send_ms"] for r in rows)
-        gaps = [b - a for a, b in zip(sends[:-1], sends[1:], strict=True)]
-        assert all(45 <= g <= 60 for g in gaps), gaps  # 50 ms apart at 20 req/s
-
-    on_time(measure, check, tmp_path)
+def test_request_rate_mode_sends_every_request_in_order(fake, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("--protocol", "http", "--url", fake.http_url, "--request-rate", "20", "--arrival",
+                    "constant", "--num-requests", "10", "--warmup", "0", "--isl", "16", "--osl", "3",
+                    "--output", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["load"] == {"kind": "rate", "value": 20.0, "max_concurrency": None}
+    assert summary["num_completed"] == 10 and summary["num_errors"] == 0
+    rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    assert len(rows) == 10 and len({r["send_ms"] for r in rows}) == 10  # one send per arrival, none merged
 
 
 def test_grpc_streams_carry_one_request_after_another(fake, tmp_path):
@@ -178,21 +163,17 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_measured(fake, tmp_path):
 
 
 @pytest.mark.slow
-def test_duration_mode_sends_for_the_given_time(fake, tmp_path):
-    def measure(out: Path) -> None:
-        result = invoke("--protocol", "grpc", "--url", fake.grpc_url, "--concurrency", "2", "--duration", "1",
-                        "--warmup", "0", "--isl", "16", "--osl", "4", "--output", str(out))  # fmt: skip
-        assert result.exit_code == 0, result.output
-
-    def check(out: Path) -> None:
-        summary = json.loads((out / "summary.json").read_text())
-        per_request = (TTFT_MS + 3 * GAP_MS) / 1e3
-        assert summary["num_errors"] == 0 and summary["num_cancelled"] == 0 and not summary["partial"]
-        assert 2 * int(1 / per_request) <= summary["num_completed"] <= 2 * (int(1 / per_request) + 1), summary
-        # the clock starts a moment before the first send, and the last request may end just at the deadline
-        assert 1.0 - 0.02 <= summary["duration_s"] <= 1.0 + per_request + 0.1, summary["duration_s"]
-
-    on_time(measure, check, tmp_path)
+def test_duration_mode_sends_until_the_deadline_and_not_after(fake, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("--protocol", "grpc", "--url", fake.grpc_url, "--concurrency", "2", "--duration", "1",
+                    "--warmup", "0", "--isl", "16", "--osl", "4", "--output", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_errors"] == 0 and summary["num_cancelled"] == 0 and not summary["partial"]
+    assert summary["num_completed"] >= 2  # at least one round of both slots
+    assert summary["duration_s"] >= 1.0 - 0.02  # never stops before the deadline (a lower bound only)
+    rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    assert all(r["send_ms"] <= 1000 for r in rows)  # nothing sent after the deadline (from the first send)
 
 
 @pytest.mark.parametrize(
