@@ -106,3 +106,17 @@ def test_precision_key_and_prompt_files(tmp_path: Path) -> None:
     plain = tmp_path / "prompts.txt"
     plain.write_text("こんにちは\n\nhello\n", encoding="utf-8")
     assert read_prompts(plain) == [("?", "こんにちは"), ("?", "hello")]
+
+
+def test_a_damaged_rank_file_is_named_not_a_traceback(
+    tiny_model_dir: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    """A truncated rank file (a killed copy) is refused by verify naming the file."""
+    damaged = tmp_path / "damaged"
+    shutil.copytree(checkpoint, damaged)
+    rank = damaged / "rank1.safetensors"
+    rank.write_bytes(rank.read_bytes()[:4096])
+    result = verify(tiny_model_dir, damaged)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert f"{rank} is not a valid safetensors file" in result.output, result.output
+    assert "Traceback" not in result.output

@@ -40,22 +40,33 @@ DTYPE_NAMES: dict[torch.dtype, str] = {
 TensorSpec = tuple[str, torch.dtype, tuple[int, ...]]
 
 
+def _damaged(path: Path, error: Exception) -> SwallowTrtError:
+    if isinstance(error, OSError):
+        return SwallowTrtError(f"cannot read {path}: {error.strerror or error}.")
+    return SwallowTrtError(
+        f"{path} is not a valid safetensors file ({error}): it is damaged or incompletely written.",
+        "Download or convert it again (and compare its sha256 with the one recorded for it).",
+    )
+
+
+def open_safetensors(path: Path) -> Any:
+    """`safe_open(path)` for reading. What safetensors refuses while opening (a truncated file, an absurd
+    header length, a header that is not JSON, overlapping or past-end offsets, a size that does not match a
+    dtype and shape) or the OS refuses (unreadable) becomes one `SwallowTrtError` naming the file."""
+    try:
+        return safe_open(path, framework="pt")
+    except (SafetensorError, OSError) as error:
+        raise _damaged(path, error) from None
+
+
 @contextmanager
 def opened_safetensors(path: Path) -> Iterator[Any]:
-    """`safe_open(path)` for reading, its handle closed on leaving. What safetensors refuses while opening or
-    reading (a truncated file, an absurd header length, a header that is not JSON, overlapping or past-end
-    offsets, a size that does not match a dtype and shape) or the OS refuses (unreadable) becomes one
-    `SwallowTrtError` naming the file."""
+    """`open_safetensors(path)`, its handle closed on leaving; what reading it refuses is named the same way."""
     try:
-        with safe_open(path, framework="pt") as handle:
+        with open_safetensors(path) as handle:
             yield handle
-    except SafetensorError as error:
-        raise SwallowTrtError(
-            f"{path} is not a valid safetensors file ({error}): it is damaged or incompletely downloaded.",
-            "Download it again (and compare its sha256 with the hub's).",
-        ) from None
-    except OSError as error:
-        raise SwallowTrtError(f"cannot read {path}: {error.strerror or error}.") from None
+    except (SafetensorError, OSError) as error:
+        raise _damaged(path, error) from None
 
 
 def tensor_bytes(dtype: torch.dtype, shape: tuple[int, ...]) -> int:

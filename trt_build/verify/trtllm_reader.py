@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
+from trt_build.formats.safetensors_stream import open_safetensors
 from trt_build.formats.trtllm_checkpoint import LinearShard, kv_cache_scale_name, linear_format
 from trt_build.formats.trtllm_config import CheckpointError, rank_file, read_trtllm_checkpoint
 from trt_build.parallel.weight_map import WEIGHT_MAP, Stage, WeightRule, merge, pp_layers
@@ -30,7 +30,7 @@ class _RankFiles:
             path = Path(checkpoint_dir) / rank_file(rank)
             if not path.is_file():
                 raise CheckpointError(f"{path} is missing; the checkpoint has world_size {world_size}.")
-            self.handles.append(safe_open(path, framework="pt"))
+            self.handles.append(open_safetensors(path))
         self.names = [set(handle.keys()) for handle in self.handles]
 
     def get(self, rank: int, name: str) -> torch.Tensor:
