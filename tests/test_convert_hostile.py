@@ -243,7 +243,7 @@ def test_damaged_safetensors_is_named_without_a_traceback(tmp_path: Path, damage
     code, text = cli("convert", "--model-dir", str(model), "--output", str(tmp_path / "ckpt"))
     assert code == 1 and "Traceback" not in text
     assert f"Error: {model / 'model.safetensors'} is not a valid safetensors file" in text
-    assert "Download it again" in text
+    assert "Download or convert it again" in text
     assert names(tmp_path) == ["model"]
 
 
