@@ -231,6 +231,7 @@ def test_slo_search_70b_on_8_h200_meets_the_slo_and_its_choice_round_trips(
     s = scenario("70b", "h200")
     bounds = {"ttft_ms": 500.0, "tpot_ms": 30.0}
     result = search(s, 1000, 500, bounds, gpus=8, users=None)
+    assert all(unit.metrics["gpus"] == unit.unit_gpus for unit in result.all_units)  # each its own TP
     best = result.best
     assert best is not None and best.gpus <= 8
     predicted = best.predicted()

@@ -48,7 +48,6 @@ class Predictor:
     """One request's model on one system: sessions per parallelism, built once."""
 
     def __init__(self, request: dict[str, Any]) -> None:
-        from aiconfigurator.sdk.backends.factory import get_backend
         from aiconfigurator.sdk.perf_database import get_database_view, get_latest_database_version
 
         self.request = request
@@ -63,8 +62,13 @@ class Predictor:
             allow_missing_data=False,
             database_mode="SILICON",
         )
-        self.backend = get_backend(self.backend_name)
         self.sessions: dict[tuple[int, int], Any] = {}
+
+    def backend(self) -> Any:
+        """A fresh backend: a backend caches aggregated results by ISL / OSL / batch, not by model or TP."""
+        from aiconfigurator.sdk.backends.factory import get_backend
+
+        return get_backend(self.backend_name)
 
     def model_config(self, tp: int, pp: int, context: bool) -> Any:
         from aiconfigurator.sdk.config_builders import build_model_config
@@ -85,7 +89,7 @@ class Predictor:
 
         if (tp, pp) not in self.sessions:
             model = get_model(self.request["model_dir"], self.model_config(tp, pp, True), self.backend_name)
-            self.sessions[tp, pp] = InferenceSession(model, self.database, self.backend)
+            self.sessions[tp, pp] = InferenceSession(model, self.database, self.backend())
         return self.sessions[tp, pp]
 
     def run_agg(self, tp: int, pp: int, batch: int) -> tuple[dict[str, Any] | None, bool]:
@@ -124,7 +128,7 @@ class Predictor:
         from aiconfigurator.sdk.inference_session import DisaggInferenceSession
 
         r, prefill, decode = self.request, point["prefill"], point["decode"]
-        session = DisaggInferenceSession(self.database, self.backend, self.database, self.backend)
+        session = DisaggInferenceSession(self.database, self.backend(), self.database, self.backend())
         session.set_latency_correction_scales(PREFILL_CORRECTION, DECODE_CORRECTION)
         summary = session.run_disagg(
             model_path=r["model_dir"],
