@@ -60,7 +60,7 @@ def predict(s: Scenario, isl: int, osl: int, concurrency: int | None = None) -> 
 def fill(prediction: Prediction, answer: Answer, point: dict[str, Any]) -> Prediction:
     prediction.predictor = answer.predictor()
     if "error" in point:
-        prediction.unavailable = f"the predictor has no estimate: {point['error']}"
+        prediction.unavailable = f"the predictor says: {point['error']}"
     else:
         prediction.metrics = point
     return prediction

@@ -119,7 +119,9 @@ class Predictor:
             result, fits = self.run_agg(tp, pp, middle)
             low, high = (middle, high) if result is not None and fits else (low, middle)
         if low == 0:
-            return {"error": f"not one sequence's KV cache fits at TP {tp} x PP {pp}"}
+            weights_fit = self.run_agg(tp, pp, 1)[0] is not None
+            what = "not one sequence's KV cache fits" if weights_fit else "the weights do not fit"
+            return {"error": f"{what} at TP {tp} x PP {pp}"}
         result, fits = self.run_agg(tp, pp, low)
         return _metrics(result, low, fits)
 
