@@ -22,7 +22,8 @@ from trt_build.plan.deployment import PREDICTED_METRICS, load_choice
 from trt_build.plan.planner import PlanRequest, plan_for
 from trt_build.plan.predict.bridge import PREDICTOR_ENV, Answer, Query, ask
 from trt_build.plan.predict.predict import predict
-from trt_build.plan.predict.slo import Candidate, SearchResult, choice, search
+from trt_build.plan.predict.render import plot_pareto
+from trt_build.plan.predict.slo import Candidate, SearchResult, choice, pareto_front, search
 from trt_build.plan.targets import scenario_options_request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,29 +131,153 @@ FAKE_POINT = {
 }
 
 
-def test_predict_json_shape_through_the_bridge(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A fake predictor venv answers what worker.py answers: the bridge and --json carry it whole."""
+FAKE_WORKER = """#!/usr/bin/env python3
+import json, shutil, sys
+from pathlib import Path
+here = Path(__file__).parent
+request = json.load(sys.stdin)
+(here / "request.json").write_text(json.dumps(request))
+for number, query in enumerate(request["requests"]):
+    shutil.copytree(query["model_dir"], here / f"model{number}", dirs_exist_ok=True)
+reply = here / "reply.txt"
+sys.stderr.write("fake predictor failed on purpose")
+if reply.exists():
+    print(reply.read_text())
+"""
+
+
+@pytest.fixture
+def fake_predictor(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A predictor venv whose python keeps the request and model it is sent and prints reply.txt."""
     python = tmp_path / "venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
-    reply = {"aiconfigurator": "0.12.0", "results": [{"data_version": "1.3.0rc20", "points": [FAKE_POINT]}]}
-    python.write_text(f"#!/bin/sh\ncat > {tmp_path}/request.json\necho '{json.dumps(reply)}'\n")
+    python.write_text(FAKE_WORKER)
     python.chmod(python.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv(PREDICTOR_ENV, str(python.parent.parent))
-    args = ("--gpu", "h200", "--quant", "fp8", "--kv-cache-dtype", "fp8", "--tp", "1", "--predict")
-    result = run_plan(*args, "--isl", "1000", "--osl", "1000", "--concurrency", "50", "--json")
+    return python.parent
+
+
+def fake_reply(where: Path, *points: dict) -> None:
+    reply = {"aiconfigurator": "0.12.0", "results": [{"data_version": "1.3.0rc20", "points": list(points)}]}
+    (where / "reply.txt").write_text(json.dumps(reply))
+
+
+PREDICT_8B_H200 = ("--gpu", "h200", "--quant", "fp8", "--kv-cache-dtype", "fp8", "--tp", "1", "--predict")
+
+
+def test_predict_json_shape_through_the_bridge(fake_predictor: Path) -> None:
+    """What worker.py answers, the bridge and --json carry whole; it is sent the model and the KV share."""
+    fake_reply(fake_predictor, FAKE_POINT)
+    result = run_plan(*PREDICT_8B_H200, "--isl", "1000", "--osl", "1000", "--concurrency", "50", "--json")
     assert result.exit_code == 0, result.output
     prediction = json.loads(result.output)["prediction"]
     assert prediction["estimate"] is True and set(prediction["metrics"]) == set(PREDICTED_METRICS)
     assert prediction["batch"] == 50 and prediction["kv_fits"] is True and prediction["concurrency"] == 50
     assert prediction["predictor"]["data_version"] == "TensorRT-LLM 1.3.0rc20 on h200_sxm"
-    assert "15 %" in prediction["predictor"]["margin"]
-    sent = json.loads((tmp_path / "request.json").read_text())["requests"][0]
+    assert "15 %" in prediction["predictor"]["margin"] and prediction["note"] is None
+    sent = json.loads((fake_predictor / "request.json").read_text())["requests"][0]
     assert sent["system"] == "h200_sxm" and sent["free_gpu_memory_fraction"] == 0.9
     assert sent["kvcache_quant_mode"] == "fp8" and sent["points"] == [
         {"mode": "agg", "tp": 1, "pp": 1, "batch": 50}
     ]
-    # the temporary model (config.json, hf_quant_config.json) is gone after the call
-    assert not Path(sent["model_dir"]).exists()
+    assert not Path(sent["model_dir"]).exists()  # the temporary model is gone after the call
+    config = json.loads((fake_predictor / "model0" / "config.json").read_text())
+    quant = json.loads((fake_predictor / "model0" / "hf_quant_config.json").read_text())
+    assert (config["model_type"], config["num_hidden_layers"], config["num_key_value_heads"]) == (
+        "llama",
+        32,
+        8,
+    )
+    assert quant["quantization"]["quant_algo"] == "FP8"
+
+
+def test_max_throughput_above_the_plans_batch_says_what_to_change(fake_predictor: Path) -> None:
+    fake_reply(fake_predictor, FAKE_POINT | {"batch": 913, "concurrency": 913.0})
+    result = run_plan(*PREDICT_8B_H200, "--isl", "1000", "--osl", "1000")
+    assert result.exit_code == 0, result.output
+    assert "max throughput" in result.output and "batch              913" in result.output
+    assert (
+        "above this plan's --max-batch-size 256" in result.output and "--max-batch-size 913" in result.output
+    )
+    sent = json.loads((fake_predictor / "request.json").read_text())["requests"][0]
+    assert sent["points"][0]["batch"] is None  # the largest batch whose KV fits
+
+
+def test_a_failing_predictor_is_reported_with_its_stderr(fake_predictor: Path) -> None:
+    result = run_plan(*PREDICT_8B_H200, "--isl", "1000", "--osl", "1000")  # no reply.txt: no answer
+    assert result.exit_code == 0, result.output
+    assert "KV tokens that fit" in result.output and "fake predictor failed on purpose" in result.output
+    slo = run_plan("--gpu", "h200", "--slo", "ttft=500", "--gpus", "2", "--isl", "1000", "--osl", "500")
+    assert slo.exit_code == 1 and "fake predictor failed on purpose" in slo.output
+
+
+def test_slo_without_the_predictor_venv_says_how_to_add_it(no_predictor: Path) -> None:
+    result = run_plan("--gpu", "h200", "--slo", "ttft=500", "--gpus", "2", "--isl", "1000", "--osl", "500")
+    assert result.exit_code == 1 and "make predictor" in result.output
+
+
+def fake_estimates(points: tuple[dict, ...]) -> list[dict]:
+    """Worker METRICS shaped like the real ones: bigger batches, more tok/s per GPU and slower tokens; TP
+    makes tokens faster; the KV cache holds at most 256 per worker; prefill adds nothing."""
+    out = []
+    for p in points:
+        tp, batch = (p["tp"], p["batch"]) if p["mode"] == "agg" else (p["decode"]["tp"], p["decode"]["batch"])
+        workers = 1 if p["mode"] == "agg" else p["decode"]["workers"]
+        gpus = tp if p["mode"] == "agg" else p["prefill"]["tp"] * p["prefill"]["workers"] + tp * workers
+        tpot = (5 + batch / 8) / tp
+        tokens = workers * batch * 1000 / tpot
+        out.append(
+            FAKE_POINT
+            | {
+                "ttft_ms": 100.0 + batch,
+                "tpot_ms": tpot,
+                "tokens_per_s_per_user": 1000 / tpot,
+                "tokens_per_s": tokens,
+                "tokens_per_s_per_gpu": tokens / gpus,
+                "requests_per_s": tokens / 500,
+                "concurrency": float(workers * batch),
+                "gpus": gpus,
+                "batch": batch,
+                "kv_fits": batch <= 256,
+            }
+        )
+    return out
+
+
+@pytest.fixture
+def fake_ask(monkeypatch: pytest.MonkeyPatch) -> None:
+    def ask(queries: list[Query]) -> list[Answer]:
+        return [
+            Answer("0.12.0", "1.3.0rc20", "h200_sxm", q.kv_fraction, fake_estimates(q.points))
+            for q in queries
+        ]
+
+    monkeypatch.setattr("trt_build.plan.predict.slo.ask", ask)
+
+
+def test_slo_search_ranks_by_the_budget_it_was_given(fake_ask: None, tmp_path: Path) -> None:
+    s = scenario("8b", "h200")
+    bounds = {"ttft_ms": 400.0, "tpot_ms": 20.0}
+    by_gpus = search(s, 1000, 500, bounds, gpus=8, users=None)
+    assert by_gpus.ranked and all(c.gpus <= 8 for c in by_gpus.ranked)
+    assert all(c.metrics["kv_fits"] for c in by_gpus.all_units)  # no unit whose KV does not fit
+    assert all(c.metrics["ttft_ms"] <= 400 and c.metrics["tpot_ms"] <= 20 for c in by_gpus.ranked)
+    totals = [c.predicted()["tokens_per_s"] for c in by_gpus.ranked]
+    assert totals == sorted(totals, reverse=True)  # the most tokens/s on 8 GPUs first
+    by_users = search(s, 1000, 500, bounds, gpus=None, users=1000)
+    assert by_users.ranked and by_users.best.gpus < by_users.ranked[-1].gpus
+    assert all(c.predicted()["concurrency"] >= 1000 for c in by_users.ranked)
+    assert [c.gpus for c in by_users.ranked] == sorted(c.gpus for c in by_users.ranked)  # fewest GPUs first
+    front = pareto_front(by_gpus.all_units)
+    for unit in by_gpus.all_units:  # nothing beats the front on both axes
+        assert not any(
+            unit.metrics["tokens_per_s_per_user"] > f.metrics["tokens_per_s_per_user"]
+            and unit.metrics["tokens_per_s_per_gpu"] > f.metrics["tokens_per_s_per_gpu"]
+            for f in front
+        )
+    plot_pareto(by_gpus, tmp_path / "pareto.png")
+    assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pareto.png"]  # no partial file left
 
 
 def test_choice_carries_the_modelled_batch_tp_roles_and_kv_share(tmp_path: Path) -> None:

@@ -113,12 +113,16 @@ def run_worker(requests: list[dict[str, Any]], python: Path) -> dict[str, Any]:
         )
     except subprocess.TimeoutExpired:
         raise SwallowTrtError(f"The predictor did not answer within {WORKER_TIMEOUT_S} s.") from None
-    try:
-        return json.loads(done.stdout) if done.returncode == 0 else {}
-    except json.JSONDecodeError:
-        pass
+    if done.returncode == 0:
+        try:
+            reply = json.loads(done.stdout)
+        except json.JSONDecodeError:
+            reply = None
+        if isinstance(reply, dict) and len(reply.get("results", ())) == len(requests):
+            return reply
     raise SwallowTrtError(
-        f"The predictor ({python}) failed with status {done.returncode}: {done.stderr.strip()[-1500:]}",
+        f"The predictor ({python}) failed (status {done.returncode}, no answer for each query): "
+        f"{done.stderr.strip()[-1500:]}",
         HOW_TO_ADD,
     )
 
@@ -135,7 +139,7 @@ def ask(queries: list[Query]) -> list[Answer]:
             requests.append(_request(query, directory))
         reply = run_worker(requests, python)
     answers = []
-    for query, result in zip(queries, reply.get("results", []), strict=True):
+    for query, result in zip(queries, reply["results"], strict=True):
         if "error" in result:
             raise SwallowTrtError(
                 f"The predictor has no estimate for {query.gpu.name} ({SYSTEMS[query.gpu.name]}): "

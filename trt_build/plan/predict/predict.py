@@ -29,6 +29,7 @@ class Prediction:
     predictor: dict[str, str] = field(default_factory=dict)
     unavailable: str = ""  # why there are no estimates
     fix: str = ""
+    note: str = ""  # what the plan must change to reach the estimate
 
 
 def scenario_query(s: Scenario, isl: int, osl: int, points: tuple[dict[str, Any], ...]) -> Query:
@@ -54,7 +55,14 @@ def predict(s: Scenario, isl: int, osl: int, concurrency: int | None = None) -> 
     except SwallowTrtError as error:
         prediction.unavailable, prediction.fix = error.problem, error.fix or HOW_TO_ADD
         return prediction
-    return fill(prediction, answer, answer.points[0])
+    fill(prediction, answer, answer.points[0])
+    batch = prediction.metrics.get("batch", 0)
+    if batch > s.max_batch_size:
+        prediction.note = (
+            f"batch {batch} is above this plan's --max-batch-size {s.max_batch_size}: plan and build with "
+            f"--max-batch-size {batch} to reach it."
+        )
+    return prediction
 
 
 def fill(prediction: Prediction, answer: Answer, point: dict[str, Any]) -> Prediction:

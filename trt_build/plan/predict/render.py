@@ -38,6 +38,8 @@ def render_prediction(p: Prediction) -> str:
     lines += [f"  {label:18} {fmt.format(m[key])}" for label, key, fmt in ROWS]
     fits = "yes" if m["kv_fits"] else "NO: excess requests queue, TTFT and TPOT will be worse"
     lines.append(f"  {'batch':18} {m['batch']} (KV cache holds it: {fits}; {m['memory_gb']:.1f} GB per GPU)")
+    if p.note:
+        lines.append(f"  Note: {p.note}")
     return "\n".join(lines)
 
 
@@ -54,6 +56,7 @@ def prediction_dict(p: Prediction) -> dict[str, Any]:
         "predictor": p.predictor or None,
         "unavailable": p.unavailable or None,
         "fix": p.fix or None,
+        "note": p.note or None,
     }
 
 
