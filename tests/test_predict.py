@@ -371,3 +371,26 @@ def test_slo_search_70b_on_8_h200_meets_the_slo_and_its_choice_round_trips(
     ]
     assert loaded.predicted == predicted and loaded.kv_cache_free_gpu_memory_fraction == 0.9
     assert replace(loaded, predicted={}) == replace(chosen, predicted={})
+
+
+def test_slo_cli_saves_the_best_and_plots_the_front(fake_ask: None, tmp_path: Path) -> None:
+    args = ("--gpu", "h200", "--quant", "fp8", "--kv-cache-dtype", "fp8", "--isl", "1000", "--osl", "500")
+    out = tmp_path / "choice.json"
+    result = run_plan(
+        *args,
+        "--slo",
+        "ttft=400,tpot=20",
+        "--gpus",
+        "8",
+        "--save",
+        str(out),
+        "--pareto",
+        str(tmp_path / "p.png"),
+    )
+    assert result.exit_code == 0, result.output
+    assert "SLO search: ttft <= 400 ms, tpot <= 20 ms" in result.output and "Best: " in result.output
+    saved = load_choice(out)
+    assert saved.total_gpus <= 8 and saved.predicted["tpot_ms"] <= 20 and (tmp_path / "p.png").is_file()
+    impossible = run_plan(*args, "--slo", "ttft=1", "--gpus", "8", "--save", str(tmp_path / "none.json"))
+    assert impossible.exit_code == 1 and "meets the SLO" in impossible.output
+    assert "SLO search" in impossible.output and not (tmp_path / "none.json").exists()

@@ -131,11 +131,12 @@ def plan(
         if pareto:
             plot_pareto(found, pareto)
             text.append(f"Pareto front written to {pareto}")
-        if save:
-            choice(result.scenario, isl, osl, found, options["model_name"]).save(save)
-            text.append(
-                f"Chosen deployment written to {save} (for `build --choice` and `deploy dynamo --choice`)"
-            )
     click.echo(json.dumps(out, indent=2, ensure_ascii=False) if as_json else "\n".join(text))
+    if save:  # after the search is shown, so that "no configuration meets the SLO" comes with it
+        choice(result.scenario, isl, osl, found, options["model_name"]).save(save)
+        click.echo(
+            f"Chosen deployment written to {save} (for `build --choice` and `deploy dynamo --choice`)",
+            err=True,
+        )
     if result.refusals:
         click.get_current_context().exit(1)
