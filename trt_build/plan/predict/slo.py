@@ -11,7 +11,7 @@ exactly the batch, TP, roles and KV share that were modelled (plan/deployment.py
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from trt_build.build.limits import GPUS_PER_NODE
@@ -104,7 +104,6 @@ class SearchResult:
     answer: Answer
     gpus: int | None
     users: int | None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def best(self) -> Candidate | None:

@@ -7,8 +7,8 @@ Request: {"requests": [{"model_dir", "system", "backend", "kvcache_quant_mode", 
          {"mode": "disagg", "prefill": {"tp", "workers", "batch"}, "decode": {"tp", "workers", "batch"}}
 Answer: {"aiconfigurator": VERSION, "results": [{"data_version", "points": [METRICS | {"error"}]}
                                                  | {"error"}, ...]}
-Many points per call: the kernel database loads once per (system, backend) per process (~14 s), then a
-point takes milliseconds through the SDK (docs/upstream-2026.md §6).
+Many points per call: the kernel database loads once per (system, backend) per process (seconds), then a
+point takes milliseconds through the SDK (docs/upstream-2026.md §6.2, §6.5).
 """
 
 from __future__ import annotations
