@@ -201,7 +201,7 @@ PREDICTOR_STAMP := $(PREDICTOR_VENV)/.swallow-trt-aiconfigurator-0.12.0
 PREDICTOR_CHECK := import importlib.metadata as m; \
 	assert m.version('aiconfigurator') == m.version('aiconfigurator-core') == '0.12.0', 'unexpected versions'
 .PHONY: predictor
-predictor: ## AIConfigurator 0.12.0 venv for plan --predict / --slo (~850 MB, about 90 s; quick when present)
+predictor: ## AIConfigurator 0.12.0 venv for plan --predict / --slo (~850 MB, 72 s here from PyPI; quick when present)
 	@$(PREDICTOR_VENV)/bin/python -c "$(PREDICTOR_CHECK)" 2>/dev/null || $(MAKE) --no-print-directory $(PREDICTOR_STAMP)
 
 # An existing venv with the right versions (a stamp or not, e.g. one shared by a symlink) is left alone.
