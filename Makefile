@@ -199,3 +199,21 @@ $(MODELOPT_STAMP):
 	$(MODELOPT_VENV)/bin/python -c "import modelopt, transformers, modelopt.torch.export; \
 		assert modelopt.__version__ == '0.47.0' and transformers.__version__ == '4.57.6', 'unexpected versions'"
 	touch $@
+
+# ---- Predictor: NVIDIA AIConfigurator 0.12.0 in its own venv (numpy >= 2.1, Python >= 3.11), run by
+# `plan --predict` / `plan --slo` through trt_build/plan/predict/worker.py (docs/upstream-2026.md §6).
+PREDICTOR_VENV ?= .venv-aiconfigurator
+PREDICTOR_PYTHON ?= python3.11
+PREDICTOR_STAMP := $(PREDICTOR_VENV)/.swallow-trt-aiconfigurator-0.12.0
+PREDICTOR_CHECK := import importlib.metadata as m; \
+	assert m.version('aiconfigurator') == m.version('aiconfigurator-core') == '0.12.0', 'unexpected versions'
+.PHONY: predictor
+predictor: ## AIConfigurator 0.12.0 venv for plan --predict / --slo (~850 MB, 72 s here from PyPI; quick when present)
+	@$(PREDICTOR_VENV)/bin/python -c "$(PREDICTOR_CHECK)" 2>/dev/null || $(MAKE) --no-print-directory $(PREDICTOR_STAMP)
+
+# An existing venv with the right versions (a stamp or not, e.g. one shared by a symlink) is left alone.
+$(PREDICTOR_STAMP):
+	$(PREDICTOR_PYTHON) -m venv $(PREDICTOR_VENV)
+	$(PREDICTOR_VENV)/bin/pip install -q "aiconfigurator==0.12.0" "aiconfigurator-core==0.12.0"
+	$(PREDICTOR_VENV)/bin/python -c "$(PREDICTOR_CHECK)"
+	touch $@

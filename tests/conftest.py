@@ -18,9 +18,11 @@ def gpu_available() -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Longest first, so pytest-xdist (`make test`, files in this order) ends its workers together: the peer
-    # tests (building their venv takes minutes on a fresh clone), then files with slow tests, then the rest.
+    # and predictor tests (building their venvs takes minutes on a fresh clone), then files with slow tests,
+    # then the rest.
     slow_files = {item.path for item in items if "slow" in item.keywords}
-    items.sort(key=lambda item: ("peer" not in item.keywords, item.path not in slow_files))
+    own_venv = {"peer", "predictor"}
+    items.sort(key=lambda item: (not own_venv & set(item.keywords), item.path not in slow_files))
     if gpu_available():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU (nvidia-smi) and tensorrt_llm; run on a GPU host")

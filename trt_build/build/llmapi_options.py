@@ -76,6 +76,11 @@ def _small_gpu(request: OptionsRequest) -> bool:
     return request.gpu.memory_bytes < SMALL_GPU_BYTES
 
 
+def kv_cache_fraction(gpu: GpuProfile) -> float:
+    """The KV share of free memory the options write for this GPU, and so the one the predictor models."""
+    return KV_FRACTION_SMALL_GPU if gpu.memory_bytes < SMALL_GPU_BYTES else KV_CACHE_FREE_GPU_MEM_FRACTION
+
+
 # In order; nested blocks (kv_cache_config, cuda_graph_config) are merged key by key.
 RULES: list[Rule[OptionsRequest, dict[str, Any]]] = [
     Rule(
@@ -103,13 +108,13 @@ RULES: list[Rule[OptionsRequest, dict[str, Any]]] = [
     ),
     Rule(
         lambda r: not _small_gpu(r),
-        lambda r: {"kv_cache_config": {"free_gpu_memory_fraction": KV_CACHE_FREE_GPU_MEM_FRACTION}},
+        lambda r: {"kv_cache_config": {"free_gpu_memory_fraction": kv_cache_fraction(r.gpu)}},
         f"the KV cache takes {KV_CACHE_FREE_GPU_MEM_FRACTION} of the memory free after the weights (the "
         "default, written down); the rest holds CUDA graphs and allocator slack",
     ),
     Rule(
         _small_gpu,
-        lambda r: {"kv_cache_config": {"free_gpu_memory_fraction": KV_FRACTION_SMALL_GPU}},
+        lambda r: {"kv_cache_config": {"free_gpu_memory_fraction": kv_cache_fraction(r.gpu)}},
         f"under {SMALL_GPU_BYTES // GB} GB the default {1 - KV_CACHE_FREE_GPU_MEM_FRACTION:.0%} left after the "
         f"KV cache is only a few GB, and CUDA graphs (up to ~{CUDA_GRAPH_BYTES // 10**6} MB each) come out of "
         f"it: keep {1 - KV_FRACTION_SMALL_GPU:.0%} [heuristic]",
