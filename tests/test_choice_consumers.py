@@ -1,0 +1,149 @@
+"""What consumes a deployment choice (plan/deployment.py): `build --target pytorch --choice`, the Japanese
+units of `plan --isl-chars`, and `report --prediction`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_pytorch_target import EIGHT_B, build, options_of, write_modelopt_dir
+from trt_build.build.choice import options_request_for_role
+from trt_build.common.errors import SwallowTrtError
+from trt_build.plan.deployment import DeploymentChoice, RoleChoice
+
+PREDICTED = {
+    "ttft_ms": 200.0,
+    "tpot_ms": 20.0,
+    "tokens_per_s_per_user": 50.0,
+    "tokens_per_s_per_gpu": 1600.0,
+    "tokens_per_s": 3200.0,
+    "requests_per_s": 3.2,
+    "concurrency": 64,
+}
+
+
+def make_choice(roles: tuple[RoleChoice, ...] | None = None, **fields) -> DeploymentChoice:
+    """8B FP8 on H200 at TP2, batch 96: settings no default has, so each must come from the choice."""
+    roles = roles or (RoleChoice("agg", workers=1, tp=2, pp=1, max_batch_size=96, max_num_tokens=4096),)
+    values = dict(
+        model="Llama-3.1-Swallow-8B-Instruct-v0.5",
+        gpu="h200",
+        quant="fp8",
+        kv_cache_dtype="fp8",
+        max_seq_len=4096,
+        kv_cache_free_gpu_memory_fraction=0.8,
+        roles=roles,
+        isl=1000,
+        osl=1000,
+        predicted=PREDICTED,
+        predictor={"name": "aiconfigurator", "version": "0.12.0", "margin": "±15 %"},
+    )
+    return DeploymentChoice(**(values | fields))
+
+
+def saved(choice: DeploymentChoice, path: Path) -> Path:
+    choice.save(path)
+    return path
+
+
+@pytest.fixture
+def fp8_checkpoint(tmp_path: Path) -> Path:
+    return write_modelopt_dir(tmp_path / "ckpt-fp8", EIGHT_B, "FP8")
+
+
+# ---------------------------------------------------------------- build --choice
+
+
+def test_build_choice_writes_exactly_the_choice(tmp_path, fp8_checkpoint):
+    choice = saved(make_choice(), tmp_path / "choice.json")
+    deploy = tmp_path / "deploy"
+    result = build("--checkpoint", str(fp8_checkpoint), "--output", str(deploy), "--target", "pytorch",
+                   "--choice", str(choice))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    options = options_of(deploy)
+    assert (options["tensor_parallel_size"], options["pipeline_parallel_size"]) == (2, 1)
+    assert (options["max_batch_size"], options["max_num_tokens"], options["max_seq_len"]) == (96, 4096, 4096)
+    assert options["kv_cache_config"]["free_gpu_memory_fraction"] == 0.8  # not the rule's 0.9
+    assert options["kv_cache_config"]["dtype"] == "fp8"
+    assert options["cuda_graph_config"]["batch_sizes"] == [1, 2, 4, 8, 16, 32, 64, 96]  # none above the batch
+    manifest = json.loads((deploy / "manifest.json").read_text())
+    assert manifest["gpu_profile"]["name"] == "h200"
+    assert manifest["choice"]["file"] == str(choice.resolve())
+    assert (
+        manifest["choice"]["predicted"] == PREDICTED
+        and manifest["choice"]["roles"][0]["max_batch_size"] == 96
+    )
+
+
+def test_build_choice_accepts_flags_that_agree(tmp_path, fp8_checkpoint):
+    choice = saved(make_choice(), tmp_path / "choice.json")
+    result = build("--checkpoint", str(fp8_checkpoint), "--output", str(tmp_path / "d"), "--target", "pytorch",
+                   "--choice", str(choice), "--gpu", "H200", "--tp", "2", "--max-batch-size", "96")  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--tp", "1"], "--tp 1 (the choice has 2)"),
+        (["--max-batch-size", "256"], "--max-batch-size 256 (the choice has 96)"),
+        (["--gpu", "h100"], "--gpu h100 (the choice has h200)"),
+        (["--kv-cache-dtype", "auto"], "--kv-cache-dtype auto (the choice has fp8)"),
+    ],
+)
+def test_build_choice_refuses_contradicting_flags(tmp_path, fp8_checkpoint, flags, said):
+    choice = saved(make_choice(), tmp_path / "choice.json")
+    deploy = tmp_path / "deploy"
+    result = build("--checkpoint", str(fp8_checkpoint), "--output", str(deploy), "--target", "pytorch",
+                   "--choice", str(choice), *flags)  # fmt: skip
+    assert result.exit_code == 2 and said in result.output and "Drop those flags" in result.output
+    assert "Traceback" not in result.output and not deploy.exists()
+
+
+def test_build_choice_refuses_a_disaggregated_choice(tmp_path, fp8_checkpoint):
+    roles = (
+        RoleChoice("prefill", workers=2, tp=1, pp=1, max_batch_size=4, max_num_tokens=8192),
+        RoleChoice("decode", workers=1, tp=2, pp=1, max_batch_size=128, max_num_tokens=512),
+    )
+    choice = saved(make_choice(roles), tmp_path / "choice.json")
+    result = build("--checkpoint", str(fp8_checkpoint), "--output", str(tmp_path / "d"), "--target", "pytorch",
+                   "--choice", str(choice))  # fmt: skip
+    assert result.exit_code == 2
+    assert f"deploy it with `swallow-trt deploy dynamo --choice {choice}`" in result.output.lower()
+
+
+def test_build_choice_refuses_another_quantization_and_the_engine_target(tmp_path, fp8_checkpoint):
+    choice = saved(make_choice(quant="int4_awq"), tmp_path / "choice.json")
+    result = build("--checkpoint", str(fp8_checkpoint), "--output", str(tmp_path / "d"), "--target", "pytorch",
+                   "--choice", str(choice))  # fmt: skip
+    assert (
+        result.exit_code == 1 and "quant_algo is FP8" in result.output and "--quant int4_awq" in result.output
+    )
+    result = build(
+        "--checkpoint", str(fp8_checkpoint), "--output", str(tmp_path / "d"), "--choice", str(choice)
+    )
+    assert result.exit_code == 2 and "--target pytorch" in result.output
+    result = build(
+        "--checkpoint", str(fp8_checkpoint), "--output", str(tmp_path / "d"), "--target", "pytorch"
+    )
+    assert result.exit_code == 2 and "--gpu is required" in result.output
+
+
+def test_options_request_for_each_role():
+    roles = (
+        RoleChoice("prefill", workers=2, tp=1, pp=1, max_batch_size=4, max_num_tokens=8192),
+        RoleChoice("decode", workers=1, tp=2, pp=1, max_batch_size=128, max_num_tokens=512),
+    )
+    choice = make_choice(roles)
+    decode = options_request_for_role(choice, "decode", EIGHT_B, "FP8", None)
+    prefill = options_request_for_role(choice, "prefill", EIGHT_B, "FP8", None)
+    assert (decode.tp, decode.max_batch_size, decode.max_num_tokens) == (2, 128, 512)
+    assert (prefill.tp, prefill.max_batch_size, prefill.max_num_tokens) == (1, 4, 8192)
+    assert decode.kv_cache_free_gpu_memory_fraction == prefill.kv_cache_free_gpu_memory_fraction == 0.8
+    assert decode.gpu.name == "h200" and decode.kv_cache_dtype == "fp8"
+    with pytest.raises(SwallowTrtError, match="no 'agg' role"):
+        options_request_for_role(choice, "agg", EIGHT_B, "FP8", None)
+    with pytest.raises(SwallowTrtError, match="FP8 KV cache"):
+        options_request_for_role(make_choice(kv_cache_dtype="auto"), "agg", EIGHT_B, "FP8", "FP8")
