@@ -7,10 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from benchmarks.load.datasets import JA_CHAT
 from tests.test_pytorch_target import EIGHT_B, build, options_of, write_modelopt_dir
 from trt_build.build.choice import options_request_for_role
+from trt_build.cli import bench as bench_cli
+from trt_build.cli.plan import plan as plan_command
 from trt_build.common.errors import SwallowTrtError
+from trt_build.plan import japanese_units
 from trt_build.plan.deployment import DeploymentChoice, RoleChoice
 
 PREDICTED = {
@@ -147,3 +152,67 @@ def test_options_request_for_each_role():
         options_request_for_role(choice, "agg", EIGHT_B, "FP8", None)
     with pytest.raises(SwallowTrtError, match="FP8 KV cache"):
         options_request_for_role(make_choice(kv_cache_dtype="auto"), "agg", EIGHT_B, "FP8", "FP8")
+
+
+# ---------------------------------------------------------------- Japanese units
+
+
+@pytest.fixture
+def units_cache(tmp_path, monkeypatch, tokenizer_dir):
+    """The ratio cache in tmp_path; the offline tokenizer from its usual place."""
+    monkeypatch.setenv("SWALLOW_TRT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(japanese_units, "ensure_tokenizer", lambda: tokenizer_dir)
+    return tmp_path / "cache" / "japanese-units"
+
+
+def test_chars_per_token_is_measured_on_the_ja_chat_set(units_cache, tokenizer, monkeypatch):
+    texts = [
+        message["content"]
+        for line in JA_CHAT.read_text(encoding="utf-8").splitlines()
+        for message in json.loads(line)["messages"]
+    ]
+    characters = sum(len(text) for text in texts)
+    tokens = sum(len(tokenizer.encode(text, add_special_tokens=False)) for text in texts)
+    ratio = japanese_units.measure()
+    assert (ratio.characters, ratio.tokens, ratio.texts) == (characters, tokens, len(texts))
+    assert ratio.ratio == pytest.approx(characters / tokens) and 1.0 < ratio.ratio < 3.0  # Japanese: ~1.5
+    assert ratio.tokens_for(2000) == -(-2000 * tokens // characters)  # rounded up
+    assert len(list(units_cache.glob("*.json"))) == 1
+    # the same tokenizer and set come from the cache; another set is measured again
+    monkeypatch.setattr("tokenizers.Tokenizer.from_file", lambda path: pytest.fail("measured again"))
+    assert japanese_units.measure() == ratio
+    other = units_cache.parent / "other.jsonl"
+    other.write_text(json.dumps({"prompt": "東京"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(pytest.fail.Exception, match="measured again"):
+        japanese_units.measure(prompt_set=other)
+
+
+def test_plan_states_the_conversion(units_cache):
+    ratio = japanese_units.measure()
+    args = ["--model", "Llama-3.1-Swallow-8B-Instruct-v0.5", "--gpu", "h100", "--isl-chars", "2000"]
+    result = CliRunner().invoke(plan_command, args)
+    assert result.exit_code == 0, result.output
+    tokens = ratio.tokens_for(2000)
+    assert result.output.startswith(
+        f"ISL 2000 characters = {tokens} tokens at {ratio.ratio:.3f} chars/token (measured on "
+        f"{ratio.texts} texts of benchmarks/load/data/ja_chat.jsonl"
+    )
+    assert "on 1 x h100" in result.output  # the plan follows
+    result = CliRunner().invoke(plan_command, [*args, "--osl-chars", "300", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["lengths"]["isl"]["tokens"] == tokens and data["lengths"]["osl"]["characters"] == 300
+    assert data["lengths"]["isl"]["chars_per_token"] == pytest.approx(ratio.ratio)
+    assert data["gpu"]  # still the plan's own object
+
+
+def test_bench_takes_isl_in_characters(units_cache, monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(bench_cli, "run_bench", lambda options: seen.append(options) or "ran")
+    ratio = japanese_units.measure()
+    args = ["--url", "127.0.0.1:1", "--output", str(tmp_path / "r"), "--isl-chars", "1000"]
+    result = CliRunner().invoke(bench_cli.bench, args)
+    assert result.exit_code == 0, result.output
+    assert seen[0].isl == ratio.tokens_for(1000) and "ISL 1000 characters" in result.output
+    result = CliRunner().invoke(bench_cli.bench, [*args, "--isl", "64"])
+    assert result.exit_code == 2 and "--isl and --isl-chars" in result.output and len(seen) == 1

@@ -14,11 +14,13 @@ from benchmarks.options import DEFAULT_REQUESTS, BenchOptions
 from benchmarks.report.compare import write_report
 from benchmarks.run import run_bench
 from trt_build.cli.base import command
+from trt_build.cli.japanese_units import japanese_lengths
 
 DEFAULTS = BenchOptions(output=Path())  # the library's defaults, shown by --help
 
 
 @command()
+@japanese_lengths
 @click.option(
     "--url", help="Server address (grpc: host:8001; http: http://host:8000; openai: http://host:9000)."
 )
