@@ -10,9 +10,14 @@ import pytest
 from click.testing import CliRunner
 
 from benchmarks.load.datasets import JA_CHAT
+from benchmarks.metrics import results
+from benchmarks.metrics.summary import RequestRecord, summarize
+from benchmarks.report import prediction
+from tests.test_bench_report import PNG_MAGIC, write_sweep
 from tests.test_pytorch_target import EIGHT_B, build, options_of, write_modelopt_dir
 from trt_build.build.choice import options_request_for_role
 from trt_build.cli import bench as bench_cli
+from trt_build.cli.bench import report
 from trt_build.cli.plan import plan as plan_command
 from trt_build.common.errors import SwallowTrtError
 from trt_build.plan import japanese_units
@@ -216,3 +221,129 @@ def test_bench_takes_isl_in_characters(units_cache, monkeypatch, tmp_path):
     assert seen[0].isl == ratio.tokens_for(1000) and "ISL 1000 characters" in result.output
     result = CliRunner().invoke(bench_cli.bench, [*args, "--isl", "64"])
     assert result.exit_code == 2 and "--isl and --isl-chars" in result.output and len(seen) == 1
+
+
+# ---------------------------------------------------------------- report --prediction
+
+
+def matching_level(concurrency: int, ttft_ms: float, gap_ms: float, isl: int = 1000, osl: int = 1000):
+    """`concurrency` x 2 requests of `osl` output tokens each, streamed as a first and a last chunk."""
+    records = []
+    for i in range(concurrency * 2):
+        send = 100.0 + (i // concurrency) * 20.0
+        chunks = [send + ttft_ms / 1e3, send + (ttft_ms + (osl - 1) * gap_ms) / 1e3]
+        records.append(RequestRecord(i, send, chunks, chunks[-1], osl, "server", input_tokens=isl))
+    return records
+
+
+def write_matching_sweep(directory: Path, label: str, engine_dir: Path) -> None:
+    levels = []
+    for concurrency in (1, 4):
+        name = f"c{concurrency}"
+        config = {"protocol": "trtllm-bench (in process)", "dataset": "synthetic", "isl": 1000, "osl": 1000,
+                  "engine_dir": str(engine_dir), "load_level": name,
+                  "load": {"kind": "concurrency", "value": concurrency, "max_concurrency": None}}  # fmt: skip
+        records = matching_level(concurrency, ttft_ms=150 + 50 * concurrency, gap_ms=10 + concurrency)
+        summary = summarize(records, label, config)
+        results.write_level(directory / name, summary, records)
+        levels.append((name, summary))
+    results.write_index(directory, label, levels, partial=False)
+
+
+def fake_deployment(directory: Path, gpu: str, tp: int) -> Path:
+    directory.mkdir()
+    manifest = {"target": "pytorch", "gpu_profile": {"name": gpu}, "tp": tp, "pp": 1}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory
+
+
+def report_rows(text: str, heading: str) -> dict[str, list[str]]:
+    """Metric -> [measured, predicted, ratio] of the table under `heading`."""
+    section = text.split(heading, 1)[1].split("\n#", 1)[0]
+    rows = [
+        line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| Metric")
+    ]
+    return {cells[0]: cells[1:] for cells in ([c.strip() for c in row.strip("|").split("|")] for row in rows)}
+
+
+def test_report_puts_measurements_beside_the_prediction(tmp_path):
+    write_matching_sweep(tmp_path / "fp8", "fp8-tp1", fake_deployment(tmp_path / "deploy", "h200", 1))
+    agg = (RoleChoice("agg", workers=1, tp=1, pp=1, max_batch_size=4, max_num_tokens=8192),)
+    choice = saved(make_choice(agg, predicted=PREDICTED | {"concurrency": 4}), tmp_path / "choice.json")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(report, [str(tmp_path / "fp8"), "--output", str(out),
+                                         "--prediction", f"fp8-tp1={choice}"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = (out / "REPORT.md").read_text()
+    assert "Level compared: c4: the predicted concurrency 4." in text
+    assert "Same configuration: ISL 1000, OSL 1000, GPU h200, TP 1 PP 1." in text
+    assert "Not the same configuration" not in text
+    c4 = json.loads((tmp_path / "fp8" / "c4" / "summary.json").read_text())
+    rows = report_rows(text, "### fp8-tp1 against")
+    expected = {
+        "TTFT mean (ms)": (c4["metrics"]["ttft_ms"]["mean"], PREDICTED["ttft_ms"]),  # 350 ms measured
+        "TPOT / ITL mean (ms)": (c4["metrics"]["tpot_ms"]["mean"], PREDICTED["tpot_ms"]),  # 14 ms
+        "output tok/s": (c4["output_token_throughput"], PREDICTED["tokens_per_s"]),
+        "output tok/s per GPU": (c4["output_token_throughput"] / 1, PREDICTED["tokens_per_s_per_gpu"]),
+        "tok/s per user": (c4["output_token_throughput_per_user"], PREDICTED["tokens_per_s_per_user"]),
+        "requests/s": (c4["request_throughput"], PREDICTED["requests_per_s"]),
+    }
+    assert set(rows) == set(expected)
+    for name, (measured, predicted) in expected.items():
+        assert rows[name][0] == f"{measured:,.2f}" and rows[name][1] == f"{predicted:,.2f}"
+        assert rows[name][2].split()[0] == f"{measured / predicted:,.2f}"
+    assert rows["TTFT mean (ms)"][2] == "1.75 ⚠"  # 350 / 200: outside the ±15 % band
+    assert rows["TPOT / ITL mean (ms)"][0] == "14.00"
+    assert "NVIDIA published for 8B / h200 / fp8 / TP 1 / ISL 1000 / OSL 1000: 17,744 output tok/s" in text
+    assert f"]({prediction.PLOT})" in text
+    assert (out / prediction.PLOT).read_bytes().startswith(PNG_MAGIC)
+    assert json.loads((out / "manifest.json").read_text())["predictions"] == {"fp8-tp1": str(choice)}
+
+
+def test_report_states_mismatches_and_the_nearest_level(tmp_path):
+    write_sweep(tmp_path / "served", "served", ttft_ms=50, gap_ms=10)  # ISL 16 / OSL 5, c1 and c4, served
+    write_matching_sweep(tmp_path / "tp2", "tp2", fake_deployment(tmp_path / "deploy", "h100", 2))
+    choice = saved(make_choice(predicted=PREDICTED | {"concurrency": 3}), tmp_path / "choice.json")  # TP 2
+    agg = (RoleChoice("agg", workers=1, tp=1, pp=1, max_batch_size=4, max_num_tokens=8192),)
+    tp1 = saved(make_choice(agg, predicted=PREDICTED | {"concurrency": 1}), tmp_path / "tp1.json")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(report, [str(tmp_path / "served"), str(tmp_path / "tp2"), "--output", str(out),
+                                         "--prediction", f"served={choice}", "--prediction", f"tp2={tp1}"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = (out / "REPORT.md").read_text()
+    served = text.split("### served against", 1)[1].split("### tp2 against", 1)[0]
+    assert (
+        "Level compared: c4: the nearest measured concurrency to the predicted 3 (measured: c1, c4)."
+        in served
+    )
+    assert (
+        "ISL 16 measured, 1000 predicted; OSL 5 measured, 1000 predicted; GPU and TP are not recorded"
+        in served
+    )
+    assert "NVIDIA published: none published for 8B / h200 / fp8 / TP 2 / ISL 1000 / OSL 1000." in served
+    tp2 = text.split("### tp2 against", 1)[1]
+    assert "Level compared: c1: the predicted concurrency 1." in tp2
+    assert (
+        "⚠ Not the same configuration: GPU h100 measured, h200 predicted; TP 2 PP 1 measured, TP 1 PP 1"
+        in tp2
+    )
+    assert (out / prediction.PLOT).is_file()
+
+
+def test_report_prediction_refusals(tmp_path):
+    write_sweep(tmp_path / "a", "a", ttft_ms=50, gap_ms=10)
+    choice = saved(make_choice(), tmp_path / "choice.json")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        report, [str(tmp_path / "a"), "--output", str(out), "--prediction", f"b={choice}"]
+    )
+    assert result.exit_code == 1 and "no results directory has the label 'b' (labels: a)" in result.output
+    result = CliRunner().invoke(
+        report, [str(tmp_path / "a"), "--output", str(out), "--prediction", str(choice)]
+    )
+    assert result.exit_code == 2 and "use LABEL=FILE" in result.output
+    result = CliRunner().invoke(
+        report, [str(tmp_path / "a"), "--output", str(out), "--prediction", "a=nope.json"]
+    )
+    assert result.exit_code == 1 and "nope.json does not exist" in result.output
+    assert not out.exists()
