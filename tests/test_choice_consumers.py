@@ -141,6 +141,19 @@ def test_build_choice_refuses_another_quantization_and_the_engine_target(tmp_pat
     assert result.exit_code == 2 and "--gpu is required" in result.output
 
 
+def test_build_choice_refuses_a_malformed_choice(tmp_path, fp8_checkpoint):
+    bad = tmp_path / "choice.json"
+    bad.write_text(json.dumps(make_choice().to_dict() | {"kv_cache_free_gpu_memory_fraction": 1.5}))
+    deploy = tmp_path / "deploy"
+    result = build("--checkpoint", str(fp8_checkpoint), "--output", str(deploy), "--target", "pytorch",
+                   "--choice", str(bad))  # fmt: skip
+    assert (
+        result.exit_code == 1
+        and f"{bad}: kv_cache_free_gpu_memory_fraction 1.5 is not in (0, 1)" in result.output
+    )
+    assert "Traceback" not in result.output and not deploy.exists()
+
+
 def test_options_request_for_each_role():
     roles = (
         RoleChoice("prefill", workers=2, tp=1, pp=1, max_batch_size=4, max_num_tokens=8192),
@@ -327,6 +340,10 @@ def test_report_states_mismatches_and_the_nearest_level(tmp_path):
         "⚠ Not the same configuration: GPU h100 measured, h200 predicted; TP 2 PP 1 measured, TP 1 PP 1"
         in tp2
     )
+    c1 = json.loads((tmp_path / "tp2" / "c1" / "summary.json").read_text())
+    assert "Measured per-GPU figures divide by 2 GPUs." in tp2  # the measured build's TP, not the choice's
+    rows = report_rows(text, "### tp2 against")
+    assert rows["output tok/s per GPU"][0] == f"{c1['output_token_throughput'] / 2:,.2f}"
     assert (out / prediction.PLOT).is_file()
 
 

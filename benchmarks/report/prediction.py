@@ -64,6 +64,7 @@ class Comparison:
     choice: DeploymentChoice
     level: LevelResult
     level_note: str
+    gpus: int  # the measured build's GPUs (its manifest), else the choice's: what per-GPU figures divide by
     rows: list[MetricRow]
     mismatches: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
@@ -108,7 +109,8 @@ def pick_level(levels: list[LevelResult], concurrency: float | None) -> tuple[Le
 
 
 def deployment_facts(summary: dict[str, Any]) -> dict[str, Any] | None:
-    """GPU, TP and PP of the deployment an engine-level run measured (its manifest), None when unrecorded."""
+    """GPU, TP and PP (None where unrecorded: engine manifests keep no TP) of the build an engine-level run
+    measured, from its manifest; None when the results name no build."""
     engine_dir = summary.get("config", {}).get("engine_dir")
     manifest = Path(engine_dir) / "manifest.json" if engine_dir else None
     if manifest is None or not manifest.is_file():
@@ -118,9 +120,7 @@ def deployment_facts(summary: dict[str, Any]) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     gpu = (data.get("gpu_profile") or {}).get("name")
-    if data.get("target") != "pytorch" or gpu is None:
-        return None
-    return {"gpu": gpu, "tp": data.get("tp"), "pp": data.get("pp")}
+    return None if gpu is None else {"gpu": gpu, "tp": data.get("tp"), "pp": data.get("pp")}
 
 
 def configuration_check(choice: DeploymentChoice, level: LevelResult) -> tuple[list[str], list[str]]:
@@ -151,8 +151,8 @@ def configuration_check(choice: DeploymentChoice, level: LevelResult) -> tuple[l
     facts = deployment_facts(summary)
     if facts is None:
         mismatches.append(
-            "GPU and TP are not recorded with these results (a served run): not checked, the choice's "
-            f"{choice.gpu} / TP {', '.join(str(r.tp) for r in choice.roles)} assumed"
+            "GPU and TP are not recorded with these results (only `bench --engine-dir` runs name their build): "
+            f"not checked, the choice's {choice.gpu} / TP {', '.join(str(r.tp) for r in choice.roles)} assumed"
         )
         return mismatches, checked
     agg = choice.role("agg") if choice.mode == "agg" else None
@@ -160,7 +160,9 @@ def configuration_check(choice: DeploymentChoice, level: LevelResult) -> tuple[l
         mismatches.append(f"GPU {facts['gpu']} measured, {choice.gpu} predicted")
     else:
         checked.append(f"GPU {choice.gpu}")
-    if agg is None or (facts["tp"], facts["pp"]) != (agg.tp, agg.pp):
+    if facts["tp"] is None:
+        mismatches.append("TP is not recorded in the build's manifest: not checked")
+    elif agg is None or (facts["tp"], facts["pp"]) != (agg.tp, agg.pp):
         predicted = f"TP {agg.tp} PP {agg.pp}" if agg else f"a {choice.mode} deployment"
         mismatches.append(f"TP {facts['tp']} PP {facts['pp']} measured, {predicted} predicted")
     else:
@@ -194,13 +196,24 @@ def compare(label: str, choice_file: Path, levels: list[LevelResult]) -> Compari
     """The build `label`'s levels beside the choice in `choice_file`."""
     choice = load_choice(choice_file)
     level, note = pick_level(levels, choice.predicted.get("concurrency"))
+    facts = deployment_facts(level.summary)
+    gpus = facts["tp"] * (facts["pp"] or 1) if facts and facts["tp"] else choice.total_gpus
     rows = [
-        MetricRow(key, name, measure(level.summary, choice.total_gpus), choice.predicted.get(key))
+        MetricRow(key, name, measure(level.summary, gpus), choice.predicted.get(key))
         for key, (name, measure) in MEASURED.items()
     ]
     mismatches, checked = configuration_check(choice, level)
     return Comparison(
-        label, choice_file, choice, level, note, rows, mismatches, checked, published_line(choice, levels)
+        label,
+        choice_file,
+        choice,
+        level,
+        note,
+        gpus,
+        rows,
+        mismatches,
+        checked,
+        published_line(choice, levels),
     )
 
 
@@ -226,7 +239,7 @@ def render(items: list[Comparison]) -> list[str]:
         "## Measured against predicted",
         "",
         f"Predictions are estimates of about ±{BAND:.0%} (docs/upstream-2026.md §6); the ratio is measured / "
-        f"predicted. Per-GPU figures divide by the choice's GPUs.",
+        "predicted.",
         "",
     ]
     for item in items:
@@ -241,7 +254,7 @@ def render(items: list[Comparison]) -> list[str]:
             f"Predicted for {choice.model} on {choice.total_gpus} x {choice.gpu}, {choice.quant} (KV "
             f"{choice.kv_cache_dtype}), ISL {choice.isl} / OSL {choice.osl}, {roles}. Predictor: {predictor}.",
             "",
-            f"Level compared: {item.level_note}.",
+            f"Level compared: {item.level_note}. Measured per-GPU figures divide by {item.gpus} GPUs.",
             "",
         ]
         if item.mismatches:
