@@ -20,6 +20,7 @@ MAX_BATCH_SIZE ?= 256# engine max_batch_size
 DEVICE ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda,cpu)# where `make engine` calibrates: cuda | cpu (default: cuda if nvidia-smi is here)
 DRY_RUN ?=# 1 = make engine prints each command (fetch, convert, build) and runs none: no download, conversion or calibration
 TARGET ?= engine# engine (trtllm-build, TensorRT-LLM <= 1.3.0rc20) | pytorch (PyTorch backend) | auto (by version)
+CHOICE ?=# TARGET=pytorch: a deployment choice (plan --save); its GPU, TP/PP, batch and KV settings replace these
 REPO ?= $(WORK)/repo# Triton model repository written by `make repo` and served by `make serve`
 ENGINE ?=# engine dir for `make repo` (C++ tensorrtllm backend); empty = CPU engine on CHECKPOINT
 CHECKPOINT ?= $(WORK)/demo/chain-ckpt# TensorRT-LLM checkpoint served by the CPU engine when ENGINE is empty
@@ -126,6 +127,7 @@ plan: setup ## Memory plan: weights and KV cache per GPU, sequences that fit, TP
 # unified checkpoint of `convert --target pytorch`. TARGET=auto picks one by the installed TensorRT-LLM.
 PT_CKPT := $(ENGINE_WORK)/checkpoint-pytorch
 PT_KV := $(if $(filter none,$(QUANT)),$(KV_CACHE_DTYPE),auto)
+PT_BUILD_ARGS := $(if $(CHOICE),--choice $(CHOICE),$(BUILD_ARGS) --tp $(TP) --pp $(PP) --kv-cache-dtype $(PT_KV))
 # DRY_RUN=1: each command is printed ("would run: ...") instead of run, so nothing is downloaded, converted,
 # calibrated or built; the checks on what exists already are the same as in a real run.
 RUN := $(if $(DRY_RUN),echo would run:,)
@@ -138,6 +140,7 @@ engine: setup ## fetch (unless MODEL is a dir) -> convert -> build into $(WORK)/
 			|| exit 1; fi; \
 	case "$$target" in \
 	engine) \
+		if [ -n "$(CHOICE)" ]; then echo "CHOICE is for TARGET=pytorch (the engine target takes its settings from the checkpoint)"; exit 2; fi; \
 		if [ -f $(ENGINE_WORK)/checkpoint/config.json ]; then echo "checkpoint exists: $(ENGINE_WORK)/checkpoint"; \
 		else $(RUN) $(CLI) convert --model-dir $(HF_DIR) --output $(ENGINE_WORK)/checkpoint --quant $(QUANT) \
 			--tp $(TP) --pp $(PP) $(KV_FLAG) --device $(DEVICE) || exit 1; fi; \
@@ -151,8 +154,8 @@ engine: setup ## fetch (unless MODEL is a dir) -> convert -> build into $(WORK)/
 			if [ -f $(PT_CKPT)/config.json ]; then echo "checkpoint exists: $(PT_CKPT)"; \
 			else $(RUN) $(CLI) convert --model-dir $(HF_DIR) --output $(PT_CKPT) --target pytorch --quant $(QUANT) \
 				$(KV_FLAG) --device $(DEVICE) || exit 1; fi; fi; \
-		$(RUN) $(CLI) build --target pytorch --checkpoint $$ckpt --output $(ENGINE_WORK)/deploy $(BUILD_ARGS) \
-			--tp $(TP) --pp $(PP) --kv-cache-dtype $(PT_KV) --overwrite ;; \
+		$(RUN) $(CLI) build --target pytorch --checkpoint $$ckpt --output $(ENGINE_WORK)/deploy $(PT_BUILD_ARGS) \
+			--overwrite ;; \
 	*) echo "TARGET must be engine, pytorch or auto (got $$target)"; exit 2 ;; \
 	esac
 

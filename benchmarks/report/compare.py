@@ -15,6 +15,7 @@ from typing import Any
 
 from benchmarks.metrics.results import DEFINITIONS, LevelResult, read_results
 from benchmarks.metrics.summary import error_share, unhealthy
+from benchmarks.report import prediction
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir
@@ -254,7 +255,11 @@ def describe_inputs(by_label: dict[str, list[LevelResult]]) -> list[str]:
     return lines
 
 
-def render_report(by_label: dict[str, list[LevelResult]], plots: dict[str, str]) -> str:
+def render_report(
+    by_label: dict[str, list[LevelResult]],
+    plots: dict[str, str],
+    predicted: list[prediction.Comparison] | None = None,
+) -> str:
     rows = [level.summary for levels in by_label.values() for level in levels]
     slos = sorted({f"{k}≤{v:g}" for row in rows for k, v in (row.get("slo_ms") or {}).items()})
     parts = [
@@ -280,6 +285,8 @@ def render_report(by_label: dict[str, list[LevelResult]], plots: dict[str, str])
     }.items():
         if name in plots:
             parts += [f"## {caption}", "", f"![{caption}]({file})", ""]
+    if predicted:
+        parts += prediction.render(predicted)
     parts += ["## Definitions", "", "| Metric | Definition |", "|---|---|"]
     parts += [f"| `{key}` | {text} |" for key, text in DEFINITIONS.items()]
     parts += [
@@ -292,8 +299,14 @@ def render_report(by_label: dict[str, list[LevelResult]], plots: dict[str, str])
     return "\n".join(parts)
 
 
-def write_report(results_dirs: list[Path], output: Path, overwrite: bool = False) -> int:
-    """Write REPORT.md and its PNG plots into `output` (whole or not at all); returns how many plots."""
+def write_report(
+    results_dirs: list[Path],
+    output: Path,
+    overwrite: bool = False,
+    predictions: dict[str, Path] | None = None,
+) -> int:
+    """Write REPORT.md and its PNG plots into `output` (whole or not at all); returns how many plots.
+    `predictions`: label -> deployment choice whose predictions that build's measurements are put beside."""
     for directory in results_dirs:
         if not directory.is_dir():
             raise SwallowTrtError(
@@ -301,6 +314,7 @@ def write_report(results_dirs: list[Path], output: Path, overwrite: bool = False
             )
     started = time.time()
     by_label = collect(list(results_dirs))
+    predicted = prediction.comparisons(predictions or {}, by_label)
     with atomic_output_dir(output, overwrite) as tmp:
         plots: dict[str, str] = {}
         plot_tradeoff(by_label, tmp / "throughput_vs_latency.png")
@@ -309,12 +323,16 @@ def write_report(results_dirs: list[Path], output: Path, overwrite: bool = False
             plots["ttft"] = "ttft_distribution.png"
         if plot_distribution(by_label, "itl_ms", "ITL", tmp / "itl_distribution.png"):
             plots["itl"] = "itl_distribution.png"
-        (tmp / "REPORT.md").write_text(render_report(by_label, plots), encoding="utf-8")
+        if predicted:
+            prediction.plot(predicted, tmp / prediction.PLOT)
+            plots["prediction"] = prediction.PLOT
+        (tmp / "REPORT.md").write_text(render_report(by_label, plots, predicted), encoding="utf-8")
         write_manifest(
             tmp,
             "report",
             inputs=[str(d) for d in results_dirs],
             labels=list(by_label),
+            predictions={label: str(path) for label, path in (predictions or {}).items()},
             seconds=time.time() - started,
         )
     return len(plots)

@@ -53,6 +53,9 @@ class OptionsRequest:
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_seq_len: int = DEFAULT_MAX_SEQ_LEN
     max_num_tokens: int = DEFAULT_MAX_NUM_TOKENS
+    # the KV cache's share of the memory free after the weights; None = the rule's (by GPU size). A
+    # deployment choice sets the share its predictor modelled (build/choice.py).
+    kv_cache_free_gpu_memory_fraction: float | None = None
 
     @property
     def fp8_kv(self) -> bool:
@@ -81,6 +84,10 @@ def kv_cache_fraction(gpu: GpuProfile) -> float:
     return KV_FRACTION_SMALL_GPU if gpu.memory_bytes < SMALL_GPU_BYTES else KV_CACHE_FREE_GPU_MEM_FRACTION
 
 
+def _kv_share_given(request: OptionsRequest) -> bool:
+    return request.kv_cache_free_gpu_memory_fraction is not None
+
+
 # In order; nested blocks (kv_cache_config, cuda_graph_config) are merged key by key.
 RULES: list[Rule[OptionsRequest, dict[str, Any]]] = [
     Rule(
@@ -107,13 +114,19 @@ RULES: list[Rule[OptionsRequest, dict[str, Any]]] = [
         "(default off), so one long prompt does not stall every stream",
     ),
     Rule(
-        lambda r: not _small_gpu(r),
+        _kv_share_given,
+        lambda r: {"kv_cache_config": {"free_gpu_memory_fraction": r.kv_cache_free_gpu_memory_fraction}},
+        "the KV-cache share the deployment choice was predicted with (`plan --save`), so the deployed "
+        "cache is the one the prediction modelled",
+    ),
+    Rule(
+        lambda r: not _kv_share_given(r) and not _small_gpu(r),
         lambda r: {"kv_cache_config": {"free_gpu_memory_fraction": kv_cache_fraction(r.gpu)}},
         f"the KV cache takes {KV_CACHE_FREE_GPU_MEM_FRACTION} of the memory free after the weights (the "
         "default, written down); the rest holds CUDA graphs and allocator slack",
     ),
     Rule(
-        _small_gpu,
+        lambda r: not _kv_share_given(r) and _small_gpu(r),
         lambda r: {"kv_cache_config": {"free_gpu_memory_fraction": kv_cache_fraction(r.gpu)}},
         f"under {SMALL_GPU_BYTES // GB} GB the default {1 - KV_CACHE_FREE_GPU_MEM_FRACTION:.0%} left after the "
         f"KV cache is only a few GB, and CUDA graphs (up to ~{CUDA_GRAPH_BYTES // 10**6} MB each) come out of "

@@ -58,9 +58,11 @@ def build_deployment(
     kind: CheckpointKind,
     overwrite: bool,
     dry_run: bool,
+    choice: dict[str, Any] | None = None,
 ) -> str:
     """Write the deployment directory, refusing impossible combinations; returns what to tell the user
-    (with `dry_run`, the options with their reasons, and nothing is written)."""
+    (with `dry_run`, the options with their reasons, and nothing is written). `choice`: the deployment
+    choice it carries out (its file, settings and predictions), recorded in the manifest."""
     composition = compose_options(request)
     if composition.refusals:
         raise SwallowTrtError(" ".join(composition.refusals))
@@ -93,6 +95,7 @@ def build_deployment(
             trtllm_serve_command=serve,
             tp=request.tp,
             pp=request.pp,
+            choice=choice,
             gpu_profile=request.gpu.as_dict(),
             checkpoint={
                 "path": str(checkpoint),

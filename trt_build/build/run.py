@@ -4,7 +4,8 @@
            cache format were fixed at conversion, so the checkpoint's are used and others refused.
   pytorch  a Hugging Face / ModelOpt checkpoint -> a deployment directory of LLM-API options
            (pytorch.py); nothing is compiled.
-`--target auto` picks one by the installed TensorRT-LLM version (common/targets.py).
+`--target auto` picks one by the installed TensorRT-LLM version (common/targets.py). `--choice` (pytorch)
+takes the settings of a deployment choice (`plan ... --save`) through build/choice.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from trt_build.build.choice import BUILD_FLAGS, check_build_flags, options_request_for_role
 from trt_build.build.engine import build_engine, read_checkpoint
 from trt_build.build.limits import (
     DEFAULT_MAX_BATCH_SIZE,
@@ -23,9 +25,11 @@ from trt_build.build.limits import (
 from trt_build.build.llmapi_options import OptionsRequest
 from trt_build.build.pytorch import build_deployment, read_pytorch_checkpoint
 from trt_build.build.trtllm_build_rules import BuildRequest
-from trt_build.common.errors import SwallowTrtError
+from trt_build.common.errors import SwallowTrtError, UsageError
 from trt_build.common.gpus import GpuProfile, get_profile
+from trt_build.common.manifest import sha256_file
 from trt_build.common.targets import resolve_target
+from trt_build.plan.deployment import load_choice
 from trt_build.source.hf_config import LlamaArchitecture, read_hf_config
 
 
@@ -35,7 +39,7 @@ class BuildOptions:
 
     checkpoint: Path
     output: Path
-    gpu_name: str
+    gpu_name: str | None  # None only with `choice` (its GPU)
     gpu: GpuProfile | None = None  # the profile itself, when `plan` made one (--gpu-memory-gb)
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_seq_len: int = DEFAULT_MAX_SEQ_LEN
@@ -48,6 +52,8 @@ class BuildOptions:
     kv_cache_dtype: str = "auto"  # pytorch: auto = the checkpoint's KV format, fp8 = force FP8
     overwrite: bool = False
     dry_run: bool = False
+    choice: Path | None = None  # pytorch: a deployment choice (`plan ... --save`) that sets the limits
+    explicit: frozenset[str] = frozenset()  # fields the command line set (checked against `choice`)
 
 
 def engine_request(
@@ -101,6 +107,12 @@ def deployment_request(
 
 def build_engine_target(options: BuildOptions) -> str:
     """A TRT-LLM checkpoint built with trtllm-build, with the checkpoint's own mapping and KV format."""
+    if options.choice is not None:
+        raise UsageError(
+            "--choice sizes a PyTorch-backend deployment (the engine target takes its settings from the "
+            "checkpoint);",
+            "build with --target pytorch from a Hugging Face / ModelOpt checkpoint.",
+        )
     settings = read_checkpoint(options.checkpoint)
     for option, given, converted in (("--tp", options.tp, settings.tp), ("--pp", options.pp, settings.pp)):
         if given is not None and given != converted:
@@ -131,9 +143,22 @@ def build_pytorch_target(options: BuildOptions) -> str:
         raise SwallowTrtError("--max-input-len and --workers are engine-target options;", "drop them.")
     kind = read_pytorch_checkpoint(options.checkpoint)
     arch = read_hf_config(options.checkpoint)
-    request = deployment_request(options, arch, kind.quant_algo, kind.kv_cache_quant_algo)
+    if options.choice is None:
+        request = deployment_request(options, arch, kind.quant_algo, kind.kv_cache_quant_algo)
+        return build_deployment(
+            options.checkpoint, options.output, request, kind, options.overwrite, options.dry_run
+        )
+    choice = load_choice(options.choice)
+    given = {name: getattr(options, name) for name in sorted(options.explicit) if name in BUILD_FLAGS}
+    check_build_flags(choice, options.choice, given)
+    request = options_request_for_role(choice, "agg", arch, kind.quant_algo, kind.kv_cache_quant_algo)
+    record = {
+        "file": str(options.choice.resolve()),
+        "sha256": sha256_file(options.choice),
+        **choice.to_dict(),
+    }
     return build_deployment(
-        options.checkpoint, options.output, request, kind, options.overwrite, options.dry_run
+        options.checkpoint, options.output, request, kind, options.overwrite, options.dry_run, record
     )
 
 
@@ -145,4 +170,6 @@ BUILDERS: dict[str, Callable[[BuildOptions], str]] = {
 
 def run_build(options: BuildOptions) -> str:
     """Build for the requested target (auto: by the installed TensorRT-LLM); returns what to print."""
+    if options.gpu_name is None and options.gpu is None and options.choice is None:
+        raise UsageError("--gpu is required (unless --choice names the GPU).")
     return BUILDERS[resolve_target(options.target)](options)

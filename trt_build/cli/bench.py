@@ -12,13 +12,16 @@ from benchmarks.load.datasets import BUILTIN
 from benchmarks.load.generator import ARRIVALS
 from benchmarks.options import DEFAULT_REQUESTS, BenchOptions
 from benchmarks.report.compare import write_report
+from benchmarks.report.prediction import parse_predictions
 from benchmarks.run import run_bench
 from trt_build.cli.base import command
+from trt_build.cli.japanese_units import japanese_lengths
 
 DEFAULTS = BenchOptions(output=Path())  # the library's defaults, shown by --help
 
 
 @command()
+@japanese_lengths
 @click.option(
     "--url", help="Server address (grpc: host:8001; http: http://host:8000; openai: http://host:9000)."
 )
@@ -161,7 +164,17 @@ def bench(no_progress: bool, **options: Any) -> None:
 @click.argument("results_dirs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False))
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="Report directory to write.")
 @click.option("--overwrite", is_flag=True, help="Replace the report directory if it exists.")
-def report(results_dirs: tuple[Path, ...], output: Path, overwrite: bool) -> None:
+@click.option(
+    "--prediction",
+    "predictions",
+    multiple=True,
+    metavar="LABEL=CHOICE_JSON",
+    help="Put build LABEL's measurements beside a deployment choice's predictions (`plan ... --save`) and "
+    "NVIDIA's published figure for the case; repeatable.",
+)
+def report(
+    results_dirs: tuple[Path, ...], output: Path, overwrite: bool, predictions: tuple[str, ...]
+) -> None:
     """Write REPORT.md and PNG plots comparing benchmark results directories (one build each)."""
-    plots = write_report(list(results_dirs), output, overwrite)
+    plots = write_report(list(results_dirs), output, overwrite, parse_predictions(predictions))
     click.echo(f"Report in {output / 'REPORT.md'} ({plots} plots)")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from trt_build.build.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_NUM_TOKENS, DEFAULT_MAX_SEQ_LEN
 from trt_build.build.run import BuildOptions, run_build
@@ -23,7 +24,12 @@ from trt_build.quant.schemes import KV_CACHE_DTYPES
     type=click.Path(path_type=Path),
     help="Engine (or pytorch deployment) directory to write.",
 )
-@click.option("--gpu", "gpu_name", required=True, type=click.Choice(sorted(PROFILES), case_sensitive=False))
+@click.option(
+    "--gpu",
+    "gpu_name",
+    type=click.Choice(sorted(PROFILES), case_sensitive=False),
+    help="The GPU the build is for [required unless --choice names it].",
+)
 @click.option("--max-batch-size", type=click.IntRange(1), default=DEFAULT_MAX_BATCH_SIZE, show_default=True)
 @click.option("--max-seq-len", type=click.IntRange(1), default=DEFAULT_MAX_SEQ_LEN, show_default=True)
 @click.option("--max-input-len", type=click.IntRange(1), default=None, help="[default: max-seq-len]")
@@ -46,6 +52,12 @@ from trt_build.quant.schemes import KV_CACHE_DTYPES
     show_default=True,
     help="pytorch: auto = the checkpoint's KV format, fp8 = force an FP8 KV cache.",
 )
+@click.option(
+    "--choice",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="pytorch: a deployment choice (`plan ... --save`): TP, PP, batch, tokens per step, sequence length, "
+    "KV dtype and share come from its agg role; flags that contradict it are refused.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing engine / deployment directory.")
 @click.option("--dry-run", is_flag=True, help="Print the command (or options) with the reason for each flag.")
 def build(**options: Any) -> None:
@@ -53,4 +65,8 @@ def build(**options: Any) -> None:
 
     Exit status 3: no trtllm-build / NVIDIA GPU here; the command to run on the GPU host is printed.
     """
-    click.echo(run_build(BuildOptions(**options)))
+    context = click.get_current_context()
+    explicit = frozenset(
+        name for name in options if context.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    )
+    click.echo(run_build(BuildOptions(**options, explicit=explicit)))

@@ -10,6 +10,7 @@ import click
 
 from trt_build.build.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_NUM_TOKENS, DEFAULT_MAX_SEQ_LEN
 from trt_build.cli.base import command
+from trt_build.cli.japanese_units import japanese_lengths
 from trt_build.common.errors import UsageError
 from trt_build.common.gpus import PROFILES
 from trt_build.common.targets import TARGET_CHOICES
@@ -28,6 +29,7 @@ from trt_build.quant.schemes import KV_CACHE_DTYPES, SCHEMES
 
 
 @command()
+@japanese_lengths
 @click.option(
     "--model",
     "model_name",
