@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -18,6 +19,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from dynamo_deploy.files.k8s import resource_name
 from dynamo_deploy.request import DeployRequest, agg_roles, request_from_choice
 from dynamo_deploy.roles import RoleOptions, _forbidden
 from dynamo_deploy.spec import read_deployment
@@ -351,3 +353,11 @@ def test_dynamo_accepts_the_graphs(golden_dirs, tmp_path):
     )
     result = subprocess.run([*check, str(disagg)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "Dynamo's rule says None" in result.stdout
+
+
+def test_kubernetes_names_are_short_labels_that_stay_apart():
+    long_fp8, long_bf16 = "Llama-3.3-Swallow-70B-Instruct-v0.4-FP8", "Llama-3.3-Swallow-70B-Instruct-v0.4"
+    assert resource_name("Swallow-8B") == "swallow-8b" and resource_name("日本語") == "swallow"
+    names = [resource_name(long_fp8), resource_name(long_bf16)]
+    assert names[0] != names[1]
+    assert all(len(n) <= 32 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", n) for n in names)

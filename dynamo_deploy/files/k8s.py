@@ -8,6 +8,7 @@ per pod.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -23,7 +24,9 @@ KIND = "DynamoGraphDeployment"
 MODEL_MOUNT = "/models"
 CONFIG_MOUNT = "/etc/swallow-trt"
 GPU_RESOURCE = "nvidia.com/gpu"
-# role -> (component name, component type); names match the CRD's ^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$
+NAME_LENGTH = 32
+# role -> (component name, component type): the short names Dynamo's planner looks for (trtllm: prefill,
+# decode; aggregated: worker), which also fit Grove's name budget
 COMPONENTS = {"agg": ("worker", "worker"), "prefill": ("prefill", "prefill"), "decode": ("decode", "decode")}
 # TensorRT-LLM's MPI runs as root in the runtime image (Dynamo's multinode TensorRT-LLM example sets these)
 MPI_AS_ROOT = [
@@ -33,9 +36,14 @@ MPI_AS_ROOT = [
 
 
 def resource_name(served_model_name: str) -> str:
-    """A Kubernetes name (lowercase RFC 1123 label, short enough for the operator's suffixes)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", served_model_name.lower()).strip("-")[:40].strip("-")
-    return f"swallow-{slug}" if slug else "swallow"
+    """A Kubernetes name: a lowercase RFC 1123 label, at most 32 characters, because Grove fits the graph's,
+    the component's and the role's names into 45 together (docs/upstream-2026.md §5.5); a longer name is cut
+    and ends with a hash of the whole."""
+    slug = re.sub(r"[^a-z0-9]+", "-", served_model_name.lower()).strip("-") or "swallow"
+    if len(slug) <= NAME_LENGTH:
+        return slug
+    digest = hashlib.sha256(served_model_name.encode()).hexdigest()[:6]  # two long names stay apart
+    return f"{slug[: NAME_LENGTH - 7].strip('-')}-{digest}"
 
 
 def _container(image: str, argv: list[str], **extra: Any) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Check a `deploy dynamo` directory with ai-dynamo 1.6.1's own code; runs in the Dynamo venv (Python 3.10).
 
   - k8s/deployment.yaml's DynamoGraphDeployment loads into the wheel's typed v1beta1 model
-    (`dynamo.profiler.utils.config.Config`), and Dynamo's own placement rule (`set_multinode_config`, which
+    (`dynamo.profiler.utils.config.Config`); its prefill and decode components carry the names Dynamo's
+    planner looks for (`WORKER_COMPONENT_NAMES`); Dynamo's own placement rule (`set_multinode_config`, which
     reads TP x PP from the worker's arguments) gives every worker the multinode block we wrote;
   - every worker's arguments parse with `dynamo.trtllm`'s argument parser, and the frontend's with
     `dynamo.frontend`'s. The worker parser takes only its defaults from `tensorrt_llm`, which cannot be
@@ -48,6 +49,7 @@ def planner_tables_only() -> None:
 
 def check(deploy: Path, gpus_per_node: int, problems: list[str]) -> dict:
     from dynamo.frontend.main import parse_args as frontend_parse_args
+    from dynamo.planner.config.backend_components import WORKER_COMPONENT_NAMES
     from dynamo.profiler.utils.config import Config, get_main_container, set_multinode_config
     from dynamo.trtllm.args import parse_args as worker_parse_args
 
@@ -55,6 +57,8 @@ def check(deploy: Path, gpus_per_node: int, problems: list[str]) -> dict:
     graph = next(d for d in documents if d["kind"] == "DynamoGraphDeployment")
     config = Config.model_validate(graph)
     checked = {"apiVersion": config.apiVersion, "components": {}}
+    names = WORKER_COMPONENT_NAMES[graph["spec"]["backendFramework"]]
+    expected = {"prefill": names.prefill_worker_k8s_name, "decode": names.decode_worker_k8s_name}
     for component in config.spec.components:
         container = get_main_container(component)
         argv = [*container.command, *container.args]
@@ -73,6 +77,9 @@ def check(deploy: Path, gpus_per_node: int, problems: list[str]) -> dict:
         except SystemExit:
             problems.append(f"{deploy.name} {component.name}: dynamo.trtllm refuses its arguments {argv[3:]}")
             continue
+        role = component.component_type
+        if role in expected and component.name != expected[role]:
+            problems.append(f"{deploy.name} {component.name}: Dynamo's planner looks for {expected[role]!r}")
         entry.update(
             tp=parsed.tensor_parallel_size,
             pp=parsed.pipeline_parallel_size,
