@@ -51,7 +51,9 @@ def render(deployment: Deployment) -> dict[str, str]:
         "",
         "# etcd, NATS and the frontend on the first node",
         f'srun --overlap --nodes=1 --ntasks=1 --nodelist="$HEAD" "${{CONTAINER[@]}}" bash -c {shlex.quote(services)} &',
-        f'until (exec 3<>"/dev/tcp/$HEAD/{ETCD_PORT}") 2>/dev/null; do sleep 2; done',
+        f'etcd_up() {{ (exec 3<>"/dev/tcp/$HEAD/{ETCD_PORT}") 2>/dev/null; }}',
+        "for _ in $(seq 150); do etcd_up && break; sleep 2; done",
+        'etcd_up || { echo "etcd on $HEAD did not start within 5 minutes" >&2; scancel "$SLURM_JOB_ID"; exit 1; }',
     ]
     for placement in deployment.placements:
         role = placement.role
