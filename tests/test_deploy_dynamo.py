@@ -334,8 +334,9 @@ def test_library_refusal_is_a_swallow_trt_error(tmp_path):
     not DYNAMO_PYTHON.exists(), reason="no .venv-dynamo (ai-dynamo 1.6.1): `make dynamo` builds it"
 )
 def test_dynamo_accepts_the_graphs(golden_dirs, tmp_path):
-    """ai-dynamo's typed DGD model, its multinode rule and its own argument parsers accept every graph,
-    and the check is not a rubber stamp: a wrong nodeCount is caught."""
+    """ai-dynamo's typed DGD model, its multinode rule and its own argument parsers, and the Kubernetes
+    client's pod types, accept every graph; and the check is not a rubber stamp: a wrong nodeCount and a
+    misspelt key are caught."""
     disagg = deploy_dir_for(tmp_path, "--mode", "disagg", "--decode-tp", "2")
     dirs = [str(d) for _, d in golden_dirs.values()] + [str(disagg)]
     check = [str(DYNAMO_PYTHON), str(ROOT / "tests" / "peer" / "dynamo_dgd_check.py"), "8"]
@@ -351,8 +352,11 @@ def test_dynamo_accepts_the_graphs(golden_dirs, tmp_path):
             "  - name: decode\n", "  - name: decode\n    multinode:\n      nodeCount: 2\n"
         )
     )
+    k8s.write_text(k8s.read_text().replace("volumeMounts:", "volumeMount:", 1))
     result = subprocess.run([*check, str(disagg)], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1 and "Dynamo's rule says None" in result.stdout
+    problems = json.loads(result.stdout)["problems"]
+    assert result.returncode == 1 and len(problems) == 2
+    assert "not a Kubernetes V1PodTemplateSpec" in problems[0] and "Dynamo's rule says None" in problems[1]
 
 
 def test_kubernetes_names_are_short_labels_that_stay_apart():

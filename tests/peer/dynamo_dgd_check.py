@@ -4,6 +4,9 @@
     (`dynamo.profiler.utils.config.Config`); its prefill and decode components carry the names Dynamo's
     planner looks for (`WORKER_COMPONENT_NAMES`); Dynamo's own placement rule (`set_multinode_config`, which
     reads TP x PP from the worker's arguments) gives every worker the multinode block we wrote;
+  - every component's `podTemplate` and the ConfigMap survive a round trip through the Kubernetes client's
+    own types (V1PodTemplateSpec, which the CRD embeds, and V1ConfigMap): a misspelt or misplaced key is
+    dropped on the way and so caught;
   - every worker's arguments parse with `dynamo.trtllm`'s argument parser, and the frontend's with
     `dynamo.frontend`'s. The worker parser takes only its defaults from `tensorrt_llm`, which cannot be
     installed here: a stub module supplies them (None). The typed model imports two tables from
@@ -47,6 +50,17 @@ def planner_tables_only() -> None:
     sys.modules["dynamo.planner"] = package
 
 
+def kubernetes_round_trip(value: dict, kind: str) -> bool:
+    """Whether `value` reads into the Kubernetes client's `kind` and writes back unchanged."""
+    from kubernetes.client import ApiClient
+
+    class Response:  # what ApiClient.deserialize reads
+        data = json.dumps(value)
+
+    api = ApiClient()
+    return api.sanitize_for_serialization(api.deserialize(Response(), kind)) == value
+
+
 def check(deploy: Path, gpus_per_node: int, problems: list[str]) -> dict:
     from dynamo.frontend.main import parse_args as frontend_parse_args
     from dynamo.planner.config.backend_components import WORKER_COMPONENT_NAMES
@@ -55,6 +69,14 @@ def check(deploy: Path, gpus_per_node: int, problems: list[str]) -> dict:
 
     documents = list(yaml.safe_load_all((deploy / "k8s" / "deployment.yaml").read_text()))
     graph = next(d for d in documents if d["kind"] == "DynamoGraphDeployment")
+    for document in documents:
+        if document["kind"] == "ConfigMap" and not kubernetes_round_trip(document, "V1ConfigMap"):
+            problems.append(f"{deploy.name}: the ConfigMap is not a Kubernetes V1ConfigMap")
+    for component in graph["spec"]["components"]:
+        if not kubernetes_round_trip(component["podTemplate"], "V1PodTemplateSpec"):
+            problems.append(
+                f"{deploy.name} {component['name']}: podTemplate is not a Kubernetes V1PodTemplateSpec"
+            )
     config = Config.model_validate(graph)
     checked = {"apiVersion": config.apiVersion, "components": {}}
     names = WORKER_COMPONENT_NAMES[graph["spec"]["backendFramework"]]
