@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dynamo_deploy.graph import options_file
 from dynamo_deploy.request import DeployRequest
 from trt_build.build.llmapi_options import (
     OptionsComposition,
@@ -76,27 +77,27 @@ class RoleOptions:
     reasons: list[tuple[dict[str, Any], str]] = field(default_factory=list)
 
 
-def _forbidden(roles: list[RoleOptions]) -> list[str]:
+def forbidden_combinations(roles: list[RoleOptions]) -> list[str]:
     """Combinations TensorRT-LLM refuses or mishandles, checked on the options as written."""
     found = []
     for r in roles:
         name, options = r.role.role, r.options
         if name == "prefill" and not options.get("disable_overlap_scheduler"):
             found.append(
-                "options/prefill.yaml: a prefill-only worker must run with disable_overlap_scheduler."
+                f"{options_file(name)}: a prefill-only worker must run with disable_overlap_scheduler."
             )
         graphs = (options.get("cuda_graph_config") or {}).get("batch_sizes")
         if graphs is not None and (
             len(set(graphs)) != len(graphs) or max(graphs) > options["max_batch_size"]
         ):
             found.append(
-                f"options/{name}.yaml: CUDA-graph batch sizes {graphs} repeat or exceed max_batch_size "
+                f"{options_file(name)}: CUDA-graph batch sizes {graphs} repeat or exceed max_batch_size "
                 f"{options['max_batch_size']}."
             )
         buffer = (options.get("cache_transceiver_config") or {}).get("max_tokens_in_buffer")
         if buffer is not None and buffer < options["max_seq_len"]:
             found.append(
-                f"options/{name}.yaml: cache_transceiver_config.max_tokens_in_buffer {buffer} is below "
+                f"{options_file(name)}: cache_transceiver_config.max_tokens_in_buffer {buffer} is below "
                 f"max_seq_len {options['max_seq_len']}: longer prompts fail to transfer."
             )
     kv = {r.role.role: (r.options.get("kv_cache_config") or {}).get("dtype") for r in roles}
@@ -148,4 +149,4 @@ def compose_roles(
             m for m in base.refusals + messages(PLACEMENT, (role, request.gpus_per_node)) if m not in refusals
         ]
         warnings += [m for m in base.warnings if m not in warnings]
-    return roles, refusals + _forbidden(roles), warnings
+    return roles, refusals + forbidden_combinations(roles), warnings

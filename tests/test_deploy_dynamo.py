@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from dynamo_deploy.files.k8s import resource_name
 from dynamo_deploy.request import DeployRequest, agg_roles, request_from_choice
-from dynamo_deploy.roles import RoleOptions, _forbidden
+from dynamo_deploy.roles import RoleOptions, forbidden_combinations
 from dynamo_deploy.spec import read_deployment
 from dynamo_deploy.write import deploy_dynamo
 from tests.test_pytorch_target import EIGHT_B, SEVENTY_B, write_modelopt_dir
@@ -282,15 +282,15 @@ def test_existing_output_needs_overwrite(tmp_path):
     assert read_deployment(out).role("agg").workers == 2
 
 
-def test_forbidden_option_combinations_are_refused():
+def testforbidden_combinations_option_combinations_are_refused():
     def role(name: str, **options) -> RoleOptions:
         base = {"max_batch_size": 8, "max_seq_len": 4096, "kv_cache_config": {"dtype": "auto"}}
         return RoleOptions(RoleChoice(name, 1, 1, 1, 8, 512), base | options)
 
     transceiver = {"cache_transceiver_config": {"max_tokens_in_buffer": 4096}}
     good = [role("prefill", disable_overlap_scheduler=True, **transceiver), role("decode", **transceiver)]
-    assert _forbidden(good) == []
-    found = _forbidden(
+    assert forbidden_combinations(good) == []
+    found = forbidden_combinations(
         [
             role("prefill", cache_transceiver_config={"max_tokens_in_buffer": 1024}),
             role(
