@@ -190,12 +190,15 @@ def test_host_and_router_reach_the_launch_script(tmp_path):
     assert "--publish-kv-events" not in launch
 
 
-def fake_tools(bin_dir: Path, log: Path) -> None:
-    """`nvidia-smi` listing 8 GPUs, and a `python3` that records itself and sleeps like a server."""
+def fake_tools(bin_dir: Path, log: Path, failing_gpu: str = "no such GPU") -> None:
+    """`nvidia-smi` listing 8 GPUs, and a `python3` that records itself and sleeps like a server (the worker
+    on `failing_gpu` exits with status 3 once the frontend and both workers have started)."""
     bin_dir.mkdir()
     (bin_dir / "nvidia-smi").write_text('#!/bin/sh\nfor i in 0 1 2 3 4 5 6 7; do echo "GPU $i: fake"; done\n')
     (bin_dir / "python3").write_text(
-        f'#!/bin/bash\necho "$$ ${{CUDA_VISIBLE_DEVICES:-none}} $2" >> {log}\nexec sleep 300\n'
+        f'#!/bin/bash\necho "$$ ${{CUDA_VISIBLE_DEVICES:-none}} $2" >> {log}\n'
+        f'if [ "${{CUDA_VISIBLE_DEVICES:-}}" = "{failing_gpu}" ]; then\n'
+        f'  while [ "$(wc -l < {log})" -lt 3 ]; do sleep 0.05; done\n  exit 3\nfi\nexec sleep 300\n'
     )
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
@@ -365,3 +368,15 @@ def test_kubernetes_names_are_short_labels_that_stay_apart():
     names = [resource_name(long_fp8), resource_name(long_bf16)]
     assert names[0] != names[1]
     assert all(len(n) <= 32 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", n) for n in names)
+
+
+def test_launch_stops_the_graph_when_one_process_dies(tmp_path):
+    out = deploy_dir_for(tmp_path, "--replicas", "2")
+    log = tmp_path / "started.log"
+    fake_tools(tmp_path / "bin", log, failing_gpu="1")
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    launch = out / "local" / "launch.sh"
+    result = subprocess.run(["bash", str(launch)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3 and "stopping the others" in result.stderr
+    started = [line.split() for line in log.read_text().splitlines()]
+    assert len(started) == 3 and not [pid for pid, *_ in started if alive(int(pid))]
