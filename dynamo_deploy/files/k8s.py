@@ -35,6 +35,18 @@ MPI_AS_ROOT = [
 ]
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the options files in the ConfigMap) as literal blocks, readable as written."""
+
+
+_Dumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None
+    ),
+)
+
+
 def resource_name(served_model_name: str) -> str:
     """A Kubernetes name: a lowercase RFC 1123 label, at most 32 characters, because Grove fits the graph's,
     the component's and the role's names into 45 together (docs/upstream-2026.md §5.5); a longer name is cut
@@ -127,5 +139,6 @@ def render(deployment: Deployment) -> dict[str, str]:
     )
     documents = [config_map(deployment, name), graph(deployment, name)]
     return {
-        MANIFEST: header + yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False, width=120)
+        MANIFEST: header
+        + yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
     }
