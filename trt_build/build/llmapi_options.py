@@ -218,10 +218,11 @@ class OptionsComposition:
     warnings: list[str] = field(default_factory=list)
 
 
-def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+def merge_options(into: dict[str, Any], new: dict[str, Any]) -> None:
+    """Merge `new` into `into`, nested blocks key by key (a non-dict value, None included, replaces)."""
     for key, value in new.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
+            merge_options(into[key], value)
         else:
             into[key] = copy.deepcopy(value)
 
@@ -236,7 +237,7 @@ def compose_options(request: OptionsRequest) -> OptionsComposition:
         warnings=messages(WARNINGS, request),
     )
     for values, _ in composition.reasons:
-        _merge(composition.options, values)
+        merge_options(composition.options, values)
     return composition
 
 

@@ -47,6 +47,20 @@ def read_pytorch_checkpoint(checkpoint: Path) -> CheckpointKind:
     return kind
 
 
+def checkpoint_facts(checkpoint: Path, kind: CheckpointKind) -> dict[str, Any]:
+    """The manifest's `checkpoint` block of a deployment: where it is, what it holds, its configs' hashes."""
+    quant_file = checkpoint / "hf_quant_config.json"
+    return {
+        "path": str(checkpoint),
+        "kind": kind.kind,
+        "quant_algo": kind.quant_algo,
+        "quant_description": PYTORCH_QUANT_ALGOS[kind.quant_algo],
+        "kv_cache_quant_algo": kind.kv_cache_quant_algo,
+        "config_sha256": sha256_file(checkpoint / "config.json"),
+        "hf_quant_config_sha256": sha256_file(quant_file) if quant_file.is_file() else None,
+    }
+
+
 def options_yaml(options: dict[str, Any]) -> str:
     return yaml.safe_dump(options, sort_keys=False, default_flow_style=False)
 
@@ -81,7 +95,6 @@ def build_deployment(
             "model load the tokenizer from the checkpoint directory: copy it there.",
             err=True,
         )
-    quant_file = checkpoint / "hf_quant_config.json"
     with atomic_output_dir(output, overwrite, [checkpoint]) as tmp:
         (tmp / OPTIONS_FILE).write_text(text)
         write_manifest(
@@ -97,15 +110,7 @@ def build_deployment(
             pp=request.pp,
             choice=choice,
             gpu_profile=request.gpu.as_dict(),
-            checkpoint={
-                "path": str(checkpoint),
-                "kind": kind.kind,
-                "quant_algo": kind.quant_algo,
-                "quant_description": PYTORCH_QUANT_ALGOS[kind.quant_algo],
-                "kv_cache_quant_algo": kind.kv_cache_quant_algo,
-                "config_sha256": sha256_file(checkpoint / "config.json"),
-                "hf_quant_config_sha256": sha256_file(quant_file) if quant_file.is_file() else None,
-            },
+            checkpoint=checkpoint_facts(checkpoint, kind),
         )
     return (
         f"Deployment written to {output} (PyTorch backend, nothing compiled).\n"

@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Compare a converted checkpoint's logits with its HF source.",
     ),
     "build": ("trt_build.cli.build:build", "Build an engine (trtllm-build) or a PyTorch deployment."),
+    "deploy": (
+        "trt_build.cli.deploy:deploy",
+        "Write a deployment for NVIDIA Dynamo (local, Kubernetes, Slurm).",
+    ),
     "repo": ("trt_build.cli.serve:repo", "Write a Triton model repository (engine, deployment, CPU)."),
     "serve": ("trt_build.cli.serve:serve", "Serve a model repository with tritonserver until Ctrl-C."),
     "chat": ("trt_build.cli.serve:chat", "Stream an answer from a running server to the terminal."),
