@@ -38,6 +38,7 @@ class DeployRequest:
     host: str = "127.0.0.1"  # what local/launch.sh's frontend binds
     http_port: int = DEFAULT_HTTP_PORT
     pvc: str = DEFAULT_PVC
+    choice: DeploymentChoice | None = None  # the plan's choice this request carries out, if any
 
     @property
     def mode(self) -> str:
@@ -81,5 +82,6 @@ def request_from_choice(
         kv_cache_dtype=choice.kv_cache_dtype,
         max_seq_len=choice.max_seq_len,
         kv_fraction=choice.kv_cache_free_gpu_memory_fraction,
+        choice=choice,
         **graph,  # type: ignore[arg-type]
     )

@@ -35,15 +35,9 @@ class RoleRequest:
 
     role: RoleChoice
     max_seq_len: int
-    kv_fraction: float | None
 
 
 ROLE_RULES: list[Rule[RoleRequest, dict[str, Any]]] = [
-    Rule(
-        lambda r: r.kv_fraction is not None,
-        lambda r: {"kv_cache_config": {"free_gpu_memory_fraction": r.kv_fraction}},
-        "the KV share the deployment was planned with, the same for every role",
-    ),
     Rule(
         lambda r: r.role.role == "prefill",
         lambda r: {"disable_overlap_scheduler": True},
@@ -139,9 +133,10 @@ def compose_roles(
                 max_batch_size=role.max_batch_size,
                 max_seq_len=request.max_seq_len,
                 max_num_tokens=role.max_num_tokens,
+                kv_cache_free_gpu_memory_fraction=request.kv_fraction,
             )
         )
-        extra = applied(ROLE_RULES, RoleRequest(role, request.max_seq_len, request.kv_fraction))
+        extra = applied(ROLE_RULES, RoleRequest(role, request.max_seq_len))
         for values, _ in extra:
             merge_options(base.options, values)
         roles.append(RoleOptions(role, base.options, base.reasons + extra))

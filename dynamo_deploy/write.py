@@ -18,6 +18,7 @@ from dynamo_deploy.graph import options_file, place
 from dynamo_deploy.request import DeployRequest
 from dynamo_deploy.roles import compose_roles
 from dynamo_deploy.spec import ROUTERS, DynamoDeployment, WorkerRole
+from trt_build.build.choice import refuse_other_checkpoint
 from trt_build.build.llmapi_options import flat_keys
 from trt_build.build.pytorch import checkpoint_facts, read_pytorch_checkpoint
 from trt_build.common.console import say
@@ -36,6 +37,8 @@ def plan_deployment(request: DeployRequest) -> tuple[Deployment, list[str]]:
     if request.router not in ROUTERS:
         raise SwallowTrtError(f"router {request.router!r} is not one of {', '.join(ROUTERS)}.")
     kind = read_pytorch_checkpoint(request.checkpoint)
+    if request.choice is not None:
+        refuse_other_checkpoint(request.choice, kind.quant_algo, kind.kv_cache_quant_algo)
     arch = read_hf_config(request.checkpoint)
     roles, refusals, warnings = compose_roles(request, arch, kind)
     if refusals:
@@ -124,6 +127,7 @@ def deploy_dynamo(request: DeployRequest, overwrite: bool = False, dry_run: bool
             warnings=warnings,
             gpu_profile=request.gpu.as_dict(),
             checkpoint=checkpoint_facts(deployment.checkpoint, deployment.kind),
+            choice=request.choice.to_dict() if request.choice else None,
         )
     return (
         f"Dynamo deployment written to {request.output} ({request.mode}, {request.total_gpus} GPUs on "

@@ -380,3 +380,24 @@ def test_launch_stops_the_graph_when_one_process_dies(tmp_path):
     assert result.returncode == 3 and "stopping the others" in result.stderr
     started = [line.split() for line in log.read_text().splitlines()]
     assert len(started) == 3 and not [pid for pid, *_ in started if alive(int(pid))]
+
+
+def test_deploy_choice_refuses_flags_it_sets_and_another_quantization(tmp_path):
+    roles = (RoleChoice("agg", 2, 1, 1, 64, 4096),)
+    path = tmp_path / "choice.json"
+    DeploymentChoice("8b", "h200", "fp8", "auto", 4096, 0.9, roles).save(path)
+    fp8 = checkpoint(tmp_path, "8b-fp8-tp1x4")
+    given = deploy(
+        "--checkpoint", str(fp8), "--output", str(tmp_path / "a"), "--choice", str(path), "--tp", "2"
+    )
+    assert given.exit_code == 2 and "sets --tp" in given.output, given.output
+    bf16 = write_modelopt_dir(tmp_path / "bf16", EIGHT_B, None)
+    other = deploy("--checkpoint", str(bf16), "--output", str(tmp_path / "b"), "--choice", str(path))
+    assert other.exit_code == 1 and "predicted for --quant fp8" in other.output, other.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    done = deploy("--checkpoint", str(fp8), "--output", str(tmp_path / "c"), "--choice", str(path))
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert (
+        manifest["choice"]["roles"][0]["workers"] == 2 and manifest["deployment"]["roles"][0]["workers"] == 2
+    )

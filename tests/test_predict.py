@@ -12,10 +12,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from benchmarks.metrics.published import PublishedCase, published_tokens_per_s
+from dynamo_deploy.spec import read_deployment
+from tests.test_pytorch_target import SEVENTY_B, write_modelopt_dir
 from trt_build.build.llmapi_options import compose_options, cuda_graph_batch_sizes, kv_cache_fraction
+from trt_build.cli import main as cli_main
 from trt_build.cli.plan import plan as plan_command
 from trt_build.common.gpus import PROFILES
 from trt_build.plan.deployment import PREDICTED_METRICS, load_choice
@@ -371,6 +375,36 @@ def test_slo_search_70b_on_8_h200_meets_the_slo_and_its_choice_round_trips(
     ]
     assert loaded.predicted == predicted and loaded.kv_cache_free_gpu_memory_fraction == 0.9
     assert replace(loaded, predicted={}) == replace(chosen, predicted={})
+    # the Dynamo deployment carries exactly its roles, workers, TP, batch, tokens and KV share
+    ckpt = write_modelopt_dir(tmp_path / "70b-fp8", SEVENTY_B, "FP8", "FP8")
+    deploy = tmp_path / "deploy"
+    result = CliRunner().invoke(
+        cli_main,
+        [
+            "deploy",
+            "dynamo",
+            "--checkpoint",
+            str(ckpt),
+            "--output",
+            str(deploy),
+            "--choice",
+            str(tmp_path / "choice.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    spec = read_deployment(deploy)
+    assert [(r.role, r.workers, r.tp, r.pp) for r in spec.roles] == [
+        (r.role, r.workers, r.tp, r.pp) for r in loaded.roles
+    ]
+    for role in loaded.roles:
+        options = yaml.safe_load((deploy / spec.role(role.role).options_file).read_text())
+        assert (options["tensor_parallel_size"], options["max_batch_size"], options["max_num_tokens"]) == (
+            role.tp,
+            role.max_batch_size,
+            role.max_num_tokens,
+        )
+        assert options["kv_cache_config"]["free_gpu_memory_fraction"] == 0.9
+        assert options["max_seq_len"] == loaded.max_seq_len
 
 
 def test_slo_cli_saves_the_best_and_plots_the_front(fake_ask: None, tmp_path: Path) -> None:

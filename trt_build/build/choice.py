@@ -1,10 +1,10 @@
 """A deployment choice (plan/deployment.py) carried out: the LLM-API options request of each of its roles,
 and what `build --target pytorch --choice` checks of the flags given beside it.
 
-`options_request_for_role` is the one mapping from a chosen role to the options it runs with: `build
---choice` uses it for the `agg` role, `deploy dynamo --choice` for the prefill and decode roles, so what
-was predicted is what gets deployed (batch, tokens per step, TP / PP, KV dtype and share; the CUDA-graph
-batch sizes follow from the batch).
+`options_request_for_role` maps the chosen `agg` role onto the options `build --choice` writes (batch,
+tokens per step, TP / PP, KV dtype and share; the CUDA-graph batch sizes follow from the batch);
+`deploy dynamo --choice` carries every role through `dynamo_deploy.request.request_from_choice`. Both
+refuse a checkpoint quantized otherwise than the choice (`refuse_other_checkpoint`).
 """
 
 from __future__ import annotations
@@ -32,15 +32,11 @@ def _quant_algo(choice: DeploymentChoice) -> str | None:
     return scheme.quant_algo
 
 
-def options_request_for_role(
-    choice: DeploymentChoice,
-    role: str,
-    arch: LlamaArchitecture,
-    quant_algo: str | None,
-    checkpoint_kv_cache_quant_algo: str | None,
-) -> OptionsRequest:
-    """The options request of `role` in `choice` for a checkpoint of this shape and quantization. A
-    checkpoint quantized otherwise than the choice was predicted for is refused: the numbers would not hold."""
+def refuse_other_checkpoint(
+    choice: DeploymentChoice, quant_algo: str | None, checkpoint_kv_cache_quant_algo: str | None
+) -> None:
+    """A checkpoint quantized otherwise than the choice was predicted for is refused: the numbers would not
+    hold. `build --choice` and `deploy dynamo --choice` both ask."""
     if quant_algo != _quant_algo(choice):
         raise SwallowTrtError(
             f"the checkpoint's quant_algo is {quant_algo or 'none (bf16)'}, but the deployment choice was "
@@ -54,6 +50,17 @@ def options_request_for_role(
             "(--kv-cache-dtype auto).",
             "Choose again with `swallow-trt plan ... --kv-cache-dtype fp8 --save`, or convert without an FP8 KV cache.",
         )
+
+
+def options_request_for_role(
+    choice: DeploymentChoice,
+    role: str,
+    arch: LlamaArchitecture,
+    quant_algo: str | None,
+    checkpoint_kv_cache_quant_algo: str | None,
+) -> OptionsRequest:
+    """The options request of `role` in `choice` for a checkpoint of this shape and quantization."""
+    refuse_other_checkpoint(choice, quant_algo, checkpoint_kv_cache_quant_algo)
     chosen = next((r for r in choice.roles if r.role == role), None)
     if chosen is None:
         raise SwallowTrtError(

@@ -14,6 +14,7 @@ from dynamo_deploy.request import (
     DeployRequest,
     agg_roles,
     disagg_roles,
+    request_from_choice,
 )
 from dynamo_deploy.spec import MODES, ROUTERS
 from dynamo_deploy.write import deploy_dynamo
@@ -26,9 +27,15 @@ from trt_build.build.limits import (
 from trt_build.cli.base import SwallowTrtCommand
 from trt_build.common.errors import UsageError
 from trt_build.common.gpus import PROFILES, get_profile
+from trt_build.plan.deployment import load_choice
 from trt_build.quant.schemes import KV_CACHE_DTYPES
 
 DISAGG_ONLY = ("prefill_workers", "decode_workers", "prefill_tp", "prefill_pp", "decode_tp", "decode_pp")
+# What a deployment choice (`plan --slo --save`) sets, so not given beside --choice
+CHOSEN = ("gpu_name", "mode", "tp", "pp", "replicas", *DISAGG_ONLY, "kv_cache_dtype", "max_batch_size",
+          "max_num_tokens", "max_seq_len")  # fmt: skip
+# What the graph is, beside its roles: taken from the command line with or without --choice
+GRAPH = ("gpus_per_node", "router", "image", "served_model_name", "host", "http_port", "pvc")
 
 
 @click.group()
@@ -102,25 +109,38 @@ def _roles(o: dict[str, Any]):
 @click.option("--host", default="127.0.0.1", show_default=True, help="What local/launch.sh's frontend binds.")
 @click.option("--http-port", type=click.IntRange(1, 65535), default=DEFAULT_HTTP_PORT, show_default=True)
 @click.option("--pvc", default=DEFAULT_PVC, show_default=True, help="k8s: the claim holding the checkpoint.")
+@click.option(
+    "--choice",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A deployment chosen by `plan --slo ... --save`: its GPU, roles, TP/PP, batch, tokens, sequence, "
+    "KV dtype and share, exactly as predicted (the role and limit flags are then not given).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing deployment directory.")
 @click.option(
     "--dry-run", is_flag=True, help="Print the files and options with their reasons; write nothing."
 )
 def dynamo(**o: Any) -> None:
     """A Dynamo deployment: options per worker role, local/launch.sh, k8s/ and slurm/ files."""
-    request = DeployRequest(
-        checkpoint=o["checkpoint"],
-        output=o["output"],
-        gpu=get_profile(o["gpu_name"]),
-        roles=_roles(o),
-        gpus_per_node=o["gpus_per_node"],
-        router=o["router"],
-        image=o["image"],
-        served_model_name=o["served_model_name"],
-        kv_cache_dtype=o["kv_cache_dtype"],
-        max_seq_len=o["max_seq_len"],
-        host=o["host"],
-        http_port=o["http_port"],
-        pvc=o["pvc"],
-    )
+    graph = {name: o[name] for name in GRAPH}
+    if o["choice"] is not None:
+        source = click.get_current_context().get_parameter_source
+        given = [
+            f"--{n.replace('_', '-').replace('-name', '')}" for n in CHOSEN if source(n).name == "COMMANDLINE"
+        ]
+        if given:
+            raise UsageError(
+                f"--choice {o['choice']} sets {', '.join(given)}: drop them to deploy the choice as predicted, "
+                "or choose again with `swallow-trt plan ... --slo ... --save`."
+            )
+        request = request_from_choice(load_choice(o["choice"]), o["checkpoint"], o["output"], **graph)
+    else:
+        request = DeployRequest(
+            checkpoint=o["checkpoint"],
+            output=o["output"],
+            gpu=get_profile(o["gpu_name"]),
+            roles=_roles(o),
+            kv_cache_dtype=o["kv_cache_dtype"],
+            max_seq_len=o["max_seq_len"],
+            **graph,
+        )
     click.echo(deploy_dynamo(request, o["overwrite"], o["dry_run"]))
