@@ -2,16 +2,13 @@
 
 Applied to a command as one decorator (below `@command()`, above its options). Given lengths are converted
 with the tokenizer's measured characters per token (trt_build/plan/japanese_units.py); the conversion is
-printed before the command's text output, or added to its JSON object as `lengths`. A command that has
-`--isl` / `--osl` options is run with the converted token counts (giving both forms of one is refused).
+printed before the command's text output; a command printing JSON adds `lengths_json()` to it. A command
+that has `--isl` / `--osl` options is run with the converted token counts (giving both forms is refused).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +19,7 @@ from trt_build.common.errors import UsageError
 from trt_build.plan.japanese_units import Conversion, measure
 
 LENGTHS = ("isl", "osl")
+META_KEY = "swallow_trt.japanese_lengths"
 
 
 def _conversions(characters: dict[str, int | None]) -> list[Conversion]:
@@ -32,16 +30,10 @@ def _conversions(characters: dict[str, int | None]) -> list[Conversion]:
     return [Conversion(name.upper(), count, ratio.tokens_for(count), ratio) for name, count in given.items()]
 
 
-def _with_lengths(text: str, conversions: list[Conversion]) -> str:
-    """The command's JSON object with `lengths` added (text that is not one object is left as it is)."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text.rstrip("\n")
-    if not isinstance(data, dict):
-        return text.rstrip("\n")
-    data["lengths"] = {c.name.lower(): c.as_dict() for c in conversions}
-    return json.dumps(data, indent=2, ensure_ascii=False)
+def lengths_json() -> dict[str, object] | None:
+    """The conversions of the running command (for its JSON output), or None when no length was in characters."""
+    conversions = click.get_current_context().meta.get(META_KEY)
+    return {c.name.lower(): c.as_dict() for c in conversions} if conversions else None
 
 
 def japanese_lengths(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -59,19 +51,11 @@ def japanese_lengths(command: Callable[..., Any]) -> Callable[..., Any]:
             if context.get_parameter_source(name) is ParameterSource.COMMANDLINE:
                 raise UsageError(f"--{name} and --{name}-chars give the same length: use one.")
             options[name] = conversion.tokens
-        if not conversions:
-            return command(**options)
+        context.meta[META_KEY] = conversions
         if not options.get("as_json"):
             for conversion in conversions:
                 click.echo(conversion.describe())
-            return command(**options)
-        captured = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(captured):
-                return command(**options)
-        finally:
-            if captured.getvalue():
-                click.echo(_with_lengths(captured.getvalue(), conversions))
+        return command(**options)
 
     for name in reversed(LENGTHS):
         wrapper = click.option(

@@ -10,7 +10,7 @@ import click
 
 from trt_build.build.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_NUM_TOKENS, DEFAULT_MAX_SEQ_LEN
 from trt_build.cli.base import command
-from trt_build.cli.japanese_units import japanese_lengths
+from trt_build.cli.japanese_units import japanese_lengths, lengths_json
 from trt_build.common.errors import UsageError
 from trt_build.common.gpus import PROFILES
 from trt_build.common.targets import TARGET_CHOICES
@@ -121,6 +121,8 @@ def plan(
     bounds = parse_slo(slo) if slo else None
     result = plan_for(PlanRequest(**options))
     out: dict[str, Any] = plan_dict(result)
+    if lengths := lengths_json():
+        out["lengths"] = lengths
     text = [render(result)]
     if predict:
         prediction = predict_plan(result.scenario, isl, osl, concurrency)
