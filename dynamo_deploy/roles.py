@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dynamo_deploy.graph import options_file
+from dynamo_deploy.commands import options_file
 from dynamo_deploy.request import DeployRequest
 from trt_build.build.llmapi_options import (
     OptionsComposition,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 
+from dynamo_deploy.commands import options_file, place
 from dynamo_deploy.files import k8s, local, options, slurm
 from dynamo_deploy.files.context import Deployment
-from dynamo_deploy.graph import options_file, place
 from dynamo_deploy.request import DeployRequest
 from dynamo_deploy.roles import compose_roles
 from dynamo_deploy.spec import ROUTERS, DynamoDeployment, WorkerRole

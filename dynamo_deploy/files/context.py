@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dynamo_deploy.graph import Placement, node_count
+from dynamo_deploy.commands import Placement, node_count
 from dynamo_deploy.request import DeployRequest
 from dynamo_deploy.roles import RoleOptions
 from trt_build.formats.kinds import CheckpointKind

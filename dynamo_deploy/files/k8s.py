@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
+from dynamo_deploy.commands import OPTIONS_DIR, frontend_argv, nodes_per_worker, options_file, worker_argv
 from dynamo_deploy.files.context import Deployment
 from dynamo_deploy.files.options import options_text
-from dynamo_deploy.graph import OPTIONS_DIR, frontend_argv, nodes_per_worker, options_file, worker_argv
 
 MANIFEST = "k8s/deployment.yaml"
 API_VERSION = "nvidia.com/v1beta1"

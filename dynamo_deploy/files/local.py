@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import shlex
 
+from dynamo_deploy.commands import frontend_argv, options_file, shell_words, worker_argv
 from dynamo_deploy.files.context import Deployment
-from dynamo_deploy.graph import frontend_argv, options_file, shell_words, worker_argv
 
 LAUNCH = "local/launch.sh"
 # Loopback for everything but the frontend's HTTP port (docs/upstream-2026.md §5.3).

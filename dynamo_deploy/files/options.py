@@ -3,8 +3,8 @@ reason for every key as comments."""
 
 from __future__ import annotations
 
+from dynamo_deploy.commands import options_file
 from dynamo_deploy.files.context import Deployment
-from dynamo_deploy.graph import options_file
 from dynamo_deploy.roles import RoleOptions
 from trt_build.build.llmapi_options import flat_keys
 from trt_build.build.pytorch import options_yaml

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import shlex
 
+from dynamo_deploy.commands import frontend_argv, options_file, shell_words, worker_argv
 from dynamo_deploy.files.context import Deployment
 from dynamo_deploy.files.k8s import resource_name
-from dynamo_deploy.graph import frontend_argv, options_file, shell_words, worker_argv
 
 SBATCH = "slurm/dynamo.sbatch"
 ETCD_PORT = 2379
