@@ -4,7 +4,8 @@
 
 Without it each worker binds its event sockets on random ports of every interface; named in
 `DYN_ZMQ_BROKER_URL`, this XSUB/XPUB proxy keeps every event-plane port on 127.0.0.1
-(docs/upstream-2026.md §5). SIGTERM and SIGINT stop it.
+(docs/upstream-2026.md §5). SIGINT and SIGTERM end it at once: zmq.proxy blocks in C, where a Python
+signal handler would never run, and there is nothing to clean up (the OS closes the sockets).
 """
 
 from __future__ import annotations
@@ -21,15 +22,9 @@ def main() -> None:
     xsub, xpub = context.socket(zmq.XSUB), context.socket(zmq.XPUB)
     xsub.bind(f"tcp://127.0.0.1:{xsub_port}")
     xpub.bind(f"tcp://127.0.0.1:{xpub_port}")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        zmq.proxy(xsub, xpub)
-    except (KeyboardInterrupt, SystemExit, zmq.ContextTerminated):
-        pass
-    finally:
-        xsub.close(0)
-        xpub.close(0)
-        context.term()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    zmq.proxy(xsub, xpub)
 
 
 if __name__ == "__main__":
