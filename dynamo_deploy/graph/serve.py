@@ -35,17 +35,17 @@ def chosen_engine(engine: str) -> str:
 
 
 def until_stopped(poll) -> None:
-    """Call `poll` every second until Ctrl-C or SIGTERM; `poll` raises when something died."""
+    """Call `poll` every second until Ctrl-C or SIGTERM; `poll` raises when something died. SIGINT is
+    handled here too, since a shell starts background jobs with it ignored (`make dynamo &`)."""
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not stop.is_set():
             poll()
             stop.wait(1.0)
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_launch_script(deploy: Path, http_port: int) -> None:
