@@ -30,7 +30,10 @@ from triton_repo.launch.tritonserver import free_port
 from trt_build.common.errors import SwallowTrtError
 
 ENGINES = ("cpu", "mocker")
-MOCKER_SPEEDUP = 10  # the mocker's simulated engine runs this much faster than the real one would
+# A request whose worker dies (mid-stream, or before it is known to be gone: file discovery keeps a killed
+# worker listed for a while) is retried on another worker up to this many times (Dynamo's migration).
+MIGRATION_LIMIT = 3
+MOCKER_SPEEDUP = 10.0  # the mocker's simulated engine runs this much faster than the GPU it models
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class GraphOptions:
     run_dir: Path | None = None  # logs, discovery and HOME [a temporary directory, kept for its logs]
     timeout_s: float = 300.0
     mocker_trace: Path | None = None  # --response-replay-trace-path for the mockers
+    mocker_speedup: float = MOCKER_SPEEDUP  # 1: the modelled GPU's own timing
 
 
 def worker_roles(deployment: DynamoDeployment, engine: str) -> list[tuple[str, int]]:
@@ -97,7 +101,7 @@ class DynamoGraph:
 
     def frontend_args(self) -> list[str]:
         args = ["--http-host", self.options.host, "--http-port", str(self.options.http_port)]
-        args += ["--router-mode", self.deployment.router]
+        args += ["--router-mode", self.deployment.router, "--migration-limit", str(MIGRATION_LIMIT)]
         if self.deployment.router == "kv" and self.options.engine == "cpu":
             args.append("--no-kv-events")  # the CPU engine publishes no KV events: the router predicts
         return args
