@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -289,3 +290,50 @@ def test_a_worker_killed_under_load_fails_its_requests_clearly_and_a_restart_rej
         if served_requests(kv_mockers, 0) > 0:
             break
     assert served_requests(kv_mockers, 0) > 0
+
+
+def graph_processes(run_marker: str) -> list[int]:
+    """Pids whose environment names this graph's discovery directory (every process the graph started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if run_marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_process_serve_dynamo_started(dynamo_env, chain_dir, tmp_path):
+    deploy = write_local_deployment(tmp_path / "deploy", local_deployment(chain_dir, workers=2))
+    port = free_port()
+    argv = [
+        str(ROOT / ".venv" / "bin" / "swallow-trt"),
+        "serve",
+        "--dynamo",
+        str(deploy),
+        "--engine",
+        "mocker",
+    ]
+    server = subprocess.Popen(
+        [*argv, "--http-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        lines = []
+        for line in server.stdout:  # bounded by the graph's own readiness timeout
+            lines.append(line)
+            if line.startswith(("Ready.", "Error")):
+                break
+        assert lines[-1].startswith("Ready."), "".join(lines)
+        logs = next(line.split()[1] for line in server.stdout if line.startswith("logs"))
+        marker = f"DYN_FILE_KV={Path(logs).parent / 'discovery'}\0"
+        assert len(graph_processes(marker)) >= 4  # broker, frontend, two workers
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=HANG_GUARD_S) == 0
+        assert "Stopped." in server.stdout.read()
+        assert graph_processes(marker) == []
+    finally:
+        if server.poll() is None:
+            server.kill()
