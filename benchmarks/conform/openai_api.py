@@ -4,7 +4,7 @@ non-streamed (the reference) and streamed, through the official `openai` client.
 Chat sends the conversation as messages, so the server applies its chat template; completions send
 the same conversation rendered without its BOS, which the server adds: either way the prompt must
 count exactly one BOS. Some servers feed a completions prompt to the model as it is, adding no BOS
-(Dynamo's frontend, docs/upstream-2026.md §5): a one-token probe finds out (`probe_completions_bos`),
+(Dynamo's frontend, docs/upstream-2026.md §5.5): a one-token probe finds out (`probe_completions_bos`),
 and then the client sends the rendered prompt with its BOS, as it must to such a server. Streams ask for usage (`stream_options.include_usage`); decoding is greedy
 (temperature 0).
 """

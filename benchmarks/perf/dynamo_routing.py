@@ -1,10 +1,11 @@
 """One Dynamo worker against two behind the KV router, on the same load: requests/s and TTFT side by side.
 
 Each configuration is a real Dynamo graph on 127.0.0.1 (frontend + `dynamo.mocker` workers, which simulate
-TensorRT-LLM's timing on a GPU at its real speed, so the engine and not this machine's CPUs is what
-saturates) driven by `swallow-trt bench` over the OpenAI API. The prompts share a
+TensorRT-LLM's scheduling and KV cache without a GPU) driven by `swallow-trt bench` over the OpenAI API. The prompts share a
 few long Japanese prefixes (system prompts, few-shot headers), the load where KV-aware routing pays: a
-repeated prefix goes back to the worker that holds it. `make bench-dynamo` runs it:
+repeated prefix goes back to the worker that holds it. On a machine with few cores the frontend and the
+load generator, not the simulated engines, saturate first (docs/upstream-2026.md §5.5): read the numbers
+as what this host's graph does, not as what a second GPU buys. `make bench-dynamo` runs it:
 
     .venv/bin/python -m benchmarks.perf.dynamo_routing MODEL_DIR --output DIR [--requests 96 --concurrency 16]
 """
@@ -39,7 +40,7 @@ def shared_prefix_rows(requests: int) -> list[dict[str, str]]:
 def run_config(model_dir: Path, workers: int, output: Path, dataset: Path, requests: int, concurrency: int):
     deployment = local_deployment(model_dir, workers=workers, router="kv")
     run_dir = output.parent / f"{output.name}-graph"  # beside the results, which bench writes whole
-    options = GraphOptions(engine="mocker", http_port=free_port(), run_dir=run_dir, mocker_speedup=1.0)
+    options = GraphOptions(engine="mocker", http_port=free_port(), run_dir=run_dir)
     with DynamoGraph(deployment, options) as graph:
         run_bench(
             BenchOptions(

@@ -4,7 +4,7 @@
 
 Without it each worker binds its event sockets on random ports of every interface; named in
 `DYN_ZMQ_BROKER_URL`, this XSUB/XPUB proxy keeps every event-plane port on 127.0.0.1
-(docs/upstream-2026.md §5). SIGINT and SIGTERM end it at once: zmq.proxy blocks in C, where a Python
+(docs/upstream-2026.md §5.5). SIGINT and SIGTERM end it at once: zmq.proxy blocks in C, where a Python
 signal handler would never run, and there is nothing to clean up (the OS closes the sockets).
 """
 

@@ -1,6 +1,6 @@
 """Where the Dynamo venv is, and the environment every process of a local graph runs with.
 
-Dynamo runs here without etcd or NATS (docs/upstream-2026.md §5): file discovery in a private directory,
+Dynamo runs here without etcd or NATS (docs/upstream-2026.md §5.5): file discovery in a private directory,
 the TCP request plane, the ZMQ event plane through a loopback broker, every address pinned to 127.0.0.1,
 and a private HOME (the frontend caches model cards under $HOME/.cache/dynamo) with the hub offline.
 """

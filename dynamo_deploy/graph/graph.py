@@ -33,7 +33,7 @@ ENGINES = ("cpu", "mocker")
 # A request whose worker dies (mid-stream, or before it is known to be gone: file discovery keeps a killed
 # worker listed for a while) is retried on another worker up to this many times (Dynamo's migration).
 MIGRATION_LIMIT = 3
-MOCKER_SPEEDUP = 10.0  # the mocker's simulated engine runs this much faster than the GPU it models
+MOCKER_SPEEDUP = 10.0  # the mocker's --speedup-ratio (as Dynamo's examples run it)
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,6 @@ class GraphOptions:
     run_dir: Path | None = None  # logs, discovery and HOME [a temporary directory, kept for its logs]
     timeout_s: float = 300.0
     mocker_trace: Path | None = None  # --response-replay-trace-path for the mockers
-    mocker_speedup: float = MOCKER_SPEEDUP  # 1: the modelled GPU's own timing
 
 
 def worker_roles(deployment: DynamoDeployment, engine: str) -> list[tuple[str, int]]:
