@@ -72,7 +72,8 @@ class DynamoGraph:
                 f"The deployment's checkpoint {checkpoint} has no config.json.",
                 "Point the deployment at a Hugging Face checkpoint directory (config, tokenizer, safetensors).",
             )
-        self.run_dir = options.run_dir or Path(tempfile.mkdtemp(prefix="swallow-trt-dynamo-"))
+        # absolute: HOME and the discovery directory must not depend on each process's working directory
+        self.run_dir = (options.run_dir or Path(tempfile.mkdtemp(prefix="swallow-trt-dynamo-"))).resolve()
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.env = graph_environment(self.run_dir, free_port(), free_port())
         self.broker = self.process("broker", [str(GRAPH_DIR / "broker.py"), *self.broker_ports()])

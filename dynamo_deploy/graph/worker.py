@@ -36,14 +36,14 @@ log = logging.getLogger("swallow_trt.dynamo_worker")
 class EngineProcess:
     """The toolkit-venv child that generates; one asyncio queue per running request."""
 
-    def __init__(self, process: asyncio.subprocess.Process):
-        self.process = process
+    def __init__(self, process: asyncio.subprocess.Process, max_seq_len: int):
+        self.process, self.max_seq_len = process, max_seq_len
         self.queues: dict[int, asyncio.Queue] = {}
         self.ids = itertools.count()
         self.reader: asyncio.Task | None = None
 
     @classmethod
-    async def start(cls, python: str, repo: str, model_path: str) -> tuple[EngineProcess, int]:
+    async def start(cls, python: str, repo: str, model_path: str) -> EngineProcess:
         process = await asyncio.create_subprocess_exec(
             python, "-m", "dynamo_deploy.graph.engine_process", model_path,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=repo, limit=1 << 20,
@@ -54,9 +54,9 @@ class EngineProcess:
             raise SystemExit(
                 f"the CPU engine process exited ({await process.wait()}) before loading {model_path}"
             )
-        engine = cls(process)
+        engine = cls(process, int(json.loads(line)["max_seq_len"]))
         engine.reader = asyncio.get_running_loop().create_task(engine.read())
-        return engine, int(json.loads(line)["max_seq_len"])
+        return engine
 
     async def read(self) -> None:
         assert self.process.stdout is not None
@@ -88,7 +88,7 @@ class EngineProcess:
             {
                 "id": rid,
                 "prompt": prompt,
-                "max_tokens": stop.get("max_tokens") or 16,
+                "max_tokens": stop.get("max_tokens") or self.max_seq_len - len(prompt),  # unset: to the limit
                 "stop_ids": sorted(stop_ids),
                 "temperature": sampling.get("temperature"),
                 "top_p": sampling.get("top_p"),
@@ -123,7 +123,7 @@ class EngineProcess:
 
 async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
-    engine, max_seq_len = await EngineProcess.start(args.engine_python, args.repo, args.model_path)
+    engine = await EngineProcess.start(args.engine_python, args.repo, args.model_path)
     runtime = DistributedRuntime(
         loop, os.environ.get("DYN_DISCOVERY_BACKEND", "file"), os.environ.get("DYN_REQUEST_PLANE", "tcp")
     )
@@ -131,7 +131,7 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, runtime.shutdown)
     endpoint = runtime.endpoint(ENDPOINT)
     config = ModelRuntimeConfig()
-    config.context_length = max_seq_len
+    config.context_length = engine.max_seq_len
     await register_model(
         ModelInput.Tokens,
         ModelType.Chat | ModelType.Completions,
