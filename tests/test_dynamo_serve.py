@@ -172,6 +172,38 @@ def test_conform_passes_against_the_dynamo_frontend(cpu_graph, chain_dir):
     assert any("adds no BOS" in note for note in report["notes"])  # Dynamo's completions: the client adds it
 
 
+@pytest.mark.slow
+def test_a_request_the_cpu_engine_refuses_gets_a_clear_error_and_the_worker_keeps_serving(cpu_graph):
+    async def run() -> tuple[str, str]:
+        api = client(cpu_graph)
+        try:
+            with pytest.raises(openai.OpenAIError) as refused:  # prompt + max_tokens over the context length
+                await answer(api, "completions", False, "こんにちは", 10_000)
+            return str(refused.value), await answer(api, "completions", False, "こんにちは", 200)
+        finally:
+            await api.close()
+
+    error, after = asyncio.run(run())
+    assert re.search(r"8192|max_seq_len|context", error), error
+    assert after == CHAIN_SENTENCE
+
+
+def test_a_worker_that_cannot_start_is_reported_by_its_log_line(dynamo_env, chain_dir, tmp_path):
+    """No weights: the CPU engine fails to load; start() says which process and why, and stops the rest."""
+    broken = tmp_path / "no-weights"
+    broken.mkdir()
+    for item in chain_dir.iterdir():
+        if item.suffix != ".safetensors":
+            (broken / item.name).write_bytes(item.read_bytes())
+    graph = started(local_deployment(broken), tmp_path / "run", engine="cpu")
+    with pytest.raises(SwallowTrtError) as failed:
+        graph.start()
+    message = str(failed.value)
+    assert "agg-worker-0 exited" in message and "safetensors" in message, message
+    assert "Traceback" not in message
+    assert not any(p.running for p in graph.processes)
+
+
 # ---------------------------------------------------------------- routing (mocker workers)
 
 

@@ -11,7 +11,9 @@ line per request in, one per token out. Only the standard library and Dynamo are
 The request is Dynamo's PreprocessedRequest (`token_ids`, `stop_conditions.max_tokens`,
 `stop_conditions.stop_token_ids_hidden`, `eos_token_ids`, `sampling_options`); each response chunk is
 `{"token_ids": [...], "finish_reason": None | "stop" | "length" | "error: why"}`, the last with
-`completion_usage`, as dynamo/vllm/handlers.py answers.
+`completion_usage`, as dynamo/vllm/handlers.py answers. A request the engine refuses raises
+`InvalidArgument`, which the frontend answers with a 400 carrying the reason (a "finish_reason" error
+becomes a bare 500 "Internal server error").
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 
 import uvloop
 from dynamo.llm import ModelInput, ModelRuntimeConfig, ModelType, WorkerType, register_model
+from dynamo.llm.exceptions import InvalidArgument
 from dynamo.runtime import DistributedRuntime
 
 ENDPOINT = "dynamo.backend.generate"  # the mocker's default: the frontend finds workers by discovery
@@ -107,6 +110,8 @@ class EngineProcess:
                         self.send({"id": rid, "cancel": True})
                     continue
                 if "error" in message:
+                    if not produced:  # the engine refused the request: a 400 with its reason
+                        raise InvalidArgument(message["error"])
                     yield {"token_ids": [], "finish_reason": f"error: {message['error']}"}
                     return
                 usage = {
