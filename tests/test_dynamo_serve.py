@@ -22,6 +22,9 @@ import openai
 import pytest
 from click.testing import CliRunner
 
+from benchmarks.metrics.results import read_results
+from benchmarks.options import BenchOptions
+from benchmarks.run import run_bench
 from dynamo_deploy.graph.environment import DYNAMO_VENV_ENV, ROOT
 from dynamo_deploy.graph.graph import DynamoGraph, GraphOptions, worker_roles
 from dynamo_deploy.graph.local_deployment import local_deployment, write_local_deployment
@@ -170,6 +173,21 @@ def test_conform_passes_against_the_dynamo_frontend(cpu_graph, chain_dir):
     ]
     assert failed == [] and result.exit_code == 0
     assert any("adds no BOS" in note for note in report["notes"])  # Dynamo's completions: the client adds it
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_bench_measures_the_dynamo_frontend(cpu_graph, chain_dir, tmp_path, endpoint):
+    run_bench(
+        BenchOptions(
+            output=tmp_path / "bench", url=cpu_graph.url, protocol="openai", tokenizer_dir=chain_dir,
+            concurrency="2", num_requests=4, warmup=0, dataset="ja-chat", osl=8, openai_endpoint=endpoint,
+            progress=False,
+        )
+    )  # fmt: skip
+    summary = read_results(tmp_path / "bench")[0].summary
+    assert (summary["num_completed"], summary["num_errors"]) == (4, 0)
+    assert summary["total_output_tokens"] == 4 * 8 and summary["output_tokens_source"]["server"] == 4
 
 
 @pytest.mark.slow
