@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -188,6 +189,40 @@ def test_bench_measures_the_dynamo_frontend(cpu_graph, chain_dir, tmp_path, endp
     summary = read_results(tmp_path / "bench")[0].summary
     assert (summary["num_completed"], summary["num_errors"]) == (4, 0)
     assert summary["total_output_tokens"] == 4 * 8 and summary["output_tokens_source"]["server"] == 4
+
+
+@pytest.mark.slow
+def test_a_client_that_hangs_up_stops_the_cpu_engine(cpu_graph):
+    """The engine logs each request's end; a stream closed after 3 chunks ends 'cancelled' well short."""
+    log = cpu_graph.workers[0].log_path
+
+    async def hang_up() -> None:
+        api = client(cpu_graph)
+        try:
+            stream = await api.completions.create(
+                model="swallow",
+                prompt="こんにちは",
+                max_tokens=4000,
+                stream=True,
+                extra_body={"ignore_eos": True},
+            )
+            chunks = 0
+            async for _ in stream:
+                chunks += 1
+                if chunks == 3:
+                    break
+            await stream.close()
+        finally:
+            await api.close()
+
+    asyncio.run(asyncio.wait_for(hang_up(), HANG_GUARD_S))
+    ends: list[int] = []
+    for _ in range(HANG_GUARD_S * 2):  # bounded: the cancel reaches the engine within its next steps
+        ends = [int(n) for n in re.findall(r"request \d+: cancelled after (\d+) tokens", log.read_text())]
+        if ends:
+            break
+        time.sleep(0.5)
+    assert ends and ends[-1] < 64, ends  # stopped within a few tokens of the hang-up, not at 4000
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ toolkit's interpreter and talks to it over stdin/stdout. Each line is one JSON o
        {"id": N, "error": "why"}        the request could not run (RequestError's message)
 
 Requests run concurrently, one thread each (CpuEngine interleaves their steps). The process exits when
-its stdin closes, so it never outlives its worker.
+its stdin closes, so it never outlives its worker. Each request's end goes to stderr (the worker's log):
+`request N: stop|length|cancelled|refused (...) after K tokens`.
 """
 
 from __future__ import annotations
@@ -52,20 +53,25 @@ class Engine:
             seed=request.get("seed"),
             stop_words=[[token] for token in sorted(stop_ids)],
         )
-        end = "length"
+        end, sent = "length", 0
         try:
             for token in self.engine.generate(request["prompt"], params, lambda: rid in self.cancelled):
                 if token in stop_ids:
                     end = "stop"
                     break
                 self.send({"id": rid, "token": token})
+                sent += 1
             if rid in self.cancelled:
                 end = "cancelled"
             self.send({"id": rid, "end": end})
         except RequestError as error:
+            end = f"refused ({error})"
             self.send({"id": rid, "error": str(error)})
         finally:
             self.cancelled.discard(rid)
+            print(
+                f"request {rid}: {end} after {sent} tokens", file=sys.stderr, flush=True
+            )  # the worker's log
 
     def serve(self, lines) -> None:
         self.send({"ready": True, "max_seq_len": self.engine.max_seq_len})
