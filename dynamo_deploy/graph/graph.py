@@ -8,6 +8,7 @@ is ready once `/v1/models` lists the served name and every worker's system port 
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 import urllib.error
@@ -25,7 +26,7 @@ from dynamo_deploy.graph.environment import (
 )
 from dynamo_deploy.graph.processes import GraphProcess, stop_group
 from dynamo_deploy.spec import DynamoDeployment
-from triton_repo.launch.ports import check_ports_free
+from triton_repo.launch.ports import check_ports_free, url_host
 from triton_repo.launch.tritonserver import free_port
 from trt_build.common.errors import SwallowTrtError
 
@@ -83,8 +84,7 @@ class DynamoGraph:
 
     @property
     def url(self) -> str:
-        host = LOOPBACK if self.options.host in ("0.0.0.0", "::") else self.options.host
-        return f"http://{host}:{self.options.http_port}"
+        return f"http://{url_host(self.options.host)}:{self.options.http_port}"
 
     @property
     def processes(self) -> list[GraphProcess]:
@@ -223,6 +223,4 @@ class DynamoGraph:
 
 def engine_python() -> str:
     """The toolkit's interpreter (torch, the reference engine): the one running this code."""
-    import sys
-
     return sys.executable
