@@ -57,7 +57,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-test: setup ## Run the test suite (pytest; builds .venv-modelopt for the ModelOpt peer tests)
+test: setup ## Run the test suite (pytest; builds .venv-modelopt and .venv-dynamo for the peer and Dynamo tests)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: setup ## Check the code with ruff
@@ -182,6 +182,45 @@ bench-accuracy: setup ## Known timing in, `bench`'s measured TTFT/ITL/TPOT/E2E/t
 
 bench-isolation: setup ## A normal request's latency alone and under each abuse (tests marked timing, ~3 min)
 	$(BIN)/python -m pytest -m timing -s -p no:cacheprovider tests/test_client_isolation.py
+
+# ---- Dynamo: ai-dynamo 1.6.1 in its own venv (it needs Python 3.10 here: on 3.11+ it depends on aisimulate,
+# which only NVIDIA's index serves), for `serve --dynamo` on the CPU and tests/test_dynamo_serve.py. The 3.10
+# interpreter is looked for where pyenv keeps it, since a pyenv shim named python3.10 may refuse to run
+# (docs/upstream-2026.md §5). `make dynamo` serves the chain model through a real Dynamo graph; `make
+# bench-dynamo` compares one mocker worker with two behind the KV router.
+DYNAMO_VENV ?= .venv-dynamo# ai-dynamo venv (make passes it to serve --dynamo as SWALLOW_TRT_DYNAMO_VENV)
+DYNAMO_PYTHON ?=# Python 3.10 for DYNAMO_VENV [pyenv's 3.10, else python3.10 on PATH]
+DYNAMO_PORT ?= 18080# HTTP port of the Dynamo frontend that `make dynamo` starts
+DYNAMO_VERSION := 1.6.1
+DYNAMO_STAMP := $(DYNAMO_VENV)/.swallow-trt-dynamo-$(DYNAMO_VERSION)
+export SWALLOW_TRT_DYNAMO_VENV := $(abspath $(DYNAMO_VENV))
+.PHONY: dynamo-env dynamo bench-dynamo
+dynamo-env: $(DYNAMO_STAMP) ## ai-dynamo 1.6.1 venv (Python 3.10, ~630 MB, about 2 minutes; quick when present)
+
+$(DYNAMO_STAMP):
+	@py="$(DYNAMO_PYTHON)"; \
+	if [ -z "$$py" ]; then \
+		for candidate in "$$(pyenv prefix 3.10 2>/dev/null)/bin/python" \
+			$${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python python3.10; do \
+			if "$$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then \
+				py=$$candidate; break; fi; \
+		done; fi; \
+	if [ -z "$$py" ]; then echo "No Python 3.10 found for $(DYNAMO_VENV): set DYNAMO_PYTHON=/path/to/python3.10" >&2; exit 1; fi; \
+	test -x $(DYNAMO_VENV)/bin/python || "$$py" -m venv $(DYNAMO_VENV)
+	$(DYNAMO_VENV)/bin/pip install -q "ai-dynamo==$(DYNAMO_VERSION)"
+	$(DYNAMO_VENV)/bin/python -c "import importlib.metadata as m, dynamo.llm, zmq; \
+		assert m.version('ai-dynamo') == m.version('ai-dynamo-runtime') == '$(DYNAMO_VERSION)', 'unexpected versions'"
+	touch $@
+
+DYNAMO_DEMO := $(DEMO)/dynamo
+dynamo: setup dynamo-env ## Serve the chain model through a real Dynamo graph (CPU engine) on DYNAMO_PORT until Ctrl-C
+	$(CLI) tiny-model --preset chain --output $(DEMO)/chain-swallow --overwrite
+	$(BIN)/python -m dynamo_deploy.graph.local_deployment $(DEMO)/chain-swallow $(DYNAMO_DEMO)/deploy
+	$(CLI) serve --dynamo $(DYNAMO_DEMO)/deploy --engine cpu --http-port $(DYNAMO_PORT)
+
+bench-dynamo: setup dynamo-env ## One mocker worker vs two behind the KV router, same load: req/s and TTFT side by side
+	$(CLI) tiny-model --preset chain --output $(DEMO)/chain-swallow --overwrite
+	$(BIN)/python -m benchmarks.perf.dynamo_routing $(DEMO)/chain-swallow --output $(DYNAMO_DEMO)/bench
 
 # ---- ModelOpt peer: NVIDIA ModelOpt 0.47.0 in its own venv, exporting the same tiny model on the CPU as
 # the reference for `convert --target pytorch` (tests/test_hf_export.py, marker `peer`). torch first, so

@@ -3,7 +3,9 @@ non-streamed (the reference) and streamed, through the official `openai` client.
 
 Chat sends the conversation as messages, so the server applies its chat template; completions send
 the same conversation rendered without its BOS, which the server adds: either way the prompt must
-count exactly one BOS. Streams ask for usage (`stream_options.include_usage`); decoding is greedy
+count exactly one BOS. Some servers feed a completions prompt to the model as it is, adding no BOS
+(Dynamo's frontend, docs/upstream-2026.md §5.6): a one-token probe finds out (`probe_completions_bos`),
+and then the client sends the rendered prompt with its BOS, as it must to such a server. Streams ask for usage (`stream_options.include_usage`); decoding is greedy
 (temperature 0).
 """
 
@@ -38,6 +40,21 @@ class OpenAIEndpoint:
         )
         self.prompt, self.max_tokens = prompt, max_tokens
         self.model = ""
+        self.completions_prompt = prompt.text_without_bos
+
+    async def probe_completions_bos(self) -> str | None:
+        """Send the completions prompt with its BOS when the server adds none; returns a note saying so."""
+        try:
+            probe = await self.client.completions.create(
+                model=self.model, prompt=self.prompt.text_without_bos, max_tokens=1, temperature=0
+            )
+        except (openai.OpenAIError, ValueError):
+            return None  # the completions paths report the failure themselves
+        counted = probe.usage.prompt_tokens if probe.usage else None
+        if counted != self.prompt.tokens - 1:
+            return None
+        self.completions_prompt = self.prompt.text
+        return "completions: the server adds no BOS to the prompt, so the prompt is sent with its BOS"
 
     async def choose_model(self, requested: tuple[str, ...]) -> str:
         """The requested model, else the first the server lists."""
@@ -63,7 +80,7 @@ class OpenAIEndpoint:
         if endpoint == CHAT:
             request["messages"] = self.prompt.messages
         else:
-            request["prompt"] = self.prompt.text_without_bos
+            request["prompt"] = self.completions_prompt
         if streamed:
             request.update(stream=True, stream_options={"include_usage": True})
         return request

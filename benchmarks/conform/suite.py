@@ -87,6 +87,9 @@ async def _openai_paths(
             "Name it with --model.",
             exit_code=UNREACHABLE_EXIT,
         ) from None
+    note = await endpoint.probe_completions_bos()
+    if note:
+        report.notes.append(note)
     return endpoint, endpoint.paths()
 
 

@@ -135,6 +135,19 @@ def repo(**options: Any) -> None:
 @click.option(
     "--served-model-name", help="The model name OpenAI clients send [the repository's front model name]."
 )
+@click.option(
+    "--dynamo",
+    type=DIRECTORY,
+    help="A `deploy dynamo` directory: run its NVIDIA Dynamo graph (frontend, router, workers) on --http-port.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "trtllm", "cpu", "mocker"]),
+    default="auto",
+    show_default=True,
+    help="--dynamo workers: trtllm runs DEPLOY/local/launch.sh; cpu: the reference engine on the checkpoint; "
+    "mocker: Dynamo's simulated engine (load and routing); auto: trtllm where TensorRT-LLM is installed, else cpu.",
+)
 def serve(
     repo: Path | None,
     via: str,
@@ -147,11 +160,23 @@ def serve(
     timeout: int,
     openai_port: int | None,
     served_model_name: str | None,
+    dynamo: Path | None,
+    engine: str,
 ) -> None:
     """Serve a model repository with tritonserver (or a pytorch deployment with trtllm-serve); Ctrl-C stops it.
 
     Exit status 3 (--via trtllm-serve): no trtllm-serve here; the command for the GPU host is printed.
     """
+    if dynamo is not None:
+        from dynamo_deploy.graph.graph import GraphOptions
+        from dynamo_deploy.graph.serve import serve_dynamo
+
+        if repo is not None or deploy is not None:
+            raise click.UsageError(
+                "--dynamo serves a Dynamo deployment on its own (not with --repo / --deploy)."
+            )
+        serve_dynamo(dynamo, engine, GraphOptions(host=host, http_port=http_port, timeout_s=timeout))
+        return
     from triton_repo.launch.serve import ServeOptions, serve_until_stopped  # the server side: not for `chat`
 
     ports = Ports.following(http_port, grpc_port, metrics_port)
