@@ -215,7 +215,8 @@ $(DYNAMO_STAMP):
 DYNAMO_DEMO := $(DEMO)/dynamo
 dynamo: setup dynamo-env ## Serve the chain model through a real Dynamo graph (CPU engine) on DYNAMO_PORT until Ctrl-C
 	$(CLI) tiny-model --preset chain --output $(DEMO)/chain-swallow --overwrite
-	$(BIN)/python -m dynamo_deploy.graph.local_deployment $(DEMO)/chain-swallow $(DYNAMO_DEMO)/deploy
+	$(CLI) deploy dynamo --checkpoint $(DEMO)/chain-swallow --output $(DYNAMO_DEMO)/deploy --served-model-name swallow \
+		--overwrite
 	$(CLI) serve --dynamo $(DYNAMO_DEMO)/deploy --engine cpu --http-port $(DYNAMO_PORT)
 
 bench-dynamo: setup dynamo-env ## One mocker worker vs two behind the KV router, same load: req/s and TTFT side by side

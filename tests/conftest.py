@@ -17,18 +17,42 @@ def gpu_available() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Longest first, so pytest-xdist (`make test`, files in this order) ends its workers together: the peer
-    # and predictor tests (building their venvs takes minutes on a fresh clone), then files with slow tests,
-    # then the rest.
+    # Longest first, so pytest-xdist (`make test`, files in this order) ends its workers together: files that
+    # build a venv of their own (ModelOpt peer, predictor, Dynamo: minutes on a fresh clone), then files with
+    # slow tests, then the rest.
     slow_files = {item.path for item in items if "slow" in item.keywords}
-    own_venv = {"peer", "predictor"}
-    items.sort(key=lambda item: (not own_venv & set(item.keywords), item.path not in slow_files))
+    own_venv = {item.path for item in items if {"peer", "predictor"} & set(item.keywords)}
+    own_venv |= {item.path for item in items if "dynamo_env" in getattr(item, "fixturenames", ())}
+    items.sort(key=lambda item: (item.path not in own_venv, item.path not in slow_files))
     if gpu_available():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU (nvidia-smi) and tensorrt_llm; run on a GPU host")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def dynamo_env() -> Path:
+    """Build the Dynamo venv (`make dynamo-env`: idempotent, minutes on a fresh clone) or fail loudly; its
+    python. A lock keeps two pytest-xdist workers from building it at once."""
+    import fcntl
+    import os
+    import subprocess
+
+    from dynamo_deploy.graph.environment import DYNAMO_VENV_ENV, ROOT, dynamo_python
+
+    venv = os.environ.get(DYNAMO_VENV_ENV)
+    with open(ROOT / ".dynamo-env.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        built = subprocess.run(
+            ["make", "-s", "dynamo-env", *([f"DYNAMO_VENV={venv}"] if venv else [])],
+            cwd=ROOT, capture_output=True, text=True,
+        )  # fmt: skip
+    assert built.returncode == 0, (
+        f"make dynamo-env failed (the Dynamo tests cannot run):\n{built.stderr[-3000:]}"
+    )
+    return dynamo_python()
 
 
 @pytest.fixture(scope="session")

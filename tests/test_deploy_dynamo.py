@@ -32,7 +32,6 @@ from trt_build.plan.deployment import DeploymentChoice, RoleChoice
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "dynamo"
-DYNAMO_PYTHON = ROOT / ".venv-dynamo" / "bin" / "python"
 UPDATE = os.environ.get("SWALLOW_TRT_UPDATE_GOLDEN") == "1"
 
 # case -> (checkpoint name, architecture, quant_algo, deploy arguments)
@@ -333,16 +332,13 @@ def test_library_refusal_is_a_swallow_trt_error(tmp_path):
         deploy_dynamo(request)
 
 
-@pytest.mark.skipif(
-    not DYNAMO_PYTHON.exists(), reason="no .venv-dynamo (ai-dynamo 1.6.1): `make dynamo` builds it"
-)
-def test_dynamo_accepts_the_graphs(golden_dirs, tmp_path):
+def test_dynamo_accepts_the_graphs(dynamo_env, golden_dirs, tmp_path):
     """ai-dynamo's typed DGD model, its multinode rule and its own argument parsers, and the Kubernetes
     client's pod types, accept every graph; and the check is not a rubber stamp: a wrong nodeCount and a
     misspelt key are caught."""
     disagg = deploy_dir_for(tmp_path, "--mode", "disagg", "--decode-tp", "2")
     dirs = [str(d) for _, d in golden_dirs.values()] + [str(disagg)]
-    check = [str(DYNAMO_PYTHON), str(ROOT / "tests" / "peer" / "dynamo_dgd_check.py"), "8"]
+    check = [str(dynamo_env), str(ROOT / "tests" / "peer" / "dynamo_dgd_check.py"), "8"]
     result = subprocess.run([*check, *dirs], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     checked = json.loads(result.stdout)["checked"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -26,13 +26,13 @@ from click.testing import CliRunner
 from benchmarks.metrics.results import read_results
 from benchmarks.options import BenchOptions
 from benchmarks.run import run_bench
-from dynamo_deploy.graph.environment import DYNAMO_VENV_ENV, ROOT
+from dynamo_deploy.graph.environment import ROOT
 from dynamo_deploy.graph.graph import DynamoGraph, GraphOptions, worker_roles
-from dynamo_deploy.graph.local_deployment import local_deployment, write_local_deployment
+from dynamo_deploy.graph.local_deployment import local_deployment
 from dynamo_deploy.graph.processes import log_reason
-from dynamo_deploy.spec import read_deployment
 from triton_repo.launch.tritonserver import free_port
 from trt_build.cli.conform import conform as conform_command
+from trt_build.cli.deploy import deploy as deploy_command
 from trt_build.cli.serve import serve as serve_command
 from trt_build.common.errors import SwallowTrtError
 from trt_build.source.chain_model import CHAIN_SENTENCE, write_chain_model
@@ -42,19 +42,6 @@ LONG_PROMPT = "京都の紅葉と鎌倉の寺社について、歴史と見ど�
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def dynamo_env() -> None:
-    """Build .venv-dynamo (idempotent; minutes on a fresh clone) or fail loudly."""
-    venv = os.environ.get(DYNAMO_VENV_ENV)
-    built = subprocess.run(
-        ["make", "-s", "dynamo-env", *([f"DYNAMO_VENV={venv}"] if venv else [])],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
-    assert built.returncode == 0, (
-        f"make dynamo-env failed (the Dynamo tests cannot run):\n{built.stderr[-3000:]}"
-    )
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +57,16 @@ def started(deployment, tmp: Path, **options) -> DynamoGraph:
 
 @pytest.fixture(scope="module")
 def cpu_graph(dynamo_env, chain_dir, tmp_path_factory):
-    with started(local_deployment(chain_dir), tmp_path_factory.mktemp("cpu-graph"), engine="cpu") as graph:
+    run = tmp_path_factory.mktemp("cpu-graph")
+    with started(local_deployment(chain_dir, run / "deploy"), run, engine="cpu") as graph:
         yield graph
 
 
 @pytest.fixture(scope="module")
 def kv_mockers(dynamo_env, chain_dir, tmp_path_factory):
-    deployment = local_deployment(chain_dir, workers=2, router="kv")
-    with started(deployment, tmp_path_factory.mktemp("kv-graph"), engine="mocker") as graph:
+    run = tmp_path_factory.mktemp("kv-graph")
+    deployment = local_deployment(chain_dir, run / "deploy", workers=2, router="kv")
+    with started(deployment, run, engine="mocker") as graph:
         yield graph
 
 
@@ -115,17 +104,12 @@ async def answer(api: openai.AsyncOpenAI, endpoint: str, streamed: bool, prompt:
 # ---------------------------------------------------------------- without a graph
 
 
-def test_the_cpu_engine_refuses_a_disaggregated_deployment(chain_dir):
+def test_the_cpu_engine_refuses_a_disaggregated_deployment(chain_dir, tmp_path):
     with pytest.raises(SwallowTrtError, match="--engine mocker"):
-        worker_roles(local_deployment(chain_dir, mode="disagg"), "cpu")
-    assert worker_roles(local_deployment(chain_dir, workers=2, mode="disagg"), "mocker") == [
+        worker_roles(local_deployment(chain_dir, tmp_path / "a", mode="disagg"), "cpu")
+    assert worker_roles(local_deployment(chain_dir, tmp_path / "b", workers=2, mode="disagg"), "mocker") == [
         ("prefill", 0), ("prefill", 1), ("decode", 0), ("decode", 1),
     ]  # fmt: skip
-
-
-def test_a_local_deployment_reads_back(tmp_path, chain_dir):
-    written = local_deployment(chain_dir, workers=2, router="round-robin")
-    assert read_deployment(write_local_deployment(tmp_path / "d", written)) == written
 
 
 def test_serve_dynamo_on_a_directory_without_a_deployment_says_what_to_do(tmp_path):
@@ -242,13 +226,14 @@ def test_a_request_the_cpu_engine_refuses_gets_a_clear_error_and_the_worker_keep
 
 
 def test_a_worker_that_cannot_start_is_reported_by_its_log_line(dynamo_env, chain_dir, tmp_path):
-    """No weights: the CPU engine fails to load; start() says which process and why, and stops the rest."""
-    broken = tmp_path / "no-weights"
-    broken.mkdir()
-    for item in chain_dir.iterdir():
-        if item.suffix != ".safetensors":
-            (broken / item.name).write_bytes(item.read_bytes())
-    graph = started(local_deployment(broken), tmp_path / "run", engine="cpu")
+    """Weights gone after deploying: the CPU engine fails to load; start() says which process and why, and
+    stops the rest."""
+    broken = tmp_path / "weights-gone"
+    shutil.copytree(chain_dir, broken)
+    deployment = local_deployment(broken, tmp_path / "deploy")
+    for weights in broken.glob("*.safetensors"):
+        weights.unlink()
+    graph = started(deployment, tmp_path / "run", engine="cpu")
     with pytest.raises(SwallowTrtError) as failed:
         graph.start()
     message = str(failed.value)
@@ -285,7 +270,7 @@ def test_the_kv_router_sends_a_repeated_prefix_back_to_its_worker(kv_mockers):
 
 @pytest.mark.slow
 def test_round_robin_spreads_requests_over_both_workers(dynamo_env, chain_dir, tmp_path):
-    deployment = local_deployment(chain_dir, workers=2, router="round-robin")
+    deployment = local_deployment(chain_dir, tmp_path / "deploy", workers=2, router="round-robin")
 
     async def run(graph) -> None:
         api = client(graph)
@@ -305,7 +290,7 @@ def test_round_robin_spreads_requests_over_both_workers(dynamo_env, chain_dir, t
 
 @pytest.mark.slow
 def test_disaggregated_prefill_and_decode_answer_under_load(dynamo_env, chain_dir, tmp_path):
-    deployment = local_deployment(chain_dir, workers=1, router="kv", mode="disagg")
+    deployment = local_deployment(chain_dir, tmp_path / "deploy", workers=1, router="kv", mode="disagg")
 
     async def run(graph) -> list[str]:
         api = client(graph)
@@ -392,7 +377,22 @@ def graph_processes(run_marker: str) -> list[int]:
 
 @pytest.mark.slow
 def test_ctrl_c_stops_every_process_serve_dynamo_started(dynamo_env, chain_dir, tmp_path):
-    deploy = write_local_deployment(tmp_path / "deploy", local_deployment(chain_dir, workers=2))
+    deploy = tmp_path / "deploy"  # written by the command a user runs
+    written = CliRunner().invoke(
+        deploy_command,
+        [
+            "dynamo",
+            "--checkpoint",
+            str(chain_dir),
+            "--output",
+            str(deploy),
+            "--replicas",
+            "2",
+            "--served-model-name",
+            "swallow",
+        ],
+    )
+    assert written.exit_code == 0, written.output
     port = free_port()
     argv = [
         str(ROOT / ".venv" / "bin" / "swallow-trt"),

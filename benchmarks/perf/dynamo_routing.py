@@ -38,8 +38,8 @@ def shared_prefix_rows(requests: int) -> list[dict[str, str]]:
 
 
 def run_config(model_dir: Path, workers: int, output: Path, dataset: Path, requests: int, concurrency: int):
-    deployment = local_deployment(model_dir, workers=workers, router="kv")
     run_dir = output.parent / f"{output.name}-graph"  # beside the results, which bench writes whole
+    deployment = local_deployment(model_dir, run_dir / "deploy", workers=workers, router="kv")
     options = GraphOptions(engine="mocker", http_port=free_port(), run_dir=run_dir)
     with DynamoGraph(deployment, options) as graph:
         run_bench(
