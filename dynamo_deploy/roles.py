@@ -14,12 +14,8 @@ from typing import Any
 
 from dynamo_deploy.commands import options_file
 from dynamo_deploy.request import DeployRequest
-from trt_build.build.llmapi_options import (
-    OptionsComposition,
-    OptionsRequest,
-    compose_options,
-    merge_options,
-)
+from trt_build.build.choice import role_options_request
+from trt_build.build.llmapi_options import OptionsComposition, compose_options, merge_options
 from trt_build.build.rules import Check, Rule, applied, messages
 from trt_build.formats.kinds import CheckpointKind
 from trt_build.plan.deployment import RoleChoice
@@ -122,18 +118,14 @@ def compose_roles(
     roles, refusals, warnings = [], [], []
     for role in request.roles:
         base: OptionsComposition = compose_options(
-            OptionsRequest(
-                arch=arch,
-                gpu=request.gpu,
-                quant_algo=kind.quant_algo,
-                checkpoint_kv_cache_quant_algo=kind.kv_cache_quant_algo,
-                tp=role.tp,
-                pp=role.pp,
-                kv_cache_dtype=request.kv_cache_dtype,
-                max_batch_size=role.max_batch_size,
-                max_seq_len=request.max_seq_len,
-                max_num_tokens=role.max_num_tokens,
-                kv_cache_free_gpu_memory_fraction=request.kv_fraction,
+            role_options_request(
+                role,
+                arch,
+                request.gpu,
+                kind,
+                request.kv_cache_dtype,
+                request.max_seq_len,
+                request.kv_fraction,
             )
         )
         extra = applied(ROLE_RULES, RoleRequest(role, request.max_seq_len))

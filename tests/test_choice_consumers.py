@@ -20,6 +20,7 @@ from trt_build.cli import bench as bench_cli
 from trt_build.cli.bench import report
 from trt_build.cli.plan import plan as plan_command
 from trt_build.common.errors import SwallowTrtError
+from trt_build.formats.kinds import HF_CHECKPOINT, CheckpointKind
 from trt_build.plan import japanese_units
 from trt_build.plan.deployment import DeploymentChoice, RoleChoice
 
@@ -32,6 +33,9 @@ PREDICTED = {
     "requests_per_s": 3.2,
     "concurrency": 64,
 }
+
+FP8 = CheckpointKind(HF_CHECKPOINT, "FP8", None)
+FP8_WITH_FP8_KV = CheckpointKind(HF_CHECKPOINT, "FP8", "FP8")
 
 
 def make_choice(roles: tuple[RoleChoice, ...] | None = None, **fields) -> DeploymentChoice:
@@ -160,16 +164,16 @@ def test_options_request_for_each_role():
         RoleChoice("decode", workers=1, tp=2, pp=1, max_batch_size=128, max_num_tokens=512),
     )
     choice = make_choice(roles)
-    decode = options_request_for_role(choice, "decode", EIGHT_B, "FP8", None)
-    prefill = options_request_for_role(choice, "prefill", EIGHT_B, "FP8", None)
+    decode = options_request_for_role(choice, "decode", EIGHT_B, FP8)
+    prefill = options_request_for_role(choice, "prefill", EIGHT_B, FP8)
     assert (decode.tp, decode.max_batch_size, decode.max_num_tokens) == (2, 128, 512)
     assert (prefill.tp, prefill.max_batch_size, prefill.max_num_tokens) == (1, 4, 8192)
     assert decode.kv_cache_free_gpu_memory_fraction == prefill.kv_cache_free_gpu_memory_fraction == 0.8
     assert decode.gpu.name == "h200" and decode.kv_cache_dtype == "fp8"
     with pytest.raises(SwallowTrtError, match="no 'agg' role"):
-        options_request_for_role(choice, "agg", EIGHT_B, "FP8", None)
+        options_request_for_role(choice, "agg", EIGHT_B, FP8)
     with pytest.raises(SwallowTrtError, match="FP8 KV cache"):
-        options_request_for_role(make_choice(kv_cache_dtype="auto"), "agg", EIGHT_B, "FP8", "FP8")
+        options_request_for_role(make_choice(kv_cache_dtype="auto"), "agg", EIGHT_B, FP8_WITH_FP8_KV)
 
 
 # ---------------------------------------------------------------- Japanese units

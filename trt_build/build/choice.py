@@ -14,8 +14,9 @@ from typing import Any
 
 from trt_build.build.llmapi_options import OptionsRequest
 from trt_build.common.errors import SwallowTrtError, UsageError
-from trt_build.common.gpus import get_profile
-from trt_build.plan.deployment import DeploymentChoice
+from trt_build.common.gpus import GpuProfile, get_profile
+from trt_build.formats.kinds import CheckpointKind
+from trt_build.plan.deployment import DeploymentChoice, RoleChoice
 from trt_build.quant.schemes import SCHEMES
 from trt_build.source.hf_config import LlamaArchitecture
 
@@ -53,32 +54,50 @@ def refuse_other_checkpoint(
 
 
 def options_request_for_role(
-    choice: DeploymentChoice,
-    role: str,
-    arch: LlamaArchitecture,
-    quant_algo: str | None,
-    checkpoint_kv_cache_quant_algo: str | None,
+    choice: DeploymentChoice, role: str, arch: LlamaArchitecture, kind: CheckpointKind
 ) -> OptionsRequest:
-    """The options request of `role` in `choice` for a checkpoint of this shape and quantization."""
-    refuse_other_checkpoint(choice, quant_algo, checkpoint_kv_cache_quant_algo)
+    """The options request of `role` in `choice` for a checkpoint of this shape and kind (quantization)."""
+    refuse_other_checkpoint(choice, kind.quant_algo, kind.kv_cache_quant_algo)
     chosen = next((r for r in choice.roles if r.role == role), None)
     if chosen is None:
         raise SwallowTrtError(
             f"the deployment choice has no {role!r} role (it has {', '.join(r.role for r in choice.roles)}).",
             f"{CHOOSE_AGAIN.capitalize()}.",
         )
+    return role_options_request(
+        chosen,
+        arch,
+        get_profile(choice.gpu),
+        kind,
+        choice.kv_cache_dtype,
+        choice.max_seq_len,
+        choice.kv_cache_free_gpu_memory_fraction,
+    )
+
+
+def role_options_request(
+    role: RoleChoice,
+    arch: LlamaArchitecture,
+    gpu: GpuProfile,
+    kind: CheckpointKind,
+    kv_cache_dtype: str,
+    max_seq_len: int,
+    kv_fraction: float | None,
+) -> OptionsRequest:
+    """The LLM-API options request of one worker role on a checkpoint (what every role of `build --choice`
+    and `deploy dynamo` is composed from)."""
     return OptionsRequest(
         arch=arch,
-        gpu=get_profile(choice.gpu),
-        quant_algo=quant_algo,
-        checkpoint_kv_cache_quant_algo=checkpoint_kv_cache_quant_algo,
-        tp=chosen.tp,
-        pp=chosen.pp,
-        kv_cache_dtype=choice.kv_cache_dtype,
-        max_batch_size=chosen.max_batch_size,
-        max_seq_len=choice.max_seq_len,
-        max_num_tokens=chosen.max_num_tokens,
-        kv_cache_free_gpu_memory_fraction=choice.kv_cache_free_gpu_memory_fraction,
+        gpu=gpu,
+        quant_algo=kind.quant_algo,
+        checkpoint_kv_cache_quant_algo=kind.kv_cache_quant_algo,
+        tp=role.tp,
+        pp=role.pp,
+        kv_cache_dtype=kv_cache_dtype,
+        max_batch_size=role.max_batch_size,
+        max_seq_len=max_seq_len,
+        max_num_tokens=role.max_num_tokens,
+        kv_cache_free_gpu_memory_fraction=kv_fraction,
     )
 
 

@@ -151,7 +151,7 @@ def build_pytorch_target(options: BuildOptions) -> str:
     choice = load_choice(options.choice)
     given = {name: getattr(options, name) for name in sorted(options.explicit) if name in BUILD_FLAGS}
     check_build_flags(choice, options.choice, given)
-    request = options_request_for_role(choice, "agg", arch, kind.quant_algo, kind.kv_cache_quant_algo)
+    request = options_request_for_role(choice, "agg", arch, kind)
     record = {
         "file": str(options.choice.resolve()),
         "sha256": sha256_file(options.choice),
