@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_REQUESTS = 100  # measured requests per level when neither a count nor a duration is given
 STALL_TIMEOUT_S = 30.0  # nothing back for this long while requests are in flight: the server is stuck
@@ -33,6 +34,8 @@ class BenchOptions:
     isl_stddev: float = 0.0
     osl: int = 128
     osl_stddev: float = 0.0
+    # --isl-chars / --osl-chars as given: characters, tokens and the chars/token ratio, per length
+    lengths_in_characters: dict[str, Any] | None = None
     ignore_eos: bool = False
     goodput_spec: str | None = None  # "ttft:500,tpot:50" (ms)
     label: str | None = None  # this build's name in reports; default: the output directory's name

@@ -236,6 +236,8 @@ def test_bench_takes_isl_in_characters(units_cache, monkeypatch, tmp_path):
     result = CliRunner().invoke(bench_cli.bench, args)
     assert result.exit_code == 0, result.output
     assert seen[0].isl == ratio.tokens_for(1000) and "ISL 1000 characters" in result.output
+    recorded = seen[0].lengths_in_characters["isl"]  # goes into the results' config
+    assert (recorded["characters"], recorded["tokens"]) == (1000, seen[0].isl)
     result = CliRunner().invoke(bench_cli.bench, [*args, "--isl", "64"])
     assert result.exit_code == 2 and "--isl and --isl-chars" in result.output and len(seen) == 1
 

@@ -205,6 +205,7 @@ def engine_config(
         "isl_stddev": options.isl_stddev,
         "osl": options.osl,
         "osl_stddev": options.osl_stddev,
+        "lengths_in_characters": options.lengths_in_characters,
         "ignore_eos": True,  # --eos_id -1
         "num_requests": num_requests,
         "warmup": warmup,

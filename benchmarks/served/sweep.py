@@ -129,6 +129,7 @@ def run_config(
         "isl_stddev": options.isl_stddev if synthetic else None,
         "osl": options.osl,
         "osl_stddev": options.osl_stddev,
+        "lengths_in_characters": options.lengths_in_characters,
         "ignore_eos": options.ignore_eos,
         "num_requests": num_requests,
         "duration_s": options.duration_s,

@@ -15,7 +15,7 @@ from benchmarks.report.compare import write_report
 from benchmarks.report.prediction import parse_predictions
 from benchmarks.run import run_bench
 from trt_build.cli.base import command
-from trt_build.cli.japanese_units import japanese_lengths
+from trt_build.cli.japanese_units import japanese_lengths, lengths_json
 
 DEFAULTS = BenchOptions(output=Path())  # the library's defaults, shown by --help
 
@@ -157,7 +157,8 @@ DEFAULTS = BenchOptions(output=Path())  # the library's defaults, shown by --hel
 @click.option("--overwrite", is_flag=True, help="Replace the results directory if it exists.")
 def bench(no_progress: bool, **options: Any) -> None:
     """Benchmark a running server: TTFT, ITL, TPOT, E2E, throughput and goodput per load level."""
-    click.echo(run_bench(BenchOptions(progress=not no_progress, **options)))
+    lengths = lengths_json()
+    click.echo(run_bench(BenchOptions(progress=not no_progress, lengths_in_characters=lengths, **options)))
 
 
 @command()
