@@ -416,8 +416,10 @@ def test_ctrl_c_stops_every_process_serve_dynamo_started(dynamo_env, chain_dir, 
         marker = f"DYN_FILE_KV={Path(logs).parent / 'discovery'}\0"
         assert len(graph_processes(marker)) >= 4  # broker, frontend, two workers
         server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=HANG_GUARD_S) == 0
-        assert "Stopped." in server.stdout.read()
+        status = server.wait(timeout=HANG_GUARD_S)
+        rest = server.stdout.read()
+        assert status == 0, "".join(lines) + rest
+        assert "Stopped." in rest
         assert graph_processes(marker) == []
     finally:
         if server.poll() is None:

@@ -66,6 +66,8 @@ def run_launch_script(deploy: Path, http_port: int) -> None:
 
     try:
         until_stopped(poll)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C before until_stopped's handler was in place: the same stop
     finally:
         stop_group(process.pid, [])
         process.poll()
@@ -88,6 +90,8 @@ def serve_dynamo(deploy: Path, engine: str, options: GraphOptions) -> None:
             f"/completions)\nlogs     {graph.run_dir / 'logs'}\nPress Ctrl-C to stop."
         )
         until_stopped(graph.check_running)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C while starting, or before until_stopped's handler was in place: the same stop
     finally:
         say("Stopping the Dynamo graph...")
         graph.stop()
