@@ -12,6 +12,19 @@ from dataclasses import dataclass
 from trt_build.plan.deployment import RoleChoice
 
 OPTIONS_DIR = "options"
+LOOPBACK = "127.0.0.1"
+# A graph on one host without etcd or NATS (docs/upstream-2026.md §5.3): discovery through files, requests
+# over TCP, events over ZMQ, every address but the frontend's HTTP port on loopback. `local/launch.sh` and
+# the graph `serve --dynamo` runs here both start from it.
+ONE_HOST_ENV = {
+    "DYN_DISCOVERY_BACKEND": "file",
+    "DYN_REQUEST_PLANE": "tcp",
+    "DYN_EVENT_PLANE": "zmq",
+    "DYN_EVENT_PLANE_HOST": LOOPBACK,
+    "DYN_TCP_RPC_HOST": LOOPBACK,
+    "DYN_TCP_RESPONSE_STREAM_HOST": LOOPBACK,
+    "DYN_SYSTEM_HOST": LOOPBACK,
+}
 
 
 def shell_words(argv: list[str]) -> str:

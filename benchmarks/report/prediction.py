@@ -123,8 +123,11 @@ def deployment_facts(summary: dict[str, Any]) -> dict[str, Any] | None:
     return None if gpu is None else {"gpu": gpu, "tp": data.get("tp"), "pp": data.get("pp")}
 
 
-def configuration_check(choice: DeploymentChoice, level: LevelResult) -> tuple[list[str], list[str]]:
-    """(what differs, what was checked and agrees) between the measured run and the prediction."""
+def configuration_check(
+    choice: DeploymentChoice, level: LevelResult, facts: dict[str, Any] | None
+) -> tuple[list[str], list[str]]:
+    """(what differs, what was checked and agrees) between the measured run (`facts`: its build's, from
+    `deployment_facts`) and the prediction."""
     summary, config = level.summary, level.summary.get("config", {})
     mismatches, checked = [], []
     completed = summary.get("num_completed") or 0
@@ -148,7 +151,6 @@ def configuration_check(choice: DeploymentChoice, level: LevelResult) -> tuple[l
         )
     else:
         checked.append(f"OSL {choice.osl}")
-    facts = deployment_facts(summary)
     if facts is None:
         mismatches.append(
             "GPU and TP are not recorded with these results (only `bench --engine-dir` runs name their build): "
@@ -202,7 +204,7 @@ def compare(label: str, choice_file: Path, levels: list[LevelResult]) -> Compari
         MetricRow(key, name, measure(level.summary, gpus), choice.predicted.get(key))
         for key, (name, measure) in MEASURED.items()
     ]
-    mismatches, checked = configuration_check(choice, level)
+    mismatches, checked = configuration_check(choice, level, facts)
     return Comparison(
         label,
         choice_file,

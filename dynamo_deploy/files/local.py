@@ -11,23 +11,13 @@ from __future__ import annotations
 
 import shlex
 
-from dynamo_deploy.commands import frontend_argv, options_file, shell_words, worker_argv
+from dynamo_deploy.commands import ONE_HOST_ENV, frontend_argv, options_file, shell_words, worker_argv
 from dynamo_deploy.files.context import Deployment
 
 LAUNCH = "local/launch.sh"
-# Loopback for everything but the frontend's HTTP port (docs/upstream-2026.md §5.3).
-LOOPBACK_ENV = {
-    "DYN_DISCOVERY_BACKEND": "file",
-    "DYN_REQUEST_PLANE": "tcp",
-    "DYN_EVENT_PLANE": "zmq",
-    "DYN_EVENT_PLANE_HOST": "127.0.0.1",
-    "DYN_TCP_RPC_HOST": "127.0.0.1",
-    "DYN_TCP_RESPONSE_STREAM_HOST": "127.0.0.1",
-    "DYN_SYSTEM_HOST": "127.0.0.1",
-}
 
 
-def _header(deployment: Deployment) -> list[str]:
+def _header() -> list[str]:
     return [
         "#!/usr/bin/env bash",
         "# The Dynamo graph of this deployment on one GPU host (swallow-trt deploy dynamo; see ../manifest.json).",
@@ -44,7 +34,7 @@ def _refusal(deployment: Deployment) -> str:
         f"this deployment needs {deployment.request.total_gpus} GPUs on {deployment.nodes} nodes of "
         f"{deployment.request.gpus_per_node}; run it with ../slurm/ or ../k8s/ instead."
     )
-    return "\n".join([*_header(deployment), f"echo {shlex.quote(message)} >&2", "exit 2", ""])
+    return "\n".join([*_header(), f"echo {shlex.quote(message)} >&2", "exit 2", ""])
 
 
 def render(deployment: Deployment) -> dict[str, str]:
@@ -52,7 +42,7 @@ def render(deployment: Deployment) -> dict[str, str]:
     if deployment.nodes > 1:
         return {LAUNCH: _refusal(deployment)}
     needed = request.total_gpus
-    lines = _header(deployment) + [
+    lines = _header() + [
         'DEPLOY="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"',
         f"CHECKPOINT=${{CHECKPOINT:-{shlex.quote(str(deployment.checkpoint))}}}",
         f'HOST="${{HOST:-{request.host}}}"',
@@ -67,7 +57,7 @@ def render(deployment: Deployment) -> dict[str, str]:
         "fi",
         "",
         'RUN="$(mktemp -d)"',
-        *(f"export {key}={value}" for key, value in LOOPBACK_ENV.items()),
+        *(f"export {key}={value}" for key, value in ONE_HOST_ENV.items()),
         'export DYN_FILE_KV="$RUN/discovery"',
         "",
         "# job control: every process gets its own process group, so Ctrl-C reaches only this script, which",

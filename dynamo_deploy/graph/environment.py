@@ -11,6 +11,7 @@ import os
 import random
 from pathlib import Path
 
+from dynamo_deploy.commands import LOOPBACK, ONE_HOST_ENV
 from triton_repo.launch.ports import port_problem
 from triton_repo.launch.tritonserver import free_port
 from trt_build.common.errors import SwallowTrtError
@@ -18,7 +19,6 @@ from trt_build.common.errors import SwallowTrtError
 ROOT = Path(__file__).resolve().parents[2]  # the source root: engine_process runs from it
 GRAPH_DIR = Path(__file__).resolve().parent
 DYNAMO_VENV_ENV = "SWALLOW_TRT_DYNAMO_VENV"
-LOOPBACK = "127.0.0.1"
 SYSTEM_PORT_LIMIT = 32768  # DYN_SYSTEM_PORT is parsed as an i16
 
 
@@ -48,15 +48,9 @@ def graph_environment(run_dir: Path, xsub_port: int, xpub_port: int) -> dict[str
         "NO_COLOR": "1",  # plain logs, so the failure reason reads cleanly
         "PYTHONPATH": "",  # the Dynamo venv must not see the toolkit's packages, nor the reverse
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # ai-dynamo's pytest plugins skip test_triton_* files
-        "DYN_DISCOVERY_BACKEND": "file",
+        **ONE_HOST_ENV,
         "DYN_FILE_KV": str(run_dir / "discovery"),
-        "DYN_REQUEST_PLANE": "tcp",
-        "DYN_EVENT_PLANE": "zmq",
         "DYN_ZMQ_BROKER_URL": f"xsub=tcp://{LOOPBACK}:{xsub_port} , xpub=tcp://{LOOPBACK}:{xpub_port}",
-        "DYN_EVENT_PLANE_HOST": LOOPBACK,
-        "DYN_TCP_RPC_HOST": LOOPBACK,
-        "DYN_TCP_RESPONSE_STREAM_HOST": LOOPBACK,
-        "DYN_SYSTEM_HOST": LOOPBACK,
         # a worker's /health says "ready" once its generate endpoint serves (else it stays "notready")
         "DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS": '["generate"]',
     }

@@ -16,14 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from dynamo_deploy.graph.environment import (
-    GRAPH_DIR,
-    LOOPBACK,
-    ROOT,
-    dynamo_python,
-    graph_environment,
-    process_ports,
-)
+from dynamo_deploy.commands import LOOPBACK
+from dynamo_deploy.graph.environment import GRAPH_DIR, ROOT, dynamo_python, graph_environment, process_ports
 from dynamo_deploy.graph.processes import GraphProcess, stop_group
 from dynamo_deploy.spec import DynamoDeployment
 from triton_repo.launch.ports import check_ports_free, url_host
@@ -76,8 +70,9 @@ class DynamoGraph:
         # absolute: HOME and the discovery directory must not depend on each process's working directory
         self.run_dir = (options.run_dir or Path(tempfile.mkdtemp(prefix="swallow-trt-dynamo-"))).resolve()
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        self.env = graph_environment(self.run_dir, free_port(), free_port())
-        self.broker = self.process("broker", [str(GRAPH_DIR / "broker.py"), *self.broker_ports()])
+        broker_ports = (free_port(), free_port())  # XSUB, XPUB
+        self.env = graph_environment(self.run_dir, *broker_ports)
+        self.broker = self.process("broker", [str(GRAPH_DIR / "broker.py"), *map(str, broker_ports)])
         self.frontend = self.process("frontend", ["-m", "dynamo.frontend", *self.frontend_args()])
         self.workers = [self.process(f"{role}-worker-{i}", self.worker_args(role)) for role, i in self.roles]
         self.pgid: int | None = None
@@ -89,10 +84,6 @@ class DynamoGraph:
     @property
     def processes(self) -> list[GraphProcess]:
         return [self.broker, self.frontend, *self.workers]
-
-    def broker_ports(self) -> list[str]:
-        url = self.env["DYN_ZMQ_BROKER_URL"]
-        return [part.rsplit(":", 1)[1].strip() for part in url.split(",")]
 
     def process(self, name: str, args: list[str]) -> GraphProcess:
         return GraphProcess(
@@ -158,17 +149,25 @@ class DynamoGraph:
                     f"The logs are in {self.run_dir / 'logs'}.",
                 )
 
-    def wait_ready(self) -> None:
+    def wait_until(self, done, check, late: str) -> None:
+        """Poll `done` every half second; `check` raises when something died; `late` says what timed out."""
         deadline = time.monotonic() + self.options.timeout_s
-        while not self.ready():
-            self.check_running()
+        while not done():
+            check()
             if time.monotonic() > deadline:
                 raise SwallowTrtError(
-                    f"The Dynamo graph was not ready after {self.options.timeout_s:.0f} s "
-                    f"(the frontend does not list {self.deployment.served_model_name!r}, or a worker is unhealthy).",
+                    f"{late} after {self.options.timeout_s:.0f} s.",
                     f"Read the logs in {self.run_dir / 'logs'}, or allow longer with --timeout.",
                 )
             time.sleep(0.5)
+
+    def wait_ready(self) -> None:
+        self.wait_until(
+            self.ready,
+            self.check_running,
+            f"The Dynamo graph was not ready (the frontend does not list {self.deployment.served_model_name!r}, "
+            "or a worker is unhealthy)",
+        )
 
     def ready(self) -> bool:
         return self.model_listed() and all(self.worker_healthy(w) for w in self.workers if w.running)
@@ -199,15 +198,16 @@ class DynamoGraph:
         worker.kill()
         assert self.pgid is not None
         worker.start(self.pgid)
-        deadline = time.monotonic() + self.options.timeout_s
-        while not self.worker_healthy(worker):
+
+        def still_running() -> None:
             if not worker.running:
                 raise SwallowTrtError(f"The restarted worker stopped: {worker.failure()}.")
-            if time.monotonic() > deadline:
-                raise SwallowTrtError(
-                    f"{worker.name} was not healthy {self.options.timeout_s:.0f} s after a restart."
-                )
-            time.sleep(0.5)
+
+        self.wait_until(
+            lambda: self.worker_healthy(worker),
+            still_running,
+            f"{worker.name} was not healthy after a restart",
+        )
 
     def stop(self) -> None:
         if self.pgid is not None:

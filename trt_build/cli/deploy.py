@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from dynamo_deploy.request import (
     DEFAULT_HTTP_PORT,
@@ -123,10 +124,9 @@ def dynamo(**o: Any) -> None:
     """A Dynamo deployment: options per worker role, local/launch.sh, k8s/ and slurm/ files."""
     graph = {name: o[name] for name in GRAPH}
     if o["choice"] is not None:
-        source = click.get_current_context().get_parameter_source
-        given = [
-            f"--{n.replace('_', '-').replace('-name', '')}" for n in CHOSEN if source(n).name == "COMMANDLINE"
-        ]
+        context = click.get_current_context()
+        flags = {p.name: p.opts[0] for p in context.command.params}
+        given = [flags[n] for n in CHOSEN if context.get_parameter_source(n) is ParameterSource.COMMANDLINE]
         if given:
             raise UsageError(
                 f"--choice {o['choice']} sets {', '.join(given)}: drop them to deploy the choice as predicted, "

@@ -24,21 +24,17 @@ MAX_BATCH = 4096  # the largest batch a max-throughput sweep tries
 PREFILL_CORRECTION, DECODE_CORRECTION = 1.1, 1.08
 
 
-def _num(value: Any) -> float:
-    return float(value)
-
-
 def _metrics(result: dict[str, Any], batch: int, kv_fits: bool) -> dict[str, Any]:
     return {
-        "ttft_ms": _num(result["ttft"]),
-        "tpot_ms": _num(result["tpot"]),
-        "tokens_per_s_per_user": _num(result["tokens/s/user"]),
-        "tokens_per_s_per_gpu": _num(result["tokens/s/gpu"]),
-        "tokens_per_s": _num(result["tokens/s"]),
-        "requests_per_s": _num(result["seq/s"]),
-        "concurrency": _num(result["concurrency"]),
+        "ttft_ms": float(result["ttft"]),
+        "tpot_ms": float(result["tpot"]),
+        "tokens_per_s_per_user": float(result["tokens/s/user"]),
+        "tokens_per_s_per_gpu": float(result["tokens/s/gpu"]),
+        "tokens_per_s": float(result["tokens/s"]),
+        "requests_per_s": float(result["seq/s"]),
+        "concurrency": float(result["concurrency"]),
         "gpus": int(result["num_total_gpus"]),
-        "memory_gb": _num(result.get("memory", max(result.get("(p)memory", 0), result.get("(d)memory", 0)))),
+        "memory_gb": float(result.get("memory", max(result.get("(p)memory", 0), result.get("(d)memory", 0)))),
         "batch": batch,
         "kv_fits": kv_fits,
     }
@@ -113,17 +109,19 @@ class Predictor:
             if result is None:
                 return {"error": f"the weights do not fit at TP {tp} x PP {pp}"}
             return _metrics(result, batch, fits)
-        low, high = 0, MAX_BATCH + 1  # the largest batch whose KV fits lies in [low, high)
+        low, high, best = 0, MAX_BATCH + 1, None  # the largest batch whose KV fits lies in [low, high)
         while high - low > 1:
             middle = (low + high) // 2
             result, fits = self.run_agg(tp, pp, middle)
-            low, high = (middle, high) if result is not None and fits else (low, middle)
-        if low == 0:
+            if result is not None and fits:
+                low, best = middle, result
+            else:
+                high = middle
+        if best is None:
             weights_fit = self.run_agg(tp, pp, 1)[0] is not None
             what = "not one sequence's KV cache fits" if weights_fit else "the weights do not fit"
             return {"error": f"{what} at TP {tp} x PP {pp}"}
-        result, fits = self.run_agg(tp, pp, low)
-        return _metrics(result, low, fits)
+        return _metrics(best, low, True)
 
     def disagg(self, point: dict[str, Any]) -> dict[str, Any]:
         from aiconfigurator.sdk.config import RuntimeConfig
