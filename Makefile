@@ -195,7 +195,7 @@ DYNAMO_VERSION := 1.6.1
 DYNAMO_STAMP := $(DYNAMO_VENV)/.swallow-trt-dynamo-$(DYNAMO_VERSION)
 export SWALLOW_TRT_DYNAMO_VENV := $(abspath $(DYNAMO_VENV))
 .PHONY: dynamo-env dynamo bench-dynamo
-dynamo-env: $(DYNAMO_STAMP) ## ai-dynamo 1.6.1 venv (Python 3.10, ~630 MB, about 2 minutes; quick when present)
+dynamo-env: $(DYNAMO_STAMP) ## ai-dynamo 1.6.1 venv (Python 3.10, ~630 MB, 85 s here from PyPI; quick when present)
 
 $(DYNAMO_STAMP):
 	@py="$(DYNAMO_PYTHON)"; \
