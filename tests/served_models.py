@@ -13,6 +13,7 @@ characters, then `<|eot_id|>`, to any prompt.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,3 +88,11 @@ def chain_server(root: Path) -> Iterator[TritonServer]:
     )
     with TritonServer(repo, log_path=root / "tritonserver.log", exit_timeout_s=2) as running:
         yield running
+
+
+def error_text(body: bytes) -> str:
+    """The message of an error answer (Triton's and the gate's are {"error": message})."""
+    try:
+        return json.loads(body)["error"]
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace")

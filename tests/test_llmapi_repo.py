@@ -310,7 +310,9 @@ def post_status(server, model: str, **fields) -> tuple[int, str]:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+        from tests.served_models import error_text
+
+        return error.code, error_text(error.read())
 
 
 @pytest.mark.slow
@@ -329,7 +331,8 @@ def test_the_llmapi_front_refuses_prompts_by_size_and_gives_its_own_ids(cpu_serv
     status, text = post_status(cpu_server, "tensorrt_llm_bls", text_input="", messages=messages, max_tokens=4)
     assert status == 400 and "messages is 600080 bytes of text" in text
     for fields, message in [
-        ({"max_tokens": 2**31}, "a JSON max_tokens of 2147483648 into -2147483648"),
+        ({"max_tokens": 2**31}, "max_tokens 2147483648 is out of range"),
+        ({"max_tokens": "4"}, 'max_tokens must be an integer, not "4"'),
         ({"max_tokens": 4, "temperature": -0.5}, "temperature -0.5 is out of range"),
         ({"max_tokens": 4, "top_p": 1.5}, "top_p 1.5 is out of range"),
     ]:  # the same table as the engine repository's fronts (tensor_routes.RANGES)

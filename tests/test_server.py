@@ -98,6 +98,13 @@ def test_every_service_binds_the_host_and_http_port_alone_implies_the_others(tmp
     assert seen[0].ports == Ports(9100, 9101, 9102) and seen[0].host == "127.0.0.1"
     CliRunner().invoke(serve_command, ["--repo", str(tmp_path), "--grpc-port", "7000", "--host", "::1"])
     assert seen[1].ports == Ports(8000, 7000, 8002) and seen[1].host == "::1"
+    assert seen[0].http_gate and seen[1].http_gate
+    CliRunner().invoke(serve_command, ["--repo", str(tmp_path), "--raw-http"])
+    assert not seen[2].http_gate
+    gated = server_command(
+        find_tritonserver(), tmp_path, Ports(9100, 9101, 9102), "p_", host="0.0.0.0", gated_http_port=9200
+    )
+    assert {"--http-address=127.0.0.1", "--http-port=9200", "--grpc-address=0.0.0.0"} <= set(gated)
 
 
 def test_ports_that_clash_or_do_not_exist_are_refused_by_name():
@@ -183,11 +190,12 @@ def test_serve_refuses_taken_ports_before_starting_anything(echo_server, tmp_pat
 def test_a_health_answer_from_another_server_is_not_ready(echo_server, tmp_path):
     """Our process runs, but what answers on the port is the echo server: never ready."""
     impostor = TritonServer(write_unstarted_repo(tmp_path / "repo"), echo_server.ports)
+    impostor.triton_http_port = echo_server.triton_http_port  # as if the echo server took it first
     impostor.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         assert (
             impostor.not_ready()
-            == f"another process answers on port {echo_server.ports.http}, not this tritonserver"
+            == f"another process answers on port {echo_server.triton_http_port}, not this tritonserver"
         )
         assert echo_server.not_ready() is None  # the echo server itself is proven ready
     finally:
@@ -197,12 +205,24 @@ def test_a_health_answer_from_another_server_is_not_ready(echo_server, tmp_path)
 
 @pytest.mark.slow
 def test_a_server_that_cannot_bind_says_so_first(echo_server, tmp_path):
-    ports = Ports(echo_server.ports.http, free_port(), free_port())  # serve's own check bypassed
-    server = TritonServer(write_echo_repo(tmp_path / "repo"), ports, log_path=tmp_path / "triton.log")
+    """serve's own check bypassed: a taken HTTP port stops the start before tritonserver runs; a taken gRPC
+    port is tritonserver's own first error."""
+    repo = write_echo_repo(tmp_path / "repo")
+    server = TritonServer(repo, Ports(echo_server.ports.http, free_port(), free_port()))
+    with pytest.raises(SwallowTrtError) as raised:
+        server.start(timeout_s=120)
+    assert str(raised.value).startswith(
+        f"HTTP port {echo_server.ports.http} on 127.0.0.1 cannot be bound: another process listens on it."
+    )
+    assert server.process is None
+    server = TritonServer(
+        repo, Ports(free_port(), echo_server.ports.grpc, free_port()), log_path=tmp_path / "t.log"
+    )
     with pytest.raises(SwallowTrtError) as raised:
         server.start(timeout_s=120)
     first = str(raised.value).splitlines()[0]
     assert first.startswith("tritonserver exited with") and "already in use" in first, str(raised.value)
+    assert port_problem("127.0.0.1", server.ports.http) is None  # the gate let its port go
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.engine_metrics import when_idle
-from tests.served_models import ANSWER_9, MAX_INPUT_LEN, MAX_SEQ_LEN, PROMPT, cycle_server
+from tests.served_models import ANSWER_9, MAX_INPUT_LEN, MAX_SEQ_LEN, PROMPT, cycle_server, error_text
 from triton_repo.client.chat import request_body, stream_grpc, stream_http, stream_http_events
 from triton_repo.models.detokenizer import REPLACEMENT
 from trt_build.cli.serve import chat as chat_command
@@ -50,7 +50,7 @@ def post(url: str, body: dict | bytes) -> tuple[int, str]:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+        return error.code, error_text(error.read())
 
 
 def generate(server, model: str, **fields) -> dict:
@@ -182,9 +182,19 @@ BAD_REQUESTS = [
     ({"max_tokens": 4}, "text_input"),
     ({"text_input": PROMPT, "max_tokens": 0}, "max_tokens 0 is out of range: send an integer at least 1"),
     ({"text_input": PROMPT, "max_tokens": MAX_SEQ_LEN}, f"at most {MAX_SEQ_LEN - 1}"),
-    ({"text_input": PROMPT, "max_tokens": 2**31}, "a JSON max_tokens of 2147483648 into -2147483648"),
+    # tritonserver's own JSON parsing would wrap, 500 or ignore these; the HTTP gate names the field
+    ({"text_input": PROMPT, "max_tokens": 2**31}, "max_tokens 2147483648 is out of range"),
+    ({"text_input": PROMPT, "max_tokens": 2**32 + 4}, "max_tokens 4294967300 is out of range"),
+    ({"text_input": PROMPT, "max_tokens": "4"}, 'max_tokens must be an integer, not "4"'),
+    ({"text_input": PROMPT, "max_tokens": 4.5}, "max_tokens must be an integer, not 4.5"),
+    ({"text_input": PROMPT, "max_tokens": None}, "max_tokens is null"),
+    ({"text_input": PROMPT, "max_tokens": 4, "seed": -1}, "seed -1 is out of range"),
+    ({"text_input": PROMPT, "max_tokens": 4, "temperature": "hot"}, "temperature must be a number"),
+    ({"text_input": PROMPT, "max_tokens": 4, "stream": "yes"}, "stream must be true or false"),
+    ({"text_input": PROMPT, "max_new_tokens": 4}, "did you mean max_tokens?"),
+    (b"{not json", "is not JSON"),
     ({"text_input": PROMPT, "max_tokens": 4, "temperature": -0.5}, "temperature -0.5 is out of range"),
-    ({"text_input": PROMPT, "max_tokens": 4, "top_p": 0}, "top_p 0.0 is out of range"),
+    ({"text_input": PROMPT, "max_tokens": 4, "top_p": 0}, "top_p 0 is out of range"),
     ({"text_input": PROMPT, "max_tokens": 4, "top_p": 1.5}, "top_p 1.5 is out of range"),
     ({"text_input": PROMPT, "max_tokens": 4, "top_k": -1}, "top_k -1 is out of range"),
     ({"text_input": PROMPT, "max_tokens": 4, "min_tokens": -5}, "min_tokens -5 is out of range"),
@@ -195,6 +205,7 @@ BAD_REQUESTS = [
         "text_input is 12000 bytes",
     ),  # refused before tokenizing
     ({"text_input": PROMPT, "max_tokens": 4, "beam_width": 2}, "beam_width 2 is not served here"),
+    ({"text_input": PROMPT, "max_tokens": 4, "beam_width": 4}, "beam_width 4 is not served here"),
     ({"text_input": PROMPT, "max_tokens": 4, "num_return_sequences": 3}, "num_return_sequences 3"),
 ]
 
@@ -207,6 +218,52 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(server, mode
         status, text = post(f"{server.http_url}/v2/models/{model}/{endpoint}", body)
         assert message in text and status == 400, (endpoint, status, text)
     assert generate(server, model, text_input=PROMPT, max_tokens=9)["text_output"] == ANSWER_9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_stream_true_on_the_one_answer_endpoint_is_refused(server, model):
+    status, text = post(
+        f"{server.http_url}/v2/models/{model}/generate",
+        {"text_input": PROMPT, "max_tokens": 4, "stream": True},
+    )
+    assert status == 400 and f"use /v2/models/{model}/generate_stream" in text, (status, text)
+    assert stream(server, model, text_input=PROMPT, max_tokens=9)  # the streaming endpoint takes it
+
+
+@pytest.mark.slow
+def test_a_form_encoded_body_of_megabytes_is_answered_and_the_server_survives(server):
+    """curl -d's default Content-Type: tritonserver 2.51 alone dies parsing 2.5 MB of it (docs/triton.md §6.3)."""
+    body = json.dumps({"text_input": "紅葉" * 500_000, "max_tokens": 4}, ensure_ascii=False).encode()
+    request = urllib.request.Request(
+        f"{server.http_url}/v2/models/ensemble/generate",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as answered:
+        urllib.request.urlopen(request, timeout=120)
+    assert answered.value.code == 400
+    assert "text_input is 3000000 bytes" in error_text(answered.value.read())
+    assert server.process.poll() is None
+    assert generate(server, "ensemble", text_input=PROMPT, max_tokens=9)["text_output"] == ANSWER_9
+
+
+@pytest.mark.slow
+def test_tritonserver_s_own_http_is_on_loopback_behind_the_gate(server):
+    """The gate holds the public port; tritonserver's own HTTP listens on loopback only, and answers the
+    same repository (an unchecked request there meets Triton's own parser)."""
+    from triton_repo.launch.ports import listeners
+
+    inside = listeners(server.triton_http_port)
+    assert inside and all(listener.address == "0100007F" for listener in inside), inside
+    assert server.triton_http_port != server.ports.http
+    assert (
+        post(
+            f"{server.triton_http_url}/v2/models/ensemble/generate", {"text_input": PROMPT, "max_tokens": "4"}
+        )[0]
+        != 200
+    )
 
 
 @pytest.mark.slow

@@ -51,6 +51,7 @@ class ServeOptions:
     timeout_s: int = 600
     openai_port: int | None = None  # also serve the OpenAI-compatible API there (on `host`)
     served_model_name: str | None = None  # the model name OpenAI clients use [the front model's]
+    http_gate: bool = True  # generate requests checked before tritonserver parses them (http_gate.py)
 
 
 def check_repository(repo: Path) -> dict[str, Any]:
@@ -84,10 +85,16 @@ def endpoints(server: TritonServer, pytorch: bool = False) -> str:
         if pytorch
         else "/v2/models/ensemble/generate_stream, .../tensorrt_llm_bls/..."
     )
+    checked = (
+        f"generate requests checked, then passed to tritonserver's own HTTP at {server.triton_http_url}"
+        if server.http_gate
+        else "tritonserver's own: generate requests unchecked"
+    )
     return "\n".join(
         [
             f"bound    {shown_host(server.host)}",
             f"HTTP     {server.http_url}  (POST {models})",
+            f"         {checked}",
             f"gRPC     {server.grpc_url}",
             f"metrics  {server.metrics_url}",
             f"log      {server.log_path}",
@@ -158,7 +165,15 @@ def serve_repository(options: ServeOptions) -> None:
     world_size = repository_world_size(repo)
     parallel = int(manifest.get("tensor_parallel_size", 1)) * int(manifest.get("pipeline_parallel_size", 1))
     mpi_singleton = pytorch and manifest.get("backend") == "llmapi" and parallel > 1
-    server = TritonServer(repo, ports, world_size, log_path, mpi_singleton=mpi_singleton, host=options.host)
+    server = TritonServer(
+        repo,
+        ports,
+        world_size,
+        log_path,
+        mpi_singleton=mpi_singleton,
+        host=options.host,
+        http_gate=options.http_gate,
+    )
     say(
         f"Starting {server.installation.binary} ({server.installation.source}), world size {world_size}"
         + (f", one server under mpirun for the LLM API's {parallel} GPU workers" if mpi_singleton else "")

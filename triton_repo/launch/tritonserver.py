@@ -7,9 +7,12 @@ directory must hold the stub for our Python version, and the stub finds its pack
 
 `TritonServer` starts it on a bind host (HTTP, gRPC and metrics; MPI leader mode when the engine has
 several ranks), waits until it is ready, and stops it without leaving stub processes or Python-backend
-shared memory behind. Ready means proven ours: the process is alive, it holds the HTTP socket (where
-/proc tells), and every model of its repository is READY in /v2/repository/index; never a health answer
-from another server on the port. When it dies, the first line of the error is the log's own reason.
+shared memory behind. Its HTTP port is the gate's (http_gate.py), which checks generate requests and passes
+everything else to tritonserver's own HTTP endpoint on a loopback port; `http_gate=False` binds
+tritonserver's HTTP there directly. Ready means proven ours: the process is alive, it holds the socket its
+HTTP endpoint answers on (where /proc tells), and every model of its repository is READY in
+/v2/repository/index; never a health answer from another server on the port. When it dies, the first line
+of the error is the log's own reason.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from triton_repo.launch.http_gate import HttpGate
 from triton_repo.launch.ports import owns_port, url_host
 from trt_build.common.errors import SwallowTrtError
 
@@ -170,20 +174,23 @@ def server_command(
     exit_timeout_s: int = 15,  # the stubs of torch/transformers models take a few seconds to finalize
     mpi_singleton: bool = False,
     host: str = DEFAULT_HOST,
+    gated_http_port: int | None = None,
 ) -> list[str]:
     """The command line, every service bound to `host`; with world_size > 1, mpirun leader mode where ranks > 0 load only `rank_models`.
 
     `mpi_singleton`: one server under `mpirun -n 1`, as launch_triton_server.py runs the llmapi model, so
     the LLM API can spawn its tensor/pipeline-parallel workers (MPI_Comm_spawn) from it.
+    `gated_http_port`: HTTP on that loopback port instead, behind the HTTP gate (which binds `ports.http`).
     """
+    http_host, http_port = (host, ports.http) if gated_http_port is None else (DEFAULT_HOST, gated_http_port)
 
     def rank(index: int) -> list[str]:
         args = [
             str(installation.binary),
             f"--model-repository={repo}",
             f"--backend-directory={installation.backend_dir}",
-            f"--http-address={host}",
-            f"--http-port={ports.http}",
+            f"--http-address={http_host}",
+            f"--http-port={http_port}",
             f"--grpc-address={host}",
             f"--grpc-port={ports.grpc}",
             f"--metrics-address={host}",
@@ -218,9 +225,11 @@ class TritonServer:
         mpi_singleton: bool = False,
         host: str = DEFAULT_HOST,
         exit_timeout_s: int = 15,
+        http_gate: bool = True,
     ):
         """`exit_timeout_s`: how long a stop waits for in-flight requests and model unloading before the
-        server exits anyway (tests, which need no grace, pass a short one)."""
+        server exits anyway (tests, which need no grace, pass a short one). `http_gate`: the HTTP port is
+        the gate's (generate requests checked); False: tritonserver's own."""
         self.repo = Path(repo).resolve()
         self.exit_timeout_s = exit_timeout_s
         self.host = host
@@ -231,10 +240,18 @@ class TritonServer:
         self.shm_prefix = f"swallow{uuid.uuid4().hex[:8]}_"
         self.log_path = log_path or Path(tempfile.mkdtemp(prefix="swallow-triton-")) / "tritonserver.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.http_gate = http_gate
+        self.gate: HttpGate | None = None
+        self.triton_http_port = free_port() if http_gate else self.ports.http
 
     @property
     def http_url(self) -> str:
         return f"http://{url_host(self.host)}:{self.ports.http}"
+
+    @property
+    def triton_http_url(self) -> str:
+        """tritonserver's own HTTP endpoint (behind the gate: loopback only)."""
+        return f"http://{url_host(DEFAULT_HOST if self.http_gate else self.host)}:{self.triton_http_port}"
 
     @property
     def grpc_url(self) -> str:
@@ -259,6 +276,7 @@ class TritonServer:
             exit_timeout_s=self.exit_timeout_s,
             mpi_singleton=self.mpi_singleton,
             host=self.host,
+            gated_http_port=self.triton_http_port if self.http_gate else None,
         )
 
     def start(self, timeout_s: float = 120.0) -> TritonServer:
@@ -267,6 +285,8 @@ class TritonServer:
                 "The model runs on several GPUs:",
                 "install OpenMPI (mpirun) to serve it (the NGC trtllm-python-py3 container has it).",
             )
+        if self.http_gate:  # the port is taken now, before the models load; listening starts when ready
+            self.gate = HttpGate(self.host, self.ports.http, self.triton_http_url).bind()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
@@ -278,6 +298,8 @@ class TritonServer:
             )
         try:
             self.wait_ready(timeout_s)
+            if self.gate is not None:
+                self.gate.start()
         except BaseException:
             self.stop()
             raise
@@ -289,14 +311,14 @@ class TritonServer:
             return "the tritonserver process is not running"
         try:
             with urllib.request.urlopen(
-                urllib.request.Request(f"{self.http_url}/v2/repository/index", data=b"{}"), timeout=2
+                urllib.request.Request(f"{self.triton_http_url}/v2/repository/index", data=b"{}"), timeout=2
             ) as response:
                 index = json.loads(response.read())
         except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
-            return f"nothing answers {self.http_url}/v2/repository/index yet"
+            return f"nothing answers {self.triton_http_url}/v2/repository/index yet"
         single = self.world_size == 1 and not self.mpi_singleton  # mpirun's ranks may leave our group
-        if single and owns_port(self.process.pid, self.ports.http) is False:
-            return f"another process answers on port {self.ports.http}, not this tritonserver"
+        if single and owns_port(self.process.pid, self.triton_http_port) is False:
+            return f"another process answers on port {self.triton_http_port}, not this tritonserver"
         ready = {entry.get("name") for entry in index if entry.get("state") == "READY"}
         waiting = sorted(self.model_names - ready)
         if waiting:
@@ -357,6 +379,8 @@ class TritonServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
         for leftover in SHM_DIR.glob(f"{self.shm_prefix}*"):
             leftover.unlink(missing_ok=True)
+        if self.gate is not None:  # after the server, so answers in flight still reach their clients
+            self.gate.stop()
 
     def __enter__(self) -> TritonServer:
         return self.start()

@@ -136,6 +136,12 @@ def repo(**options: Any) -> None:
     "--served-model-name", help="The model name OpenAI clients send [the repository's front model name]."
 )
 @click.option(
+    "--raw-http",
+    is_flag=True,
+    help="Bind tritonserver's own HTTP endpoint on --http-port: one hop less, but generate requests meet "
+    "Triton's JSON parser unchecked (wrong types are a 500 naming no field, integers over 2^32 wrap).",
+)
+@click.option(
     "--dynamo",
     type=DIRECTORY,
     help="A `deploy dynamo` directory: run its NVIDIA Dynamo graph (frontend, router, workers) on --http-port.",
@@ -160,6 +166,7 @@ def serve(
     timeout: int,
     openai_port: int | None,
     served_model_name: str | None,
+    raw_http: bool,
     dynamo: Path | None,
     engine: str,
 ) -> None:
@@ -180,7 +187,9 @@ def serve(
     from triton_repo.launch.serve import ServeOptions, serve_until_stopped  # the server side: not for `chat`
 
     ports = Ports.following(http_port, grpc_port, metrics_port)
-    options = ServeOptions(repo, via, deploy, host, ports, log_path, timeout, openai_port, served_model_name)
+    options = ServeOptions(
+        repo, via, deploy, host, ports, log_path, timeout, openai_port, served_model_name, not raw_http
+    )
     serve_until_stopped(options)
 
 
