@@ -71,3 +71,21 @@ def tokenizer(tokenizer_dir: Path):
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
     """A tiny Swallow model (2 layers, hidden 64, 8 heads over 2 KV heads); treat it as read-only."""
     return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-swallow", seed=0)
+
+
+# One tritonserver per served model per pytest worker, shared by the files that call it (each start costs
+# five Python-backend stubs importing transformers): tests leave them serving, which is what they test.
+@pytest.fixture(scope="session")
+def cycle_triton(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tokenizer):
+    from tests.served_models import cycle_server
+
+    with cycle_server(tmp_path_factory.mktemp("cycle"), tiny_model_dir, tokenizer) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def chain_triton(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path):
+    from tests.served_models import chain_server
+
+    with chain_server(tmp_path_factory.mktemp("chain")) as running:
+        yield running

@@ -31,7 +31,7 @@ import pytest
 
 from tests.engine_metrics import when_idle
 from tests.front_clients import ask, grpc_inputs
-from tests.served_models import PROMPT, answer, cycle_server
+from tests.served_models import PROMPT, answer
 from tests.timing import on_time
 
 LONG = 3000  # max_tokens of a request that would run for seconds if nobody stopped it
@@ -44,9 +44,8 @@ PATHS = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_model_dir, tokenizer):
-    with cycle_server(tmp_path_factory.mktemp("isolation"), tiny_model_dir, tokenizer) as running:
-        yield running
+def server(cycle_triton):
+    return cycle_triton
 
 
 def body_for(model: str, max_tokens: int) -> dict:

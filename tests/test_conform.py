@@ -14,7 +14,6 @@ from benchmarks.conform.checks import CHECKS, FAIL, PASS, Context, PathRun, one_
 from benchmarks.conform.paths import Answer, ClientPath
 from benchmarks.conform.prompt import render_prompt
 from tests.conform_fakes import AppServer, Chain, openai_app, triton_app
-from tests.served_models import chain_server as served_chain
 from triton_repo.launch.tritonserver import TritonServer, free_port
 from triton_repo.openai_front import OpenAIFrontServer, OpenAIFrontSettings
 from triton_repo.repository.write import RepoOptions, write_repository
@@ -57,9 +56,8 @@ def failing(report: dict) -> set[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def chain_server(tmp_path_factory, tokenizer_dir):
-    with served_chain(tmp_path_factory.mktemp("conform")) as running:
-        yield running
+def chain_server(chain_triton):
+    return chain_triton
 
 
 @pytest.mark.slow
@@ -84,7 +82,7 @@ def test_the_chain_model_answers_its_sentence_through_triton(chain_server, model
 def test_conform_passes_every_check_on_every_path_of_our_triton_fronts(chain_server):
     """`ensemble` is the stateful front (issue 13, point 1): id-less streams are exact too."""
     code, output, report = run_conform(
-        chain_server.http_url, "--grpc-url", chain_server.grpc_url, "--json", "--concurrency", "8"
+        chain_server.http_url, "--grpc-url", chain_server.grpc_url, "--json", "--concurrency", "4"
     )
     assert report is not None, output
     assert report["protocol"] == "triton" and [row["path"] for row in report["paths"]] == TRITON_PATHS
@@ -95,7 +93,7 @@ def test_conform_passes_every_check_on_every_path_of_our_triton_fronts(chain_ser
         statuses = {check: outcome["status"] for check, outcome in row["checks"].items()}
         # the counts are really compared (the repository reports them), and concurrency really ran
         assert statuses["one-bos"] == statuses["usage"] == statuses["stops"] == PASS, row
-        assert statuses["concurrency"] == PASS and "8 identical" in row["checks"]["concurrency"]["detail"]
+        assert statuses["concurrency"] == PASS and "4 identical" in row["checks"]["concurrency"]["detail"]
 
 
 @pytest.mark.slow
@@ -104,7 +102,7 @@ def test_conform_passes_our_openai_api_on_the_engine_repository(chain_server):
         grpc_url=chain_server.grpc_url, port=free_port(), served_model_name="chain"
     )
     with OpenAIFrontServer(settings) as front:
-        code, output, report = run_conform(front.url, "--json", "--concurrency", "8")
+        code, output, report = run_conform(front.url, "--json", "--concurrency", "4")
     assert report is not None and code == 0 and failing(report) == set(), output
     assert report["protocol"] == "openai" and [row["path"] for row in report["paths"]] == OPENAI_PATHS
     for row in report["paths"]:

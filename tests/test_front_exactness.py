@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.front_clients import ask
-from tests.served_models import PROMPT, answer, chain_server, cycle_server
+from tests.served_models import PROMPT, answer
 from triton_repo.models.detokenizer import REPLACEMENT
 from triton_repo.repository.engine_configs import FRONTS
 from trt_build.source.chain_model import CHAIN_SENTENCE
@@ -24,9 +24,8 @@ IDS = (None, "same-id-for-everyone")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_model_dir, tokenizer):
-    with cycle_server(tmp_path_factory.mktemp("fronts"), tiny_model_dir, tokenizer) as running:
-        yield running
+def server(cycle_triton):
+    return cycle_triton
 
 
 def assert_exact(deltas: list[str], expected: str) -> None:
@@ -81,9 +80,8 @@ def test_32_concurrent_streams_with_and_without_shared_ids_are_all_exact(server,
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    with chain_server(tmp_path_factory.mktemp("chain")) as running:
-        yield running
+def chain(chain_triton):
+    return chain_triton
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.engine_metrics import when_idle
-from tests.served_models import ANSWER_9, MAX_INPUT_LEN, MAX_SEQ_LEN, PROMPT, cycle_server, error_text
+from tests.served_models import ANSWER_9, MAX_INPUT_LEN, MAX_SEQ_LEN, PROMPT, error_text
 from triton_repo.client.chat import request_body, stream_grpc, stream_http, stream_http_events
 from triton_repo.models.detokenizer import REPLACEMENT
 from trt_build.cli.serve import chat as chat_command
@@ -36,9 +36,8 @@ def cycle_ids(tokenizer):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_model_dir, tokenizer):
-    with cycle_server(tmp_path_factory.mktemp("serving"), tiny_model_dir, tokenizer) as running:
-        yield running
+def server(cycle_triton):
+    return cycle_triton
 
 
 def post(url: str, body: dict | bytes) -> tuple[int, str]:
