@@ -16,6 +16,30 @@ def gpu_available() -> bool:
     return shutil.which("nvidia-smi") is not None and importlib.util.find_spec("tensorrt_llm") is not None
 
 
+# The files that call the shared servers (cycle_triton, chain_triton below): `make test` runs them on one
+# pytest-xdist worker, so that each server starts once. Collection refuses any other file that calls them.
+SERVED_FILES = (
+    "tests/test_client_isolation.py",
+    "tests/test_conform.py",
+    "tests/test_front_exactness.py",
+    "tests/test_triton_repo_serving.py",
+)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadfile`, with SERVED_FILES one unit of work."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ServedTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            return "served" if file in SERVED_FILES else file
+
+    return ServedTogether(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Longest first, so pytest-xdist (`make test`, files in this order) ends its workers together: files that
     # build a venv of their own (ModelOpt peer, predictor, Dynamo: minutes on a fresh clone), then files with
@@ -24,6 +48,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     own_venv = {item.path for item in items if {"peer", "predictor"} & set(item.keywords)}
     own_venv |= {item.path for item in items if "dynamo_env" in getattr(item, "fixturenames", ())}
     items.sort(key=lambda item: (item.path not in own_venv, item.path not in slow_files))
+    root = Path(__file__).parents[1]
+    for item in items:
+        uses = {"cycle_triton", "chain_triton"} & set(getattr(item, "fixturenames", ()))
+        if uses and item.path.relative_to(root).as_posix() not in SERVED_FILES:
+            raise pytest.UsageError(
+                f"{item.nodeid} calls {', '.join(uses)}: add its file to SERVED_FILES (tests/conftest.py)"
+            )
     if gpu_available():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU (nvidia-smi) and tensorrt_llm; run on a GPU host")
@@ -73,8 +104,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path
     return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-swallow", seed=0)
 
 
-# One tritonserver per served model per pytest worker, shared by the files that call it (each start costs
-# five Python-backend stubs importing transformers): tests leave them serving, which is what they test.
+# One tritonserver per served model, shared by SERVED_FILES (each start costs five Python-backend stubs
+# importing transformers): tests leave them serving, which is what they test.
 @pytest.fixture(scope="session")
 def cycle_triton(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tokenizer):
     from tests.served_models import cycle_server
