@@ -7,7 +7,7 @@ VENV ?= .venv# virtual environment directory
 TORCH ?= torch==2.13.0# torch requirement installed first (the CPU wheel here; a CUDA build on GPU hosts)
 WORK ?= work# where demo and make-driven outputs go
 PYTEST_ARGS ?=# extra pytest arguments, e.g. -k tokenizer or -m "not slow"
-TEST_WORKERS ?= auto# pytest-xdist workers for `make test`, one test file each at a time (0: none)
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))# pytest-xdist workers for `make test` [cores + 1: a worker waiting on a server start leaves a core free], one test file each at a time (0: none)
 MODEL ?= Llama-3.1-Swallow-8B-Instruct-v0.5# hub id, short name or local HF model dir (engine, plan)
 REVISION ?= main# hub branch, tag or commit that `make engine` fetches (recorded as a commit)
 QUANT ?= none# none | fp8 | int4_awq | int8_wo | int4_wo
@@ -50,14 +50,15 @@ help: ## Show the targets and variables
 
 setup: $(STAMP) ## Create .venv and install the project with dev tools (quick when up to date)
 
-# --no-compile: byte-compiling every installed file is half of each venv's build time here; Python compiles
-# what is imported, when it is first imported.
+# pip byte-compiles on one core; compileall does the same on every core (the bytecode must be there: Python
+# may be told not to write it on import, as PYTHONDONTWRITEBYTECODE does, and then recompiles in each process).
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-compile "$(TORCH)"
 	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev]"
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null
 	touch $@
 
 test: setup ## Run the test suite (pytest; builds .venv-modelopt and .venv-dynamo for the peer and Dynamo tests)
@@ -210,7 +211,7 @@ $(DYNAMO_STAMP):
 		done; fi; \
 	if [ -z "$$py" ]; then echo "No Python 3.10 found for $(DYNAMO_VENV): set DYNAMO_PYTHON=/path/to/python3.10" >&2; exit 1; fi; \
 	test -x $(DYNAMO_VENV)/bin/python || "$$py" -m venv $(DYNAMO_VENV)
-	$(DYNAMO_VENV)/bin/pip install -q --no-compile "ai-dynamo==$(DYNAMO_VERSION)"
+	$(DYNAMO_VENV)/bin/pip install -q "ai-dynamo==$(DYNAMO_VERSION)"
 	$(DYNAMO_VENV)/bin/python -c "import importlib.metadata as m, dynamo.llm, zmq; \
 		assert m.version('ai-dynamo') == m.version('ai-dynamo-runtime') == '$(DYNAMO_VERSION)', 'unexpected versions'"
 	touch $@
@@ -239,8 +240,8 @@ modelopt-peer: $(MODELOPT_STAMP) ## ModelOpt 0.47.0 peer venv for tests/peer (~1
 
 $(MODELOPT_STAMP):
 	$(MODELOPT_PYTHON) -m venv $(MODELOPT_VENV)
-	$(MODELOPT_VENV)/bin/pip install -q --no-compile $(MODELOPT_TORCH)
-	$(MODELOPT_VENV)/bin/pip install -q --no-compile "nvidia-modelopt[hf]==0.47.0" "transformers==4.57.6" "datasets<5" safetensors accelerate
+	$(MODELOPT_VENV)/bin/pip install -q $(MODELOPT_TORCH)
+	$(MODELOPT_VENV)/bin/pip install -q "nvidia-modelopt[hf]==0.47.0" "transformers==4.57.6" "datasets<5" safetensors accelerate
 	$(MODELOPT_VENV)/bin/pip uninstall -y -q diffusers || true
 	$(MODELOPT_VENV)/bin/python -c "import modelopt, transformers, modelopt.torch.export; \
 		assert modelopt.__version__ == '0.47.0' and transformers.__version__ == '4.57.6', 'unexpected versions'"
@@ -260,6 +261,6 @@ predictor: ## AIConfigurator 0.12.0 venv for plan --predict / --slo (~850 MB, 72
 # An existing venv with the right versions (a stamp or not, e.g. one shared by a symlink) is left alone.
 $(PREDICTOR_STAMP):
 	$(PREDICTOR_PYTHON) -m venv $(PREDICTOR_VENV)
-	$(PREDICTOR_VENV)/bin/pip install -q --no-compile "aiconfigurator==0.12.0" "aiconfigurator-core==0.12.0"
+	$(PREDICTOR_VENV)/bin/pip install -q "aiconfigurator==0.12.0" "aiconfigurator-core==0.12.0"
 	$(PREDICTOR_VENV)/bin/python -c "$(PREDICTOR_CHECK)"
 	touch $@
