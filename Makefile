@@ -7,7 +7,7 @@ VENV ?= .venv# virtual environment directory
 TORCH ?= torch==2.13.0# torch requirement installed first (the CPU wheel here; a CUDA build on GPU hosts)
 WORK ?= work# where demo and make-driven outputs go
 PYTEST_ARGS ?=# extra pytest arguments, e.g. -k tokenizer or -m "not slow"
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))# pytest-xdist workers for `make test` [cores + 1: a worker waiting on a server start leaves a core free], one test file each at a time (0: none)
+TEST_WORKERS ?= auto# pytest-xdist workers for `make test`, one test file each at a time (0: none)
 MODEL ?= Llama-3.1-Swallow-8B-Instruct-v0.5# hub id, short name or local HF model dir (engine, plan)
 REVISION ?= main# hub branch, tag or commit that `make engine` fetches (recorded as a commit)
 QUANT ?= none# none | fp8 | int4_awq | int8_wo | int4_wo
