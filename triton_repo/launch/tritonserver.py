@@ -287,16 +287,16 @@ class TritonServer:
             )
         if self.http_gate:  # the port is taken now, before the models load; listening starts when ready
             self.gate = HttpGate(self.host, self.ports.http, self.triton_http_url).bind()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **self.installation.env},
-                start_new_session=True,  # its own process group: stop() reaches the stubs too
-            )
         try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "wb") as log:
+                self.process = subprocess.Popen(
+                    self.command(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **self.installation.env},
+                    start_new_session=True,  # its own process group: stop() reaches the stubs too
+                )
             self.wait_ready(timeout_s)
             if self.gate is not None:
                 self.gate.start()
