@@ -164,7 +164,7 @@ engine: setup ## fetch (unless MODEL is a dir) -> convert -> build into $(WORK)/
 	esac
 
 # ---- serving and benchmarking
-.PHONY: repo serve bench report bench-accuracy bench-isolation
+.PHONY: repo serve bench report bench-accuracy bench-isolation bench-http-gate
 
 repo: setup ## Write REPO (ENGINE=dir: C++ tensorrtllm backend; else the CPU engine on CHECKPOINT)
 	$(CLI) repo --output $(REPO) --tokenizer $(TOKENIZER) \
@@ -186,6 +186,8 @@ bench-accuracy: setup ## Known timing in, `bench`'s measured TTFT/ITL/TPOT/E2E/t
 
 bench-isolation: setup ## A normal request's latency alone and under each abuse (tests marked timing, ~3 min)
 	$(BIN)/python -m pytest -m timing -s -p no:cacheprovider tests/test_client_isolation.py
+bench-http-gate: setup ## TTFT/ITL/chunks per second through serve --check-http's gate and straight to tritonserver, side by side (~1 min)
+	$(BIN)/python -m benchmarks.perf.http_gate_cost
 
 # ---- Dynamo: ai-dynamo 1.6.1 in its own venv (it needs Python 3.10 here: on 3.11+ it depends on aisimulate,
 # which only NVIDIA's index serves), for `serve --dynamo` on the CPU and tests/test_dynamo_serve.py. The 3.10

@@ -98,9 +98,9 @@ def test_every_service_binds_the_host_and_http_port_alone_implies_the_others(tmp
     assert seen[0].ports == Ports(9100, 9101, 9102) and seen[0].host == "127.0.0.1"
     CliRunner().invoke(serve_command, ["--repo", str(tmp_path), "--grpc-port", "7000", "--host", "::1"])
     assert seen[1].ports == Ports(8000, 7000, 8002) and seen[1].host == "::1"
-    assert seen[0].http_gate and seen[1].http_gate
-    CliRunner().invoke(serve_command, ["--repo", str(tmp_path), "--raw-http"])
-    assert not seen[2].http_gate
+    assert not seen[0].http_gate and not seen[1].http_gate
+    CliRunner().invoke(serve_command, ["--repo", str(tmp_path), "--check-http"])
+    assert seen[2].http_gate
     gated = server_command(
         find_tritonserver(), tmp_path, Ports(9100, 9101, 9102), "p_", host="0.0.0.0", gated_http_port=9200
     )
@@ -208,7 +208,7 @@ def test_a_server_that_cannot_bind_says_so_first(echo_server, tmp_path):
     """serve's own check bypassed: a taken HTTP port stops the start before tritonserver runs; a taken gRPC
     port is tritonserver's own first error."""
     repo = write_echo_repo(tmp_path / "repo")
-    server = TritonServer(repo, Ports(echo_server.ports.http, free_port(), free_port()))
+    server = TritonServer(repo, Ports(echo_server.ports.http, free_port(), free_port()), http_gate=True)
     with pytest.raises(SwallowTrtError) as raised:
         server.start(timeout_s=120)
     assert str(raised.value).startswith(
@@ -216,7 +216,10 @@ def test_a_server_that_cannot_bind_says_so_first(echo_server, tmp_path):
     )
     assert server.process is None
     server = TritonServer(
-        repo, Ports(free_port(), echo_server.ports.grpc, free_port()), log_path=tmp_path / "t.log"
+        repo,
+        Ports(free_port(), echo_server.ports.grpc, free_port()),
+        log_path=tmp_path / "t.log",
+        http_gate=True,
     )
     with pytest.raises(SwallowTrtError) as raised:
         server.start(timeout_s=120)

@@ -51,7 +51,7 @@ class ServeOptions:
     timeout_s: int = 600
     openai_port: int | None = None  # also serve the OpenAI-compatible API there (on `host`)
     served_model_name: str | None = None  # the model name OpenAI clients use [the front model's]
-    http_gate: bool = True  # generate requests checked before tritonserver parses them (http_gate.py)
+    http_gate: bool = False  # generate requests checked before tritonserver parses them (http_gate.py)
 
 
 def check_repository(repo: Path) -> dict[str, Any]:

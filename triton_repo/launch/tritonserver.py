@@ -7,9 +7,9 @@ directory must hold the stub for our Python version, and the stub finds its pack
 
 `TritonServer` starts it on a bind host (HTTP, gRPC and metrics; MPI leader mode when the engine has
 several ranks), waits until it is ready, and stops it without leaving stub processes or Python-backend
-shared memory behind. Its HTTP port is the gate's (http_gate.py), which checks generate requests and passes
-everything else to tritonserver's own HTTP endpoint on a loopback port; `http_gate=False` binds
-tritonserver's HTTP there directly. Ready means proven ours: the process is alive, it holds the socket its
+shared memory behind. With `http_gate`, its HTTP port is the gate's (http_gate.py), which checks generate
+requests and passes everything else to tritonserver's own HTTP endpoint on a loopback port; without it
+(the default) tritonserver binds its HTTP there directly. Ready means proven ours: the process is alive, it holds the socket its
 HTTP endpoint answers on (where /proc tells), and every model of its repository is READY in
 /v2/repository/index; never a health answer from another server on the port. When it dies, the first line
 of the error is the log's own reason.
@@ -225,7 +225,7 @@ class TritonServer:
         mpi_singleton: bool = False,
         host: str = DEFAULT_HOST,
         exit_timeout_s: int = 15,
-        http_gate: bool = True,
+        http_gate: bool = False,
     ):
         """`exit_timeout_s`: how long a stop waits for in-flight requests and model unloading before the
         server exits anyway (tests, which need no grace, pass a short one). `http_gate`: the HTTP port is

@@ -12,7 +12,7 @@ front's schema takes its bounds from it. Triton's HTTP `generate` parses JSON be
 value of the wrong JSON type (a string, float or null for an INT32, a negative number for a UINT64) is
 its own 500 "Unable to parse 'data'", and an integer of 2**31 or more is wrapped into INT32 (docs/triton.md
 §6.4). `serve`'s HTTP gate refuses all of that before Triton parses it (triton_repo/launch/generate_check.py);
-behind `--raw-http`, a wrapped negative is refused here with the wrap said.
+without it (the default), a wrapped negative is refused here with the wrap said.
 
 This module is copied next to the models that read requests (they run where swallow-trt is not
 installed), so it depends on nothing but the standard library.
