@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
 from aiohttp import web
 
+from tests.conform_fakes import AppServer
 from triton_repo.launch.generate_check import ModelInput, generate_refusal, model_inputs
 from triton_repo.launch.http_gate import HttpGate
 from triton_repo.launch.tritonserver import free_port
@@ -84,15 +84,12 @@ def test_good_bodies_pass_and_the_whole_body_is_checked():
 
 
 class FakeTriton:
-    """What the gate forwards to: records requests; /stream answers in chunks, slowly."""
+    """What the gate forwards to (an app for AppServer): records requests; generate_stream answers in chunks."""
 
     def __init__(self):
         self.seen: list[tuple[str, str, dict, bytes]] = []
-        self.port = free_port()
-        self.ready = threading.Event()
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.run, daemon=True).start()
-        assert self.ready.wait(10)
+        self.app = web.Application(client_max_size=2**30)
+        self.app.router.add_route("*", "/{path:.*}", self.handle)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -110,22 +107,14 @@ class FakeTriton:
             return response
         return web.Response(body=b"\x00binary", headers={"Inference-Header-Content-Length": "3"}, status=200)
 
-    def run(self):
-        app = web.Application(client_max_size=2**30)
-        app.router.add_route("*", "/{path:.*}", self.handle)
-        runner = web.AppRunner(app)
-        self.loop.run_until_complete(runner.setup())
-        self.loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
-        self.ready.set()
-        self.loop.run_forever()
-
 
 @pytest.fixture(scope="module")
 def gated():
     upstream = FakeTriton()
-    gate = HttpGate("127.0.0.1", free_port(), f"http://127.0.0.1:{upstream.port}").start()
-    yield gate, upstream
-    gate.stop()
+    with AppServer(upstream.app) as server:
+        gate = HttpGate("127.0.0.1", free_port(), server.url).start()
+        yield gate, upstream
+        gate.stop()
 
 
 def call(gate: HttpGate, path: str, body: bytes | None = None, headers: dict | None = None):

@@ -8,15 +8,15 @@ own HTTP client through the gate and straight to tritonserver, and prints them s
 
     .venv/bin/python -m benchmarks.perf.http_gate_cost --concurrency 1,16,64 --tokens 32
 
-Metrics (client side, per level): TTFT p50/p99 and ITL p50 in ms, streamed chunks per second of wall
-time, errors; `gate - direct` is the difference of the p50s.
+Metrics (client side, per level, as `bench` defines them in benchmarks/metrics/summary.py): TTFT p50/p99
+and ITL p50 in ms, streamed chunks per second of wall time, errors; `gate - direct` is the difference of
+the p50s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -26,17 +26,15 @@ from benchmarks.clients import CLIENTS, ClientOptions
 from benchmarks.load.datasets import BenchRequest
 from benchmarks.load.generator import Runner
 from benchmarks.load.levels import LoadLevel
+from benchmarks.metrics.summary import summarize
 from benchmarks.perf.timing_model import MODEL_NAME, write_timing_repo
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def shown(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
-async def measure(url: str, concurrency: int, requests: int, tokens: int) -> dict[str, float]:
+async def measure(url: str, concurrency: int, requests: int, tokens: int) -> dict[str, float | str]:
     client = CLIENTS["http"](ClientOptions(url=url, model=MODEL_NAME))
     await client.setup()
     runner = Runner(client, [BenchRequest("東京の天気は？", 6, tokens)], progress=False)
@@ -46,17 +44,17 @@ async def measure(url: str, concurrency: int, requests: int, tokens: int) -> dic
         )
     finally:
         await client.close()
-    done = [r for r in result.records if r.ok]
-    ttft = [(r.chunk_times[0] - r.send_time) * 1e3 for r in done]
-    itl = [(b - a) * 1e3 for r in done for a, b in zip(r.chunk_times, r.chunk_times[1:], strict=False)]
-    chunks = sum(len(r.chunk_times) for r in done)
+    summary = summarize(result.records, url, {"load_level": f"c{concurrency}"}, aborted=result.given_up)
+    ttft, itl = summary.metrics["ttft_ms"], summary.metrics["itl_ms"]
+    chunks = sum(len(r.chunk_times) for r in result.records if r.ok)
     return {
-        "ttft_p50": percentile(ttft, 0.5),
-        "ttft_p99": percentile(ttft, 0.99),
-        "itl_p50": statistics.median(itl) if itl else float("nan"),
+        "ttft_p50": shown(ttft.p50),
+        "ttft_p99": shown(ttft.p99),
+        "itl_p50": shown(itl.p50),
         "chunks_per_s": chunks / result.wall_s if result.wall_s else 0.0,
-        "errors": len(result.records) - len(done) if not result.given_up else requests,
-        "first_error": next((r.error for r in result.records if r.error), result.given_up or ""),
+        # a level given up in its warm-up has no measured records: every request counts as failed
+        "errors": summary.num_errors or (requests if result.given_up else 0),
+        "first_error": next(iter(summary.errors), result.given_up or ""),
     }
 
 

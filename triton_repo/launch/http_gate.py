@@ -18,7 +18,6 @@ tritonserver completed; the cause is not found (benchmarks/perf/http_gate_cost.p
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import socket
 import threading
@@ -35,6 +34,7 @@ from triton_repo.launch.generate_check import (
     generate_refusal,
     model_inputs,
 )
+from triton_repo.launch.ports import bind_problem, bind_socket
 from trt_build.common.errors import SwallowTrtError
 
 # tritonserver's own default --http-max-input-size: the gate buffers no more than Triton would accept
@@ -61,9 +61,8 @@ HOP_HEADERS = frozenset(
 
 
 def _passed_headers(headers: Any, drop: tuple[str, ...] = ()) -> CIMultiDict[str]:
-    return CIMultiDict(
-        (name, value) for name, value in headers.items() if name.lower() not in HOP_HEADERS | set(drop)
-    )
+    skipped = HOP_HEADERS.union(drop)
+    return CIMultiDict((name, value) for name, value in headers.items() if name.lower() not in skipped)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -95,19 +94,13 @@ class HttpGate:
 
     def bind(self) -> HttpGate:
         """Take the port now (listening starts with `start`): a taken port is an error naming it."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((self.host, self.port))
+            self.socket = bind_socket(self.host, self.port)
         except OSError as error:
-            sock.close()
-            why = "another process listens on it" if error.errno == errno.EADDRINUSE else error.strerror
             raise SwallowTrtError(
-                f"HTTP port {self.port} on {self.host} cannot be bound: {why}.",
+                f"HTTP port {self.port} on {self.host} cannot be bound: {bind_problem(error)}.",
                 "Choose another --http-port, or stop what listens there.",
             ) from None
-        self.socket = sock
         return self
 
     def start(self, timeout_s: float = 30.0) -> HttpGate:

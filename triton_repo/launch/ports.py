@@ -55,17 +55,31 @@ def check_ports_free(host: str, ports: dict[str, int]) -> None:
             )
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host:port` as the module docstring says (OSError when it cannot be)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_problem(error: OSError) -> str:
+    """Why a bind failed, in words."""
+    return (
+        "another process listens on it" if error.errno == errno.EADDRINUSE else error.strerror or str(error)
+    )
+
+
 def port_problem(host: str, port: int) -> str | None:
     """Why `port` cannot be bound on `host`, or None when it can."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                return "another process listens on it"
-            return error.strerror or str(error)
+    try:
+        bind_socket(host, port).close()
+    except OSError as error:
+        return bind_problem(error)
     return None
 
 
