@@ -9,6 +9,7 @@ import json
 import urllib.error
 import urllib.request
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -84,7 +85,8 @@ def test_good_bodies_pass_and_the_whole_body_is_checked():
 
 
 class FakeTriton:
-    """What the gate forwards to (an app for AppServer): records requests; generate_stream answers in chunks."""
+    """What the gate forwards to (an app for AppServer): records requests; generate_stream answers in chunks:
+    "紅" then "葉", or, for a body with an `id`, `max_tokens` events naming that id, 5 ms apart."""
 
     def __init__(self):
         self.seen: list[tuple[str, str, dict, bytes]] = []
@@ -97,13 +99,17 @@ class FakeTriton:
         if request.path.endswith("/config"):
             return web.json_response(CONFIG)
         if request.path.endswith("generate_stream"):
+            fields = json.loads(body)
+            events = (
+                [{"id": fields["id"], "text_output": "紅"}] * fields["max_tokens"]
+                if "id" in fields
+                else [{"text_output": piece} for piece in ("紅", "葉")]
+            )
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
-            for piece in ("紅", "葉"):
-                await response.write(
-                    f"data: {json.dumps({'text_output': piece}, ensure_ascii=False)}\n\n".encode()
-                )
-                await asyncio.sleep(0.05)
+            for event in events:
+                await response.write(f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode())
+                await asyncio.sleep(0.005 if "id" in fields else 0.05)
             return response
         return web.Response(body=b"\x00binary", headers={"Inference-Header-Content-Length": "3"}, status=200)
 
@@ -179,3 +185,30 @@ def test_a_taken_port_is_refused_by_name_and_a_dead_upstream_is_a_503(gated):
         )
     finally:
         orphan.stop()
+
+
+def test_64_concurrent_streams_each_get_all_their_own_events_and_nothing_else(gated):
+    """The load at which tritonserver 2.51 behind the gate delivered some events of a stream on another
+    connection (docs/triton.md): the gate itself must pass every event to the stream it belongs to."""
+    gate, _ = gated
+
+    async def stream(session: aiohttp.ClientSession, request_id: str) -> list[str]:
+        body = {**GOOD, "id": request_id, "max_tokens": 24}
+        url = f"http://127.0.0.1:{gate.port}/v2/models/ensemble/generate_stream"
+        async with session.post(url, json=body) as response:
+            data = b"".join([chunk async for chunk in response.content.iter_any()])
+        return [json.loads(line[5:])["id"] for line in data.decode().splitlines() if line.startswith("data:")]
+
+    async def load() -> list[tuple[str, list[str]]]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+            async def client(index: int) -> list[tuple[str, list[str]]]:
+                ids = [f"c{index}-r{k}" for k in range(4)]
+                return [(request_id, await stream(session, request_id)) for request_id in ids]
+
+            return [pair for pairs in await asyncio.gather(*map(client, range(64))) for pair in pairs]
+
+    answers = asyncio.run(load())
+    assert len(answers) == 256
+    wrong = [(request_id, ids) for request_id, ids in answers if ids != [request_id] * 24]
+    assert not wrong, wrong[:3]

@@ -10,9 +10,10 @@ passed on chunk by chunk; a client that hangs up cancels its request upstream (t
 tritonserver is closed, so Triton cancels it as it would for the client). Nothing is logged: bodies carry
 prompts. `serve --check-http` puts it in front; without it tritonserver serves its HTTP port itself.
 
-Known defect: under 64 concurrent `generate_stream` requests on 2 cores, a few streams (1-27 of 256)
-stalled with their handler waiting on tritonserver's chunks, while the same load straight to
-tritonserver completed; the cause is not found (benchmarks/perf/http_gate_cost.py shows it).
+Known defect, why it is opt-in: under 64 concurrent `generate_stream` requests through the gate,
+tritonserver 2.51 sometimes ends a stream a few events short and writes those events on another of the gate's
+connections (docs/triton.md §6.4); straight to tritonserver, and through the gate to a stand-in server, no
+event is lost.
 """
 
 from __future__ import annotations
