@@ -37,3 +37,31 @@ def test_out_of_layout_writes_are_refused(tmp_path):
         writer.write("b", torch.zeros(3))
     with pytest.raises(ValueError, match="closed before writing 1 tensors"):
         writer.close()
+
+
+def test_the_disk_is_asked_to_write_as_the_data_comes_and_a_finished_file_is_synced(tmp_path, monkeypatch):
+    """Writeback starts every WRITEBACK_BYTES (the disk works while the CPU converts), each range once and in
+    order; the finished file is fdatasync'ed (durable), an unfinished one is not."""
+    from trt_build.formats import safetensors_stream
+
+    ranges, synced = [], []
+    monkeypatch.setattr(safetensors_stream, "WRITEBACK_BYTES", 1000)
+    monkeypatch.setattr(
+        safetensors_stream,
+        "SYNC_FILE_RANGE",
+        lambda fd, start, length, flags: ranges.append((start, length, flags)),
+    )
+    monkeypatch.setattr(safetensors_stream.os, "fdatasync", synced.append)
+    layout = [(f"w{i}", torch.float32, (100, 4)) for i in range(5)]  # 1600 bytes each
+    with StreamingSafetensorsWriter(tmp_path / "a.safetensors", layout) as writer:
+        for name, dtype, shape in layout:
+            writer.write(name, torch.ones(shape, dtype=dtype))
+    assert [flags for *_, flags in ranges] == [safetensors_stream.SYNC_FILE_RANGE_WRITE] * 5
+    assert [start for start, *_ in ranges] == [0] + [start + length for start, length, _ in ranges[:-1]]
+    assert ranges[-1][0] + ranges[-1][1] == (tmp_path / "a.safetensors").stat().st_size
+    assert len(synced) == 1
+    unfinished = StreamingSafetensorsWriter(tmp_path / "b.safetensors", layout)
+    unfinished.write("w0", torch.ones((100, 4)))
+    with pytest.raises(ValueError, match="closed before writing"):
+        unfinished.close()
+    assert len(synced) == 1
