@@ -41,7 +41,7 @@ def test_out_of_layout_writes_are_refused(tmp_path):
 
 def test_the_disk_is_asked_to_write_as_the_data_comes_and_a_finished_file_is_synced(tmp_path, monkeypatch):
     """Writeback starts every WRITEBACK_BYTES (the disk works while the CPU converts), each range once and in
-    order; the finished file is fdatasync'ed (durable), an unfinished one is not."""
+    order; the finished file is fsync'ed (durable), an unfinished one is not."""
     from trt_build.formats import safetensors_stream
 
     ranges, synced = [], []
@@ -51,7 +51,7 @@ def test_the_disk_is_asked_to_write_as_the_data_comes_and_a_finished_file_is_syn
         "SYNC_FILE_RANGE",
         lambda fd, start, length, flags: ranges.append((start, length, flags)),
     )
-    monkeypatch.setattr(safetensors_stream.os, "fdatasync", synced.append)
+    monkeypatch.setattr(safetensors_stream.os, "fsync", synced.append)
     layout = [(f"w{i}", torch.float32, (100, 4)) for i in range(5)]  # 1600 bytes each
     with StreamingSafetensorsWriter(tmp_path / "a.safetensors", layout) as writer:
         for name, dtype, shape in layout:

@@ -189,7 +189,7 @@ class StreamingSafetensorsWriter:
     def close(self) -> None:
         if self._next == len(self.layout):
             self._handle.flush()
-            os.fdatasync(self._handle.fileno())
+            os.fsync(self._handle.fileno())
         self._handle.close()
         if self._next != len(self.layout):
             if self._hasher is not None:
