@@ -184,7 +184,7 @@ report: setup ## Compare every results directory in RESULTS into $(WORK)/report/
 bench-accuracy: setup ## Known timing in, `bench`'s measured TTFT/ITL/TPOT/E2E/tok/s out, every protocol (~2 min)
 	$(BIN)/python -m benchmarks.perf.bench_accuracy
 
-bench-isolation: setup ## A normal request's latency alone and under each abuse (tests marked timing, ~3 min)
+bench-isolation: setup ## A normal request's latency alone and under each abuse, tokens made after a hang-up (tests marked timing, ~3 min)
 	$(BIN)/python -m pytest -m timing -s -p no:cacheprovider tests/test_client_isolation.py
 bench-http-gate: setup ## TTFT/ITL/chunks per second through serve --check-http's gate and straight to tritonserver, side by side (~1 min)
 	$(BIN)/python -m benchmarks.perf.http_gate_cost

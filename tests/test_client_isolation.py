@@ -1,7 +1,8 @@
 """No client can hurt another, against a real tritonserver on the CPU engine (issue 13, point 4).
 
-- A client that hangs up (HTTP) or cancels (gRPC) mid-stream stops the engine within a few tokens, on
-  every path (`ensemble`, `tensorrt_llm_bls`, `tensorrt_llm` itself), by the engine's own counters.
+- A client that hangs up (HTTP) or cancels (gRPC) mid-stream stops the engine, on every path (`ensemble`,
+  `tensorrt_llm_bls`, `tensorrt_llm` itself), by the engine's own counters; within a few tokens is a
+  `timing` check, as the latency below.
 - A `stop` sent straight to `tensorrt_llm` with a victim's request id, and other clients reusing the
   victim's id, leave the victim's answer exact: the fronts give the engine ids of their own.
 - Prompts, `messages` and chat renderings too large for the model are refused by their size, with a
@@ -114,26 +115,42 @@ def cancel_grpc(server, model: str, max_tokens: int = LONG) -> int:
 LEAVE = {"http": hang_up_http, "grpc": cancel_grpc}
 
 
+def leave_mid_stream(server, model: str, protocol: str) -> dict[str, int]:
+    """A client leaves after its first event; by the engine's own counters, what it received, what the engine
+    made for it, and how many requests finished (each counted once the engine is idle again)."""
+    before = when_idle(server.metrics_url)
+    received = LEAVE[protocol](server, model)
+    after = when_idle(server.metrics_url)
+    made = after.output_tokens - before.output_tokens
+    return {"received": received, "made": made, "finished": after.finished - before.finished}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize(("model", "protocol"), PATHS)
+def test_a_client_that_leaves_mid_stream_stops_the_engine(server, model, protocol):
+    """The request ends (finished +1, nothing active) long before the 3000 tokens it asked for. How soon is a
+    timing bound (how many tokens the engine makes while the hang-up travels depends on the host's load), so
+    it is the `timing` test below."""
+    counts = leave_mid_stream(server, model, protocol)
+    assert counts["finished"] == 1 and counts["received"] >= 1, counts
+    assert counts["made"] < LONG // 2, counts
+
+
+@pytest.mark.timing
 @pytest.mark.parametrize(("model", "protocol"), PATHS)
 def test_a_client_that_leaves_mid_stream_stops_the_engine_within_a_few_tokens(
     server, model, protocol, tmp_path
 ):
-    """By the engine's own counters: the request ends (finished +1, nothing active) having made at most a
-    few tokens more than the client received before leaving, of the 3000 it asked for."""
+    """At most a few tokens more than the client received before leaving (fresh measurements until one
+    meets it: a host that stalls lets the engine run on)."""
 
     def measure(out: Path) -> None:
-        before = when_idle(server.metrics_url)
-        received = LEAVE[protocol](server, model)
-        after = when_idle(server.metrics_url)
         out.mkdir(parents=True)
-        facts = {"received": received, "made": after.output_tokens - before.output_tokens}
-        (out / "counts.json").write_text(json.dumps({**facts, "finished": after.finished - before.finished}))
+        (out / "counts.json").write_text(json.dumps(leave_mid_stream(server, model, protocol)))
 
     def check(out: Path) -> None:
         counts = json.loads((out / "counts.json").read_text())
-        assert counts["finished"] == 1 and counts["received"] >= 1, counts
-        assert counts["made"] - counts["received"] <= 4, counts  # noticed within a few tokens
+        assert counts["finished"] == 1 and counts["made"] - counts["received"] <= 4, counts
 
     on_time(measure, check, tmp_path)
 
