@@ -99,9 +99,10 @@ class StreamingSafetensorsWriter:
     (`BackgroundSha256`), so a multi-GB file is never read back to record its digest (`sha256_hex`, and the
     time hashing took in `hash_seconds`).
     The disk writes while the data is still being made: every WRITEBACK_BYTES the kernel is told to start
-    writing what came before (otherwise it waits until GBs are dirty, and the disk idles while the CPU converts;
-    measured: 3 GB written with CPU work between blocks took 6.4 s instead of 8.4-12.6 s). `close` waits
-    until the file is on disk, so a finished checkpoint survives a power cut.
+    writing what came before (otherwise it waits until GBs are dirty, and the disk idles while the CPU converts:
+    `convert --tp 2` of 8 8b-shape layers took 20.5 s before, 15.6-16.7 s after, by
+    benchmarks/perf/convert_throughput.py). `close` waits until a complete file is on disk, so a finished
+    checkpoint survives a power cut.
     """
 
     def __init__(
@@ -187,11 +188,11 @@ class StreamingSafetensorsWriter:
         return self._next == len(self.layout)
 
     def close(self) -> None:
-        if self._next == len(self.layout):
+        if self.complete:
             self._handle.flush()
             os.fsync(self._handle.fileno())
         self._handle.close()
-        if self._next != len(self.layout):
+        if not self.complete:
             if self._hasher is not None:
                 self._hasher.stop()
             missing = [name for name, _, _ in self.layout[self._next :]]
