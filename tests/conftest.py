@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from trt_build.source.tiny_model import write_tiny_model
 from trt_build.source.tokenizer import ensure_tokenizer
@@ -55,12 +56,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(
                 f"{item.nodeid} calls {', '.join(uses)}: add its file to SERVED_FILES (tests/conftest.py)"
             )
-    if gpu_available():
-        return
-    skip = pytest.mark.skip(reason="needs an NVIDIA GPU (nvidia-smi) and tensorrt_llm; run on a GPU host")
+    missing = {
+        "gpu": not gpu_available() and "needs an NVIDIA GPU (nvidia-smi) and tensorrt_llm; run on a GPU host",
+        "cuda": not torch.cuda.is_available() and "needs a CUDA device that torch sees; run on a GPU host",
+    }
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        for marker, reason in missing.items():
+            if reason and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
