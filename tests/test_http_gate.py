@@ -15,7 +15,7 @@ from aiohttp import web
 
 from tests.conform_fakes import AppServer
 from triton_repo.launch.generate_check import ModelInput, generate_refusal, model_inputs
-from triton_repo.launch.http_gate import HttpGate
+from triton_repo.launch.http_gate import SAFE_SEND_BUFFER_BYTES, HttpGate, send_buffer_warning
 from triton_repo.launch.tritonserver import free_port
 from trt_build.common.errors import SwallowTrtError
 
@@ -212,3 +212,13 @@ def test_64_concurrent_streams_each_get_all_their_own_events_and_nothing_else(ga
     assert len(answers) == 256
     wrong = [(request_id, ids) for request_id, ids in answers if ids != [request_id] * 24]
     assert not wrong, wrong[:3]
+
+
+def test_a_small_default_send_buffer_is_named_with_the_setting_that_fixes_it(tmp_path) -> None:
+    setting = tmp_path / "wmem_default"
+    setting.write_text("212992\n")
+    warning = send_buffer_warning(setting)
+    assert warning and "212992 bytes" in warning and f"wmem_default={SAFE_SEND_BUFFER_BYTES}" in warning
+    setting.write_text(f"{SAFE_SEND_BUFFER_BYTES}\n")
+    assert send_buffer_warning(setting) is None
+    assert send_buffer_warning(tmp_path / "absent") is None  # not Linux: nothing to say

@@ -10,10 +10,11 @@ passed on chunk by chunk; a client that hangs up cancels its request upstream (t
 tritonserver is closed, so Triton cancels it as it would for the client). Nothing is logged: bodies carry
 prompts. `serve --check-http` puts it in front; without it tritonserver serves its HTTP port itself.
 
-Known defect, why it is opt-in: under 64 concurrent `generate_stream` requests through the gate,
-tritonserver 2.51 sometimes ends a stream a few events short and writes those events on another of the gate's
-connections (docs/triton.md §6.4); straight to tritonserver, and through the gate to a stand-in server, no
-event is lost.
+Why it is opt-in: behind it, under 64 concurrent `generate_stream` requests, tritonserver 2.51 drops stream
+events. It hands each event (and each stream's start and end) to its HTTP thread through a socket pair and
+ignores a full one; the pair's buffer is the kernel's default send buffer (`net.core.wmem_default`), read when
+tritonserver starts. With 4 MiB no event was lost (docs/triton.md §6.4); `send_buffer_warning` says so when
+it is smaller.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import json
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -59,6 +61,26 @@ HOP_HEADERS = frozenset(
         "content-length",
     }
 )
+
+
+# the kernel's default socket send buffer, which sizes tritonserver's event hand-off (see above)
+SEND_BUFFER_SETTING = Path("/proc/sys/net/core/wmem_default")
+SAFE_SEND_BUFFER_BYTES = 4 * 2**20
+
+
+def send_buffer_warning(setting: Path = SEND_BUFFER_SETTING) -> str | None:
+    """What to do when the default send buffer is too small for tritonserver's streams behind the gate."""
+    try:
+        size = int(setting.read_text())
+    except (OSError, ValueError):
+        return None  # not Linux, or not readable: nothing known to say
+    if size >= SAFE_SEND_BUFFER_BYTES:
+        return None
+    return (
+        f"net.core.wmem_default is {size} bytes: behind the HTTP gate tritonserver 2.51 can drop stream events "
+        f"when its HTTP threads fall behind (docs/triton.md §6.4). Before serve, as root: "
+        f"sysctl -w net.core.wmem_default={SAFE_SEND_BUFFER_BYTES}"
+    )
 
 
 def _passed_headers(headers: Any, drop: tuple[str, ...] = ()) -> CIMultiDict[str]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from triton_repo.launch.http_gate import send_buffer_warning
 from triton_repo.launch.ports import check_ports_free, shown_host
 from triton_repo.launch.tritonserver import DEFAULT_HOST, Ports, TritonServer
 from triton_repo.openai_front import OpenAIFrontServer, OpenAIFrontSettings
@@ -179,6 +180,9 @@ def serve_repository(options: ServeOptions) -> None:
         + (f", one server under mpirun for the LLM API's {parallel} GPU workers" if mpi_singleton else "")
         + "..."
     )
+    warning = send_buffer_warning() if options.http_gate else None
+    if warning:
+        say(f"Warning: {warning}")
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     front = None

@@ -140,8 +140,8 @@ def repo(**options: Any) -> None:
     is_flag=True,
     help="Put the HTTP gate on --http-port: every generate body is checked (type, range, unknown field, "
     "stream on /generate) and refused with a 400 naming the field before tritonserver parses it. "
-    "Experimental: behind it tritonserver 2.51 lost events of some streams under 64 concurrent HTTP streams "
-    "(docs/triton.md §6.4).",
+    "Behind it, tritonserver 2.51 drops events of concurrent HTTP streams unless the host's "
+    "net.core.wmem_default is raised (4 MiB; serve prints the sysctl line, docs/triton.md §6.4).",
 )
 @click.option(
     "--dynamo",
