@@ -246,8 +246,8 @@ $(MODELOPT_STAMP): | $(STAMP)
 	$(UV_PIP) $(MODELOPT_VENV)/bin/python $(MODELOPT_TORCH) "nvidia-modelopt[hf]==0.47.0" "transformers==4.57.6" \
 		"datasets<5" safetensors accelerate
 	$(MODELOPT_VENV)/bin/python -m pip uninstall -y -q diffusers || true
-	$(MODELOPT_VENV)/bin/python -c "import modelopt, transformers, modelopt.torch.export; \
-		assert modelopt.__version__ == '0.47.0' and transformers.__version__ == '4.57.6', 'unexpected versions'"
+	$(MODELOPT_VENV)/bin/python -c "import importlib.metadata as m; \
+		assert (m.version('nvidia-modelopt'), m.version('transformers')) == ('0.47.0', '4.57.6'), 'unexpected versions'"
 	touch $@
 
 # ---- Predictor: NVIDIA AIConfigurator 0.12.0 in its own venv (numpy >= 2.1, Python >= 3.11), run by

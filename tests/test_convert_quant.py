@@ -18,6 +18,7 @@ from trt_build.formats.trtllm_config import ALLOWED_QUANTIZATION_KEYS
 from trt_build.quant import numerics as qf
 from trt_build.quant.calibration_result import CalibrationResult
 from trt_build.verify.reference_runtime import load_checkpoint
+from trt_build.verify.texts import BUILTIN_TEXTS
 from trt_build.verify.trtllm_reader import checkpoint_fake_quant, checkpoint_state_dict
 
 D, H, K, HEAD, INTER = 64, 8, 2, 8, 128  # the tiny preset
@@ -248,7 +249,10 @@ def test_verify_fails_on_a_corrupted_scale(fp8_tp2: Path, tiny_model_dir: Path, 
         name = "transformer.layers.1.mlp.proj.weights_scaling_factor"
         tensors[name] = tensors[name] * 4
         save_file(tensors, bad / f"rank{rank}.safetensors")
-    run = CliRunner().invoke(main, ["verify", "--model-dir", str(tiny_model_dir), "--checkpoint", str(bad)])
+    prompts = tmp_path / "prompts.txt"  # two texts show it (the held-out set runs in the test above)
+    prompts.write_text("\n".join(text for _, text in BUILTIN_TEXTS[3:5]))
+    args = ["--model-dir", str(tiny_model_dir), "--checkpoint", str(bad), "--prompts", str(prompts)]
+    run = CliRunner().invoke(main, ["verify", *args])
     assert run.exit_code == 1 and "cosine similarity" in run.output and "FAILED" in run.output
 
 

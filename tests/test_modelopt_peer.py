@@ -56,16 +56,17 @@ def peer_pairs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path
     )
     root = tmp_path_factory.mktemp("peer")
     model = write_peer_model(root / "model")
+    modes = {"fp8_kv": ("fp8", "fp8"), "int4_awq": ("int4_awq", "auto")}  # mode -> our quant, KV cache
+    exports = [f"{root / f'modelopt-{mode}'}:{mode}" for mode in modes]
+    run = subprocess.run(
+        [str(PEER_VENV / "bin" / "python"), str(ROOT / "tests" / "peer" / "modelopt_export.py"), str(model), *exports],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
     pairs = {}
-    for mode, quant, kv in (("fp8_kv", "fp8", "fp8"), ("int4_awq", "int4_awq", "auto")):
-        peer_out = root / f"modelopt-{mode}"
-        run = subprocess.run(
-            [str(PEER_VENV / "bin" / "python"), str(ROOT / "tests" / "peer" / "modelopt_export.py"), str(model), str(peer_out), mode],
-            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""},
-        )  # fmt: skip
-        assert run.returncode == 0, run.stderr[-3000:]
+    for mode, (quant, kv) in modes.items():
         ours = export(model, root / f"ours-{mode}", quant, kv_cache_dtype=kv, calib_seq_len=64)
-        pairs[mode] = (model, peer_out, ours)
+        pairs[mode] = (model, root / f"modelopt-{mode}", ours)
     return pairs
 
 

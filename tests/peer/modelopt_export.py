@@ -1,8 +1,8 @@
 """Peer reference: quantize a HF Llama directory with NVIDIA ModelOpt and export its unified checkpoint.
 
 Run with the ModelOpt peer venv (`make modelopt-peer`), not the project venv:
-    .venv-modelopt/bin/python tests/peer/modelopt_export.py MODEL_DIR OUTPUT_DIR MODE
-MODE: fp8 | fp8_kv | int4_awq. Calibration is ModelOpt's own (random token ids, CPU); the test compares
+    .venv-modelopt/bin/python tests/peer/modelopt_export.py MODEL_DIR OUTPUT_DIR:MODE [OUTPUT_DIR:MODE ...]
+MODE: fp8 | fp8_kv | int4_awq; several exports share one process (importing ModelOpt takes seconds). Calibration is ModelOpt's own (random token ids, CPU); the test compares
 names, dtypes, shapes, scale sharing and weight-only values with `swallow-trt convert --target pytorch`.
 Standalone on purpose: this venv has transformers 4.57 and ModelOpt 0.47, not the project's packages.
 """
@@ -60,6 +60,8 @@ def main(model_dir: str, output: str, mode: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) < 3 or not all(":" in export for export in sys.argv[2:]):
         raise SystemExit(__doc__)
-    main(*sys.argv[1:])
+    for export in sys.argv[2:]:
+        output, mode = export.rsplit(":", 1)
+        main(sys.argv[1], output, mode)
