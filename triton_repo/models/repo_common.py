@@ -89,9 +89,21 @@ def repository_path(args: dict[str, str], value: str) -> Path:
 
 
 def load_tokenizer(args: dict[str, str], parameters: dict[str, str]):
+    """The repository's tokenizer. One that names its class PreTrainedTokenizerFast (Llama 3.1's and Swallow's)
+    is loaded by that class, which is what AutoTokenizer returns for it too: AutoTokenizer's import pulls in
+    torch through transformers' config code, seconds of CPU in every stub of a repository."""
+    directory = repository_path(args, parameters["tokenizer_dir"])
+    config = directory / "tokenizer_config.json"
+    named = (
+        json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class") if config.is_file() else None
+    )
+    if named == "PreTrainedTokenizerFast":
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(str(directory))
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(repository_path(args, parameters["tokenizer_dir"])))
+    return AutoTokenizer.from_pretrained(str(directory))
 
 
 def input_array(request, name: str) -> np.ndarray | None:
