@@ -51,15 +51,17 @@ help: ## Show the targets and variables
 setup: $(STAMP) ## Create .venv and install the project with dev tools (quick when up to date)
 
 # Every environment is installed by uv with this machine's pip configuration (tools/uv_pip.py): the same
-# packages pip would pick, in a fraction of pip's time. Bytecode is compiled at install, on every core: Python
-# may be told not to write it on import (PYTHONDONTWRITEBYTECODE), and would then recompile in each process.
+# packages pip would pick, in a fraction of pip's time. Bytecode is compiled at install, on every core, where
+# many processes import the packages: Python may be told not to write it on import (PYTHONDONTWRITEBYTECODE),
+# and would then recompile in each process.
 UV_VERSION := 0.13.9
-UV_PIP := $(BIN)/python tools/uv_pip.py install --quiet --compile-bytecode --python
+UV_INSTALL := $(BIN)/python tools/uv_pip.py install --quiet
+UV_INSTALL_COMPILED := $(UV_INSTALL) --compile-bytecode --python
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV_PIP) $(BIN)/python "$(TORCH)" -e ".[dev]"
+	$(UV_INSTALL_COMPILED) $(BIN)/python "$(TORCH)" -e ".[dev]"
 	touch $@
 
 test: setup ## Run the test suite (pytest; builds .venv-modelopt and .venv-dynamo for the peer and Dynamo tests)
@@ -214,7 +216,7 @@ $(DYNAMO_STAMP): | $(STAMP)
 		done; fi; \
 	if [ -z "$$py" ]; then echo "No Python 3.10 found for $(DYNAMO_VENV): set DYNAMO_PYTHON=/path/to/python3.10" >&2; exit 1; fi; \
 	test -x $(DYNAMO_VENV)/bin/python || "$$py" -m venv $(DYNAMO_VENV)
-	$(UV_PIP) $(DYNAMO_VENV)/bin/python "ai-dynamo==$(DYNAMO_VERSION)"
+	$(UV_INSTALL_COMPILED) $(DYNAMO_VENV)/bin/python "ai-dynamo==$(DYNAMO_VERSION)"
 	$(DYNAMO_VENV)/bin/python -c "import importlib.metadata as m, dynamo.llm, zmq; \
 		assert m.version('ai-dynamo') == m.version('ai-dynamo-runtime') == '$(DYNAMO_VERSION)', 'unexpected versions'"
 	touch $@
@@ -234,6 +236,8 @@ bench-dynamo: setup dynamo-env ## One mocker worker vs two behind the KV router,
 # the reference for `convert --target pytorch` (tests/test_hf_export.py, marker `peer`). torch is pinned so
 # the CPU wheel is taken (here from /opt/wheels; elsewhere add --index-url https://download.pytorch.org/whl/cpu
 # to MODELOPT_TORCH); diffusers breaks ModelOpt's HF plugins next to transformers 4.57 (docs/modelopt-checkpoint.md §8).
+# No bytecode compiled here: one process imports ModelOpt per test run, and compiling the whole 1.7 GB cost 80
+# CPU-seconds against 20 more for that import.
 MODELOPT_VENV ?= .venv-modelopt
 MODELOPT_PYTHON ?= python3.11
 MODELOPT_TORCH ?= torch==2.13.0
@@ -243,8 +247,8 @@ modelopt-peer: $(MODELOPT_STAMP) ## ModelOpt 0.47.0 peer venv for tests/peer (~1
 
 $(MODELOPT_STAMP): | $(STAMP)
 	$(MODELOPT_PYTHON) -m venv $(MODELOPT_VENV)
-	$(UV_PIP) $(MODELOPT_VENV)/bin/python $(MODELOPT_TORCH) "nvidia-modelopt[hf]==0.47.0" "transformers==4.57.6" \
-		"datasets<5" safetensors accelerate
+	$(UV_INSTALL) --python $(MODELOPT_VENV)/bin/python $(MODELOPT_TORCH) "nvidia-modelopt[hf]==0.47.0" \
+		"transformers==4.57.6" "datasets<5" safetensors accelerate
 	$(MODELOPT_VENV)/bin/python -m pip uninstall -y -q diffusers || true
 	$(MODELOPT_VENV)/bin/python -c "import importlib.metadata as m; \
 		assert (m.version('nvidia-modelopt'), m.version('transformers')) == ('0.47.0', '4.57.6'), 'unexpected versions'"
@@ -264,6 +268,6 @@ predictor: ## AIConfigurator 0.12.0 venv for plan --predict / --slo (~850 MB, 72
 # An existing venv with the right versions (a stamp or not, e.g. one shared by a symlink) is left alone.
 $(PREDICTOR_STAMP): | $(STAMP)
 	$(PREDICTOR_PYTHON) -m venv $(PREDICTOR_VENV)
-	$(UV_PIP) $(PREDICTOR_VENV)/bin/python "aiconfigurator==0.12.0" "aiconfigurator-core==0.12.0"
+	$(UV_INSTALL_COMPILED) $(PREDICTOR_VENV)/bin/python "aiconfigurator==0.12.0" "aiconfigurator-core==0.12.0"
 	$(PREDICTOR_VENV)/bin/python -c "$(PREDICTOR_CHECK)"
 	touch $@
