@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -99,6 +100,18 @@ def tokenizer(tokenizer_dir: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def builtin_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """verify's 8 built-in texts as a --prompts file (JSONL with languages): a quantized checkpoint is otherwise
+    verified on the 34 held-out texts, which one test per target runs."""
+    from trt_build.verify.texts import BUILTIN_TEXTS
+
+    path = tmp_path_factory.mktemp("prompts") / "builtin.jsonl"
+    rows = [json.dumps({"language": language, "text": text}) for language, text in BUILTIN_TEXTS]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ from trt_build.formats.trtllm_config import ALLOWED_QUANTIZATION_KEYS
 from trt_build.quant import numerics as qf
 from trt_build.quant.calibration_result import CalibrationResult
 from trt_build.verify.reference_runtime import load_checkpoint
-from trt_build.verify.texts import BUILTIN_TEXTS
 from trt_build.verify.trtllm_reader import checkpoint_fake_quant, checkpoint_state_dict
 
 D, H, K, HEAD, INTER = 64, 8, 2, 8, 128  # the tiny preset
@@ -225,13 +224,27 @@ def test_fp8_activation_and_kv_fake_quant_are_installed(fp8_tp2: Path) -> None:
     assert torch.equal(qf.fp8_fake_quant(x, scale), x)
 
 
-def test_verify_passes_writes_report_and_json(fp8_tp2: Path, awq_tp2: Path, tiny_model_dir: Path) -> None:
-    for checkpoint, precision in ((fp8_tp2, "FP8+FP8_KV"), (awq_tp2, "W4A16_AWQ")):
-        args = ["verify", "--model-dir", str(tiny_model_dir), "--checkpoint", str(checkpoint), "--json"]
+def test_verify_passes_writes_report_and_json(
+    fp8_tp2: Path, awq_tp2: Path, tiny_model_dir: Path, builtin_prompts: Path
+) -> None:
+    # FP8 on the 34 held-out texts (the default for a quantized checkpoint), AWQ on the 8 built-in ones
+    for checkpoint, precision, texts in (
+        (fp8_tp2, "FP8+FP8_KV", []),
+        (awq_tp2, "W4A16_AWQ", ["--prompts", str(builtin_prompts)]),
+    ):
+        args = [
+            "verify",
+            "--model-dir",
+            str(tiny_model_dir),
+            "--checkpoint",
+            str(checkpoint),
+            "--json",
+            *texts,
+        ]
         run = CliRunner().invoke(main, args)
         assert run.exit_code == 0, run.output
         report = json.loads(run.output)
-        assert report["precision"] == precision and report["text_set"] == "eval"
+        assert report["precision"] == precision and report["text_set"] == ("prompts" if texts else "eval")
         assert set(report["languages"]) == {"ja", "en"}
         for figures in report["languages"].values():
             assert 0.99 < figures["cosine_similarity"] < 1.0  # quantized: close, not identical
@@ -241,7 +254,9 @@ def test_verify_passes_writes_report_and_json(fp8_tp2: Path, awq_tp2: Path, tiny
         assert "| ja |" in text and "| en |" in text and "## Per layer" in text and "PASSED" in text
 
 
-def test_verify_fails_on_a_corrupted_scale(fp8_tp2: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_verify_fails_on_a_corrupted_scale(
+    fp8_tp2: Path, tiny_model_dir: Path, tmp_path: Path, builtin_prompts: Path
+) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(fp8_tp2, bad)
     for rank in range(2):
@@ -249,9 +264,7 @@ def test_verify_fails_on_a_corrupted_scale(fp8_tp2: Path, tiny_model_dir: Path, 
         name = "transformer.layers.1.mlp.proj.weights_scaling_factor"
         tensors[name] = tensors[name] * 4
         save_file(tensors, bad / f"rank{rank}.safetensors")
-    prompts = tmp_path / "prompts.txt"  # two texts show it (the held-out set runs in the test above)
-    prompts.write_text("\n".join(text for _, text in BUILTIN_TEXTS[3:5]))
-    args = ["--model-dir", str(tiny_model_dir), "--checkpoint", str(bad), "--prompts", str(prompts)]
+    args = ["--model-dir", str(tiny_model_dir), "--checkpoint", str(bad), "--prompts", str(builtin_prompts)]
     run = CliRunner().invoke(main, ["verify", *args])
     assert run.exit_code == 1 and "cosine similarity" in run.output and "FAILED" in run.output
 

@@ -25,7 +25,6 @@ from trt_build.quant.calibration_result import FUSED_GROUPS, CalibrationResult
 from trt_build.source.hf_config import hf_config_dict, read_hf_config
 from trt_build.source.tiny_model import hf_tensor_layout
 from trt_build.verify.modelopt_reader import unified_state_dict
-from trt_build.verify.texts import BUILTIN_TEXTS
 
 ROOT = Path(__file__).resolve().parents[1]
 CALIB = {"calib_size": 4, "calib_seq_len": 32}
@@ -269,14 +268,17 @@ def test_awq_folds_pre_quant_scales_into_the_norms_and_keeps_them_on_o_and_down(
 @pytest.mark.parametrize(
     ("name", "precision"), [("fp8_kv", "FP8+FP8_KV"), ("awq", "W4A16_AWQ"), ("awq_kv", "W4A16_AWQ+FP8_KV")]
 )
-def test_verify_passes_within_the_thresholds(request, name, precision, tiny_model_dir, work):
+def test_verify_passes_within_the_thresholds(request, name, precision, tiny_model_dir, builtin_prompts):
     checkpoint: Path = request.getfixturevalue(name)
-    # the 8 built-in texts rather than the 34 held-out ones, which test_convert_quant's verify runs
-    prompts = work / "prompts.jsonl"
-    prompts.write_text(
-        "".join(json.dumps({"language": lang, "text": text}) + "\n" for lang, text in BUILTIN_TEXTS)
-    )
-    args = ["--model-dir", str(tiny_model_dir), "--checkpoint", str(checkpoint), "--prompts", str(prompts)]
+    # the 8 built-in texts: the 34 held-out ones run in test_convert_quant
+    args = [
+        "--model-dir",
+        str(tiny_model_dir),
+        "--checkpoint",
+        str(checkpoint),
+        "--prompts",
+        str(builtin_prompts),
+    ]
     result = CliRunner().invoke(main, ["verify", *args, "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{") :])
