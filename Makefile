@@ -204,7 +204,7 @@ DYNAMO_VERSION := 1.6.1
 DYNAMO_STAMP := $(DYNAMO_VENV)/.swallow-trt-dynamo-$(DYNAMO_VERSION)
 export SWALLOW_TRT_DYNAMO_VENV := $(abspath $(DYNAMO_VENV))
 .PHONY: dynamo-env dynamo bench-dynamo
-dynamo-env: $(DYNAMO_STAMP) ## ai-dynamo 1.6.1 venv (Python 3.10, ~630 MB, 85 s here from PyPI; quick when present)
+dynamo-env: $(DYNAMO_STAMP) ## ai-dynamo 1.6.1 venv (Python 3.10, ~630 MB, 23 s here from a cold uv cache; quick when present)
 
 $(DYNAMO_STAMP): | $(STAMP)
 	@py="$(DYNAMO_PYTHON)"; \
@@ -243,7 +243,7 @@ MODELOPT_PYTHON ?= python3.11
 MODELOPT_TORCH ?= torch==2.13.0
 MODELOPT_STAMP := $(MODELOPT_VENV)/.swallow-trt-modelopt-0.47.0
 .PHONY: modelopt-peer
-modelopt-peer: $(MODELOPT_STAMP) ## ModelOpt 0.47.0 peer venv for tests/peer (~1.7 GB, about 3 minutes on a 2-core machine; quick when present)
+modelopt-peer: $(MODELOPT_STAMP) ## ModelOpt 0.47.0 peer venv for tests/peer (~1.7 GB, 21 s here from a cold uv cache; quick when present)
 
 $(MODELOPT_STAMP): | $(STAMP)
 	$(MODELOPT_PYTHON) -m venv $(MODELOPT_VENV)
@@ -262,7 +262,7 @@ PREDICTOR_STAMP := $(PREDICTOR_VENV)/.swallow-trt-aiconfigurator-0.12.0
 PREDICTOR_CHECK := import importlib.metadata as m; \
 	assert m.version('aiconfigurator') == m.version('aiconfigurator-core') == '0.12.0', 'unexpected versions'
 .PHONY: predictor
-predictor: ## AIConfigurator 0.12.0 venv for plan --predict / --slo (~850 MB, 72 s here from PyPI; quick when present)
+predictor: ## AIConfigurator 0.12.0 venv for plan --predict / --slo (~850 MB, 30 s here from a cold uv cache; quick when present)
 	@$(PREDICTOR_VENV)/bin/python -c "$(PREDICTOR_CHECK)" 2>/dev/null || $(MAKE) --no-print-directory $(PREDICTOR_STAMP)
 
 # An existing venv with the right versions (a stamp or not, e.g. one shared by a symlink) is left alone.
