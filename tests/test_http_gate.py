@@ -188,8 +188,8 @@ def test_a_taken_port_is_refused_by_name_and_a_dead_upstream_is_a_503(gated):
 
 
 def test_64_concurrent_streams_each_get_all_their_own_events_and_nothing_else(gated):
-    """The load at which tritonserver 2.51 behind the gate delivered some events of a stream on another
-    connection (docs/triton.md): the gate itself must pass every event to the stream it belongs to."""
+    """The load at which tritonserver 2.51 behind the gate drops events (docs/triton.md §6.4): the gate itself
+    must pass every event to the stream it belongs to."""
     gate, _ = gated
 
     async def stream(session: aiohttp.ClientSession, request_id: str) -> list[str]:
