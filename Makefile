@@ -189,7 +189,7 @@ bench-accuracy: setup ## Known timing in, `bench`'s measured TTFT/ITL/TPOT/E2E/t
 
 bench-isolation: setup ## A normal request's latency alone and under each abuse, tokens made after a hang-up (tests marked timing, ~3 min)
 	$(BIN)/python -m pytest -m timing -s -p no:cacheprovider tests/test_client_isolation.py
-bench-http-gate: setup ## TTFT/ITL/chunks per second through serve --check-http's gate and straight to tritonserver, side by side (~1 min)
+bench-http-gate: setup ## TTFT/ITL/chunks per second through serve's HTTP gate and straight to tritonserver, side by side (~1 min)
 	$(BIN)/python -m benchmarks.perf.http_gate_cost
 
 # ---- Dynamo: ai-dynamo 1.6.1 in its own venv (it needs Python 3.10 here: on 3.11+ it depends on aisimulate,

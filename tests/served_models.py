@@ -74,7 +74,7 @@ def cycle_server(root: Path, tiny_model_dir: Path, tokenizer) -> Iterator[Triton
             max_seq_len=MAX_SEQ_LEN,
         )
     )
-    with TritonServer(repo, log_path=root / "tritonserver.log", exit_timeout_s=2, http_gate=True) as running:
+    with TritonServer(repo, log_path=root / "tritonserver.log", exit_timeout_s=2) as running:
         yield running
 
 
@@ -86,7 +86,7 @@ def chain_server(root: Path) -> Iterator[TritonServer]:
     repo = write_repository(
         RepoOptions(root / "repo", model_dir, checkpoint_dir=checkpoint, max_input_len=512, max_seq_len=1024)
     )
-    with TritonServer(repo, log_path=root / "tritonserver.log", exit_timeout_s=2, http_gate=True) as running:
+    with TritonServer(repo, log_path=root / "tritonserver.log", exit_timeout_s=2) as running:
         yield running
 
 

@@ -194,7 +194,7 @@ def cpu_server(tmp_path_factory, tiny_model_dir, tokenizer):
     model_dir = root / "cycle-model"
     write_cycle_model(tiny_model_dir, model_dir, tokenizer)
     repo = write_repository(RepoOptions(root / "repo", model_dir, checkpoint_dir=model_dir, max_seq_len=4096))
-    with TritonServer(repo, log_path=root / "tritonserver.log", exit_timeout_s=2, http_gate=True) as running:
+    with TritonServer(repo, log_path=root / "tritonserver.log", exit_timeout_s=2) as running:
         yield running
 
 

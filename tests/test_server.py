@@ -98,9 +98,9 @@ def test_every_service_binds_the_host_and_http_port_alone_implies_the_others(tmp
     assert seen[0].ports == Ports(9100, 9101, 9102) and seen[0].host == "127.0.0.1"
     CliRunner().invoke(serve_command, ["--repo", str(tmp_path), "--grpc-port", "7000", "--host", "::1"])
     assert seen[1].ports == Ports(8000, 7000, 8002) and seen[1].host == "::1"
-    assert not seen[0].http_gate and not seen[1].http_gate
-    CliRunner().invoke(serve_command, ["--repo", str(tmp_path), "--check-http"])
-    assert seen[2].http_gate
+    assert seen[0].http_gate and seen[1].http_gate  # generate requests checked unless told
+    CliRunner().invoke(serve_command, ["--repo", str(tmp_path), "--no-check-http"])
+    assert not seen[2].http_gate
     gated = server_command(
         find_tritonserver(), tmp_path, Ports(9100, 9101, 9102), "p_", host="0.0.0.0", gated_http_port=9200
     )

@@ -1,10 +1,11 @@
-"""Streams that lose events: through `serve --check-http`'s gate and straight to tritonserver, run by run.
+"""Streams that lose events: through `serve`'s HTTP gate (generate answered over tritonserver's gRPC stream)
+and straight to tritonserver's HTTP endpoint (`--no-check-http`), run by run.
 
-tritonserver 2.51 drops a streamed event (or a stream's start or end) when the socket that hands it to its
-HTTP thread is full; that socket's buffer is the kernel's `net.core.wmem_default`, read when tritonserver
+tritonserver 2.51 drops a streamed HTTP event (or a stream's start or end) when the socket that hands it to
+its HTTP thread is full; that socket's buffer is the kernel's `net.core.wmem_default`, read when tritonserver
 starts (docs/triton.md §6.4). This counts, per run, the streams that did not get exactly their own
 `--events` events (each event carries its request's id), for a fresh server with and without the gate.
-Set the buffer before running, as root, to compare: `sysctl -w net.core.wmem_default=4194304`.
+Set the buffer before running, as root, to compare: `sysctl -w net.core.wmem_default=4608`.
 
     .venv/bin/python -m benchmarks.perf.gate_lost_events --runs 8
 """
@@ -21,8 +22,9 @@ import aiohttp
 import click
 
 from benchmarks.perf.timing_model import MODEL_NAME, write_timing_repo
-from triton_repo.launch.http_gate import SEND_BUFFER_SETTING
 from triton_repo.launch.tritonserver import TritonServer
+
+SEND_BUFFER_SETTING = Path("/proc/sys/net/core/wmem_default")
 
 
 async def one_run(url: str, streams: int, per_stream: int, events: int, ids: itertools.count) -> int:

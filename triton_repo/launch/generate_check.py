@@ -6,7 +6,8 @@ field, an integer of 2**32 or more wraps silently into INT32, an unknown field b
 nobody reads, and `stream: true` on the one-answer endpoint is a 200 whose body is an error (docs/triton.md
 §6.4). The HTTP gate (http_gate.py) asks this module first, with the model's own input list from
 `/v2/models/<model>/config`, and answers 400 with the message: every message names the field and says what
-to send. Value ranges come from the one table the models check too (tensor_routes.RANGES).
+to send. Value ranges come from the one table the models check too (tensor_routes.RANGES). As in Triton, the
+`parameters` object may hold inputs too; its other entries are request parameters (scalars only).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from tritonclient.utils import TRITON_RESERVED_REQUEST_PARAMS, TRITON_RESERVED_REQUEST_PARAMS_PREFIX
 
 from triton_repo.models.tensor_routes import RANGES, refusal
 
@@ -45,6 +48,7 @@ class ModelInput:
     data_type: str  # TYPE_INT32, TYPE_STRING, ...
     dims: tuple[int, ...]
     optional: bool
+    batched: bool = False  # the model batches: a batch dimension comes first
 
     @property
     def elements(self) -> int | None:
@@ -60,6 +64,7 @@ def model_inputs(config: dict[str, Any]) -> dict[str, ModelInput]:
             entry.get("data_type", "TYPE_INVALID"),
             tuple(int(dim) for dim in entry.get("dims", ())),
             bool(entry.get("optional", False)),
+            int(config.get("max_batch_size", 0)) > 0,
         )
         for entry in config.get("input", [])
     }
@@ -110,10 +115,28 @@ def field_refusal(field: ModelInput, value: object) -> str | None:
     return None
 
 
+def parameter_refusal(name: str, value: object) -> str | None:
+    """Why `value` cannot be the request parameter `name` (an entry of `parameters` that is no input)."""
+    if name in TRITON_RESERVED_REQUEST_PARAMS or name.startswith(TRITON_RESERVED_REQUEST_PARAMS_PREFIX):
+        return f"parameters.{name} is reserved by Triton: leave it out."
+    if isinstance(value, (str, bool)) or (isinstance(value, int) and -(2**63) <= value < 2**63):
+        return None
+    if isinstance(value, float) and math.isfinite(value):
+        return None
+    return (
+        f"parameters.{name} must be a string, an integer, a finite number or true/false, not {_shown(value)}."
+    )
+
+
 def generate_refusal(body: object, inputs: dict[str, ModelInput], model: str, endpoint: str) -> str | None:
     """Why a generate request for `model` (its `inputs`) cannot be served, or None to pass it on."""
     if not isinstance(body, dict):
         return f"The body of a {endpoint} request must be a JSON object of fields, not {_shown(body)}."
+    if not isinstance(body.get("id", ""), str):
+        return f"id must be a string, not {_shown(body['id'])}."
+    nested = body.get("parameters", {})
+    if not isinstance(nested, dict):
+        return f"parameters must be a JSON object of fields, not {_shown(nested)}."
     for name, value in body.items():
         if name in RESERVED_FIELDS:
             continue
@@ -125,10 +148,17 @@ def generate_refusal(body: object, inputs: dict[str, ModelInput], model: str, en
         problem = field_refusal(field, value)
         if problem:
             return problem
-    missing = [field.name for field in inputs.values() if not field.optional and field.name not in body]
+    for name, value in nested.items():
+        if name in inputs and name in body:
+            return f"{name} is sent twice, at the top level and in parameters: send it once."
+        problem = field_refusal(inputs[name], value) if name in inputs else parameter_refusal(name, value)
+        if problem:
+            return problem
+    fields = {**body, **nested}
+    missing = [field.name for field in inputs.values() if not field.optional and field.name not in fields]
     if missing:
         return f"{model} needs {', '.join(missing)}: send {'it' if len(missing) == 1 else 'them'}."
-    if endpoint == GENERATE and body.get("stream") is True:
+    if endpoint == GENERATE and fields.get("stream") is True:
         return (
             f"stream true asks for events, but {endpoint} answers once: "
             f"use /v2/models/{model}/{GENERATE_STREAM}, or send stream false."

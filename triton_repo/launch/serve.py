@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from triton_repo.launch.http_gate import send_buffer_warning
 from triton_repo.launch.ports import check_ports_free, shown_host
 from triton_repo.launch.tritonserver import DEFAULT_HOST, Ports, TritonServer
 from triton_repo.openai_front import OpenAIFrontServer, OpenAIFrontSettings
@@ -52,7 +51,7 @@ class ServeOptions:
     timeout_s: int = 600
     openai_port: int | None = None  # also serve the OpenAI-compatible API there (on `host`)
     served_model_name: str | None = None  # the model name OpenAI clients use [the front model's]
-    http_gate: bool = False  # generate requests checked before tritonserver parses them (http_gate.py)
+    http_gate: bool = True  # generate requests checked, then answered over gRPC (http_gate.py)
 
 
 def check_repository(repo: Path) -> dict[str, Any]:
@@ -87,9 +86,9 @@ def endpoints(server: TritonServer, pytorch: bool = False) -> str:
         else "/v2/models/ensemble/generate_stream, .../tensorrt_llm_bls/..."
     )
     checked = (
-        f"generate requests checked, then passed to tritonserver's own HTTP at {server.triton_http_url}"
+        f"generate requests checked, then answered over gRPC; the rest passed to {server.triton_http_url}"
         if server.http_gate
-        else "tritonserver's own: generate requests unchecked"
+        else "tritonserver's own: generate requests unchecked (--no-check-http)"
     )
     return "\n".join(
         [
@@ -180,9 +179,6 @@ def serve_repository(options: ServeOptions) -> None:
         + (f", one server under mpirun for the LLM API's {parallel} GPU workers" if mpi_singleton else "")
         + "..."
     )
-    warning = send_buffer_warning() if options.http_gate else None
-    if warning:
-        say(f"Warning: {warning}")
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     front = None

@@ -7,12 +7,12 @@ directory must hold the stub for our Python version, and the stub finds its pack
 
 `TritonServer` starts it on a bind host (HTTP, gRPC and metrics; MPI leader mode when the engine has
 several ranks), waits until it is ready, and stops it without leaving stub processes or Python-backend
-shared memory behind. With `http_gate`, its HTTP port is the gate's (http_gate.py), which checks generate
-requests and passes everything else to tritonserver's own HTTP endpoint on a loopback port; without it
-(the default) tritonserver binds its HTTP there directly. Ready means proven ours: the process is alive, it holds the socket its
-HTTP endpoint answers on (where /proc tells), and every model of its repository is READY in
-/v2/repository/index; never a health answer from another server on the port. When it dies, the first line
-of the error is the log's own reason.
+shared memory behind. With `http_gate` (the default), its HTTP port is the gate's (http_gate.py), which
+checks generate requests, answers them over tritonserver's gRPC port and passes everything else to
+tritonserver's own HTTP endpoint on a loopback port; without it tritonserver binds its HTTP there directly.
+Ready means proven ours: the process is alive, it holds the socket its HTTP endpoint answers on (where /proc
+tells), and every model of its repository is READY in /v2/repository/index; never a health answer from
+another server on the port. When it dies, the first line of the error is the log's own reason.
 """
 
 from __future__ import annotations
@@ -225,11 +225,11 @@ class TritonServer:
         mpi_singleton: bool = False,
         host: str = DEFAULT_HOST,
         exit_timeout_s: int = 15,
-        http_gate: bool = False,
+        http_gate: bool = True,
     ):
         """`exit_timeout_s`: how long a stop waits for in-flight requests and model unloading before the
         server exits anyway (tests, which need no grace, pass a short one). `http_gate`: the HTTP port is
-        the gate's (generate requests checked); False: tritonserver's own."""
+        the gate's (generate requests checked, then answered over gRPC); False: tritonserver's own."""
         self.repo = Path(repo).resolve()
         self.exit_timeout_s = exit_timeout_s
         self.host = host
@@ -286,7 +286,7 @@ class TritonServer:
                 "install OpenMPI (mpirun) to serve it (the NGC trtllm-python-py3 container has it).",
             )
         if self.http_gate:  # the port is taken now, before the models load; listening starts when ready
-            self.gate = HttpGate(self.host, self.ports.http, self.triton_http_url).bind()
+            self.gate = HttpGate(self.host, self.ports.http, self.triton_http_url, self.grpc_url).bind()
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "wb") as log:

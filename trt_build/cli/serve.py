@@ -136,12 +136,13 @@ def repo(**options: Any) -> None:
     "--served-model-name", help="The model name OpenAI clients send [the repository's front model name]."
 )
 @click.option(
-    "--check-http",
-    is_flag=True,
-    help="Put the HTTP gate on --http-port: every generate body is checked (type, range, unknown field, "
-    "stream on /generate) and refused with a 400 naming the field before tritonserver parses it. "
-    "Behind it, tritonserver 2.51 drops events of concurrent HTTP streams unless the host's "
-    "net.core.wmem_default is raised (4 MiB; serve prints the sysctl line, docs/triton.md §6.4).",
+    "--check-http/--no-check-http",
+    default=True,
+    show_default=True,
+    help="The HTTP gate on --http-port: every generate body is checked (type, range, unknown field, "
+    "stream on /generate) and refused with a 400 naming the field before tritonserver parses it, then "
+    "answered through tritonserver's gRPC stream, which loses no event under load (docs/triton.md §6.4). "
+    "--no-check-http: tritonserver serves its HTTP port itself.",
 )
 @click.option(
     "--dynamo",
