@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from trt_build.common.errors import SwallowTrtError
-from trt_build.common.manifest import sha256_file
+from trt_build.common.manifest import HashingStopped, sha256_file
 from trt_build.convert.pipeline import convert_checkpoint
 from trt_build.convert.trtllm_writer import RankJob
 from trt_build.formats.safetensors_stream import StreamingSafetensorsWriter
@@ -134,6 +135,24 @@ def test_manifest_records_sources_ranks_and_timings(tp2: Path, tiny_model_dir: P
     assert "config.json" in sources
     assert manifest["timings"]["convert_seconds"] >= 0
     assert manifest["peak_rss_bytes"] > 0
+
+
+def test_convert_starts_hashing_the_source_before_torch_is_imported() -> None:
+    """The pipeline and the convert command import torch only once the source hashing thread runs, so that
+    the two overlap (2-3 s of import on every convert)."""
+    code = "import sys, trt_build.convert.pipeline, trt_build.cli.convert; print('torch' in sys.modules)"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "False", probe.stderr
+
+
+def test_a_stopped_hash_ends_between_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(b"x" * 4 * 4096)
+    stop = threading.Event()
+    assert sha256_file(path, chunk_bytes=4096, stop=stop) == sha256_file(path)
+    stop.set()
+    with pytest.raises(HashingStopped):
+        sha256_file(path, chunk_bytes=4096, stop=stop)
 
 
 @pytest.mark.parametrize("tp", [4, 8])

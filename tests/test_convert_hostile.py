@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from trt_build.cli import main
 from trt_build.common import outdir
 from trt_build.common.errors import SwallowTrtError
-from trt_build.convert import pipeline
+from trt_build.convert import calibration
 from trt_build.convert.pipeline import convert_checkpoint
 from trt_build.formats.trtllm_config import architecture_from_checkpoint, trtllm_config
 from trt_build.source.hf_config import SHAPE_LIMITS, hf_config_dict, parse_hf_config
@@ -288,7 +288,7 @@ def test_unwritable_output_is_refused_before_calibration(
     def calibrated(*args, **kwargs):
         raise AssertionError("calibration ran before the output was checked")
 
-    monkeypatch.setattr(pipeline, "run_calibration", calibrated)
+    monkeypatch.setattr(calibration, "run_calibration", calibrated)
     with pytest.raises(SwallowTrtError, match=f"cannot write {locked}/new/ckpt: {locked} is not writable"):
         convert_checkpoint(model, locked / "new" / "ckpt", quant="fp8")
     locked.chmod(0o755)

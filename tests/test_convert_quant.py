@@ -389,7 +389,7 @@ def test_float16_overflow_is_refused_before_calibration(
     def calibration_must_not_run(*args, **kwargs):  # hours on a 70B: the range check comes first
         raise AssertionError("calibration ran before the float16 range check")
 
-    monkeypatch.setattr("trt_build.convert.pipeline.run_calibration", calibration_must_not_run)
+    monkeypatch.setattr("trt_build.convert.calibration.run_calibration", calibration_must_not_run)
     args = ["convert", "--model-dir", str(model), "--output", str(tmp_path / "out"), "--target", target,
             "--quant", "fp8", "--dtype", "float16", "--calib-size", "2", "--calib-seq-len", "16"]  # fmt: skip
     run = CliRunner().invoke(main, args)

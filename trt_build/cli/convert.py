@@ -11,11 +11,9 @@ import click
 from trt_build.cli.base import command
 from trt_build.common.outdir import interruption_explained
 from trt_build.common.targets import TARGET_CHOICES
-from trt_build.convert.calibration import calibrate_directory
 from trt_build.convert.options import DTYPE_CHOICES, CalibrateOptions, ConvertOptions, QuantOptions
 from trt_build.convert.pipeline import convert
-from trt_build.quant.calibrate import CALIBRATED
-from trt_build.quant.schemes import ENGINE, KV_CACHE_DTYPES, schemes_for
+from trt_build.quant.schemes import CALIBRATED, ENGINE, KV_CACHE_DTYPES, schemes_for
 
 CALIBRATION_OPTIONS = (
     click.option(
@@ -186,6 +184,8 @@ def summary(output: Path, manifest: dict[str, Any]) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace the output directory if it exists.")
 def calibrate_command(model_dir: Path, quant: str, output: Path, overwrite: bool, **options: Any) -> None:
     """Calibrate a HF model layer by layer (FP8 / KV amax, AWQ scales); write the result once, for any format."""
+    from trt_build.convert.calibration import calibrate_directory  # torch: imported only when it runs
+
     request = CalibrateOptions(model_dir, output, quant, quant_options(**options), overwrite)
     result = calibrate_directory(request)
     click.echo(f"wrote {output}: {len(result.tensors)} tensors over {result.num_layers} layers ({quant})")

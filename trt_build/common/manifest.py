@@ -20,9 +20,14 @@ from trt_build import __version__
 TRACKED_PACKAGES = ("torch", "transformers", "safetensors", "tensorrt_llm", "nvidia-modelopt")
 
 
-def sha256_file(path: Path, chunk_bytes: int = 16 << 20) -> str:
+class HashingStopped(Exception):
+    """`sha256_file` was told to stop before the end."""
+
+
+def sha256_file(path: Path, chunk_bytes: int = 16 << 20, stop: threading.Event | None = None) -> str:
     """sha256 of a file, hashed straight from its mapped pages: the page cache a reader (safetensors maps
-    its files too) already holds is hashed without a copy, and multi-GB shards need no memory."""
+    its files too) already holds is hashed without a copy, and multi-GB shards need no memory. Setting
+    `stop` ends it between chunks (HashingStopped)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         try:
@@ -35,6 +40,8 @@ def sha256_file(path: Path, chunk_bytes: int = 16 << 20) -> str:
             mapped.madvise(mmap.MADV_SEQUENTIAL)
             with memoryview(mapped) as view:
                 for start in range(0, len(view), chunk_bytes):
+                    if stop is not None and stop.is_set():
+                        raise HashingStopped(path)
                     digest.update(view[start : start + chunk_bytes])
                     # unmap the pages hashed (they stay cached): mapped pages count as this process's RSS
                     mapped.madvise(mmap.MADV_DONTNEED, start, min(chunk_bytes, len(view) - start))

@@ -77,7 +77,7 @@ class ModelOptWriter:
 
     @classmethod
     def refuse(cls, options: ConvertOptions) -> None:
-        """Options this format cannot hold, refused before anything is read."""
+        """Options this format cannot hold, refused before any tensor is read."""
         if options.tp != 1 or options.pp != 1:
             raise SwallowTrtError(
                 f"--target pytorch writes one unsharded checkpoint; the PyTorch backend splits it at load time "

@@ -1,9 +1,10 @@
 """`swallow-trt convert`: Hugging Face Llama safetensors -> a checkpoint TensorRT-LLM loads, in bounded memory.
 
-One skeleton for both targets: refuse an existing output and what the format cannot hold, read config.json,
-resolve the dtype, open and check the source once, range-check it for float16, calibrate it (or reuse a
-calibration), hash it on a thread beside the writing, and write everything into a directory that appears
-whole or not at all, with the calibration and a manifest. What is written is the writer's business:
+One skeleton for both targets: refuse an existing output, read config.json, list the source files and
+start hashing them on a thread (which then runs beside torch's import, the calibration and the writing),
+refuse what the format cannot hold, resolve the dtype, open and check the source once, range-check it for
+float16, calibrate it (or reuse a calibration), and write everything into a directory that appears whole or
+not at all, with the calibration and a manifest. What is written is the writer's business:
 `TrtllmWriter` (engine target: config.json + rank files) or `ModelOptWriter` (pytorch target: ModelOpt unified
 HF checkpoint).
 """
@@ -12,27 +13,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from trt_build import __version__
 from trt_build.common.manifest import write_manifest
 from trt_build.common.outdir import atomic_output_dir, check_output
 from trt_build.common.targets import resolve_target
-from trt_build.convert.calibration import keep_calibration, run_calibration
-from trt_build.convert.modelopt_writer import ModelOptWriter
 from trt_build.convert.options import ConvertJob, ConvertOptions
-from trt_build.convert.streaming import release_freed_memory_eagerly
-from trt_build.convert.trtllm_writer import TrtllmWriter
-from trt_build.quant.calibration_result import CalibrationResult
-from trt_build.quant.schemes import ENGINE, PYTORCH, kv_cache_dtype_named, needs_calibration
-from trt_build.source.checkpoint import (
-    TORCH_DTYPES,
-    SourceCheckpoint,
-    SourceHasher,
-    open_source,
-    resolve_dtype,
-)
+from trt_build.quant.schemes import ENGINE, kv_cache_dtype_named, needs_calibration
+from trt_build.source.files import SourceHasher, safetensors_files
 from trt_build.source.hf_config import read_hf_config
+
+if TYPE_CHECKING:
+    from trt_build.quant.calibration_result import CalibrationResult
+    from trt_build.source.checkpoint import SourceCheckpoint
 
 
 class CheckpointWriter(Protocol):
@@ -43,7 +37,7 @@ class CheckpointWriter(Protocol):
 
     @classmethod
     def refuse(cls, options: ConvertOptions) -> None:
-        """Refuse options the format cannot hold, before anything is read."""
+        """Refuse options the format cannot hold, before any tensor is read."""
 
     def source_tensors(self) -> set[str]:
         """The HF tensors it reads."""
@@ -60,32 +54,48 @@ class CheckpointWriter(Protocol):
         """Configs and tensor files into `directory`; returns (its manifest records, its timings)."""
 
 
-WRITERS: dict[str, type[CheckpointWriter]] = {ENGINE: TrtllmWriter, PYTORCH: ModelOptWriter}
+def writer_for(target: str) -> type[CheckpointWriter]:
+    """The writer of a target's format. Its module imports torch (2-3 s), so `convert` imports it once the
+    source is already being hashed: the two overlap."""
+    if target == ENGINE:
+        from trt_build.convert.trtllm_writer import TrtllmWriter
+
+        return TrtllmWriter
+    from trt_build.convert.modelopt_writer import ModelOptWriter
+
+    return ModelOptWriter
 
 
 def convert(options: ConvertOptions) -> Path:
     """Convert `options.model_dir` into a checkpoint of `options.target` at `options.output`; returns it."""
     started = time.perf_counter()
-    release_freed_memory_eagerly()
     output, model_dir = Path(options.output), Path(options.model_dir)
-    writer_type = WRITERS[resolve_target(options.target)]
-    writer_type.refuse(options)
+    target = resolve_target(options.target)
     check_output(output, options.overwrite, [model_dir])  # before calibration, which can take hours
     quant, quant_options = options.quant, options.quant_options
     kv_cache_dtype_named(quant_options.kv_cache_dtype)
     arch = read_hf_config(model_dir)
-    dtype_name = resolve_dtype(options.dtype, arch)
-    writer = writer_type(ConvertJob(options, arch, dtype_name))
-    needed = writer.source_tensors()
-    source = open_source(model_dir, arch, needed)
-    calibration, calibration_record = None, None
-    if needs_calibration(quant, quant_options.kv_cache_dtype):
-        if dtype_name == "float16":  # a weight float16 cannot hold fails now, not after hours of calibration
-            source.check_range(needed, TORCH_DTYPES[dtype_name])
-        calibration, calibration_record = run_calibration(source, arch, quant, quant_options)
-    hasher = SourceHasher([*source.files, model_dir / "config.json"], model_dir, compute=options.sha256)
-    hasher.start()
+    files = safetensors_files(model_dir)
+    hasher = SourceHasher([*files, model_dir / "config.json"], model_dir, compute=options.sha256)
+    hasher.start()  # while torch is imported below
     try:
+        writer_type = writer_for(target)
+        writer_type.refuse(options)
+        from trt_build.convert.streaming import release_freed_memory_eagerly
+        from trt_build.source.checkpoint import TORCH_DTYPES, open_source, resolve_dtype
+
+        release_freed_memory_eagerly()
+        dtype_name = resolve_dtype(options.dtype, arch)
+        writer = writer_type(ConvertJob(options, arch, dtype_name))
+        needed = writer.source_tensors()
+        source = open_source(model_dir, arch, needed)
+        calibration, calibration_record = None, None
+        if needs_calibration(quant, quant_options.kv_cache_dtype):
+            from trt_build.convert.calibration import keep_calibration, run_calibration
+
+            if dtype_name == "float16":  # a weight float16 cannot hold: refused now, not after calibration
+                source.check_range(needed, TORCH_DTYPES[dtype_name])
+            calibration, calibration_record = run_calibration(source, arch, quant, quant_options)
         with atomic_output_dir(output, options.overwrite, [model_dir]) as tmp:
             write_started = time.perf_counter()
             records, writer_timings = writer.write(tmp, source, calibration)

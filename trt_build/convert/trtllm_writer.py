@@ -135,7 +135,7 @@ class TrtllmWriter:
 
     @classmethod
     def refuse(cls, options: ConvertOptions) -> None:
-        """Options this format cannot hold, refused before anything is read."""
+        """Options this format cannot hold, refused before any tensor is read."""
         if options.quant not in cls.schemes:
             raise SwallowTrtError(
                 f"--quant {options.quant!r} is not known.", f"Choose one of {', '.join(cls.schemes)}."

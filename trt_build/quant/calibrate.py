@@ -36,7 +36,7 @@ from trt_build.common.errors import SwallowTrtError
 from trt_build.parallel.rules import check_awq_group
 from trt_build.quant.awq import AWQ_ALPHAS, awq_search
 from trt_build.quant.calibration_result import FUSED_GROUPS, CalibrationResult
-from trt_build.quant.schemes import ENGINE, schemes_for
+from trt_build.quant.schemes import CALIBRATED
 from trt_build.source.checkpoint import SourceCheckpoint, open_source
 from trt_build.source.hf_config import LLAMA_LINEARS, LlamaArchitecture, read_hf_config, transformers_config
 
@@ -48,7 +48,6 @@ LAYER_TENSORS = (
     *(f"{linear}.weight" for linear in LINEARS),
 )
 
-CALIBRATED = schemes_for(ENGINE)  # every scheme can be calibrated (for an FP8 KV cache at least)
 CALIB_ATTENTION = "swallow_trt_calibration_sdpa"
 
 

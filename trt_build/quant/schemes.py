@@ -161,6 +161,9 @@ def schemes_for(target: str) -> dict[str, QuantScheme]:
     return {name: s for name, s in SCHEMES.items() if target in s.convert_targets or name == "none"}
 
 
+CALIBRATED = schemes_for(ENGINE)  # every scheme can be calibrated (for an FP8 KV cache at least)
+
+
 def scheme_named(name: str) -> QuantScheme:
     if name not in SCHEMES:
         raise SwallowTrtError(f"Unknown quantization {name!r}.", f"Choose one of {', '.join(SCHEMES)}.")

@@ -1,38 +1,30 @@
-"""Reading the Hugging Face source of `swallow-trt convert`: lazily, safely, and hashed once.
+"""Reading the Hugging Face source of `swallow-trt convert`: lazily and safely.
 
 A 70B source is 140 GB, so nothing here loads a whole model: `SourceCheckpoint` reads only the header
 of each safetensors file up front (names, shapes, dtypes, checked against config.json) and then the
 slices a rank asks for, in the checkpoint dtype through `checked_cast`, which refuses a value that
 becomes inf/NaN in a cast (bf16 -> float16 beyond 65504, or already inf/NaN); convert (both targets) and
 calibration read only through it. Pickle checkpoints (*.bin, *.pt, ...) are refused: loading one can
-execute code. Every file it opens is named inside the model directory (`_index_files`), and every tensor it
-reads is stored in config.json's dtype (`validate`).
-`SourceHasher` records the sha256 of the source files on a thread beside the conversion, reusing a
-digest that `swallow-trt fetch` or the Hugging Face cache already knows.
+execute code. Every file it opens is named inside the model directory (files.py), and every tensor it
+reads is stored in config.json's dtype (`validate`). Listing and hashing the files need no torch and live in
+files.py.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
-import threading
-import time
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from trt_build.common.errors import SwallowTrtError
-from trt_build.common.jsonl import read_json_object
-from trt_build.common.manifest import sha256_file
 from trt_build.formats.safetensors_stream import DTYPE_NAMES, opened_safetensors
 from trt_build.parallel.weight_map import SourceSlice
+from trt_build.source.files import safetensors_files
 from trt_build.source.hf_config import LlamaArchitecture, hf_tensor_shapes
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # The dtypes a checkpoint may be written in (config.json `dtype` / `torch_dtype`).
 TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -45,7 +37,7 @@ class SourceCheckpoint:
 
     def __init__(self, model_dir: Path):
         self.model_dir = Path(model_dir)
-        self.files = self._find_files()
+        self.files = safetensors_files(self.model_dir)
         self.location: dict[str, Path] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.dtypes: dict[str, str] = {}
@@ -56,50 +48,6 @@ class SourceCheckpoint:
                     self.location[name] = path
                     self.shapes[name] = tuple(piece.get_shape())
                     self.dtypes[name] = piece.get_dtype()
-
-    def _find_files(self) -> list[Path]:
-        index = self.model_dir / "model.safetensors.index.json"
-        if index.is_file():
-            files = self._index_files(index)
-            missing = [path.name for path in files if not path.is_file()]
-            if missing:
-                raise SwallowTrtError(
-                    f"{index.name} lists {', '.join(missing)}, which are not in {self.model_dir}; "
-                    "the download is incomplete.",
-                    "Download the missing shards and run again.",
-                )
-            return files
-        files = sorted(self.model_dir.glob("*.safetensors"))
-        if files:
-            return files
-        pickles = sorted(p.name for p in self.model_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        if pickles:
-            raise SwallowTrtError(
-                f"{self.model_dir} holds only pickle checkpoints ({', '.join(pickles[:3])}). Loading a pickle "
-                "can execute arbitrary code, so swallow-trt reads only safetensors.",
-                "Download the *.safetensors files of the model (huggingface-cli download REPO --include "
-                "'*.safetensors' '*.json'), or convert the pickle yourself in a sandbox you trust.",
-            )
-        raise SwallowTrtError(f"no *.safetensors files in {self.model_dir}.")
-
-    def _index_files(self, index: Path) -> list[Path]:
-        """The files the index's weight_map names, each inside the model directory (`file_inside`)."""
-        weight_map = read_json_object(index).get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise SwallowTrtError(
-                f"{index} has no weight_map object (tensor name -> file).", "Download the index again."
-            )
-        files = set()
-        for tensor, name in weight_map.items():
-            path = file_inside(self.model_dir, name)
-            if path is None:
-                raise SwallowTrtError(
-                    f"{index} maps tensor {tensor!r} to {name!r}, which is not a file inside {self.model_dir}; "
-                    "an index may name only files of its own model directory.",
-                    "The index is damaged or hostile: download the model again from a source you trust.",
-                )
-            files.add(path)
-        return sorted(files)
 
     def validate(self, needed: set[str], arch: LlamaArchitecture) -> None:
         """Every needed tensor exists, has the shape config.json implies and a dtype swallow-trt reads: the one
@@ -185,23 +133,6 @@ class SourceCheckpoint:
         return found
 
 
-def file_inside(directory: Path, name: object) -> Path | None:
-    """`directory / name` when `name` (from an index or a manifest) names a file inside `directory`, else None.
-
-    The name is checked lexically (a relative string, no `..`, no NUL) and its parent directory must resolve
-    inside `directory`, so a hostile index cannot make convert read `/etc/passwd` or `../../elsewhere`. The
-    file itself may be a symlink to anywhere: a Hugging Face snapshot is a directory of symlinks into the
-    cache's `blobs/`, and that is how real models arrive.
-    """
-    if not isinstance(name, str) or "\x00" in name:
-        return None
-    relative = PurePosixPath(name)
-    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-        return None
-    path = Path(directory) / relative
-    return path if path.parent.resolve().is_relative_to(Path(directory).resolve()) else None
-
-
 def open_source(model_dir: Path, arch: LlamaArchitecture, needed: set[str]) -> SourceCheckpoint:
     """The model's safetensors opened once and checked against config.json: every needed tensor there, in
     the shape it implies. Convert opens its source this way and hands it on (to calibration, too)."""
@@ -248,70 +179,6 @@ def checked_cast(tensor: torch.Tensor, dtype: torch.dtype, name: str, file: str 
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-# --- its sha256, computed once -------------------------------------------------------------------
-
-
-def _recorded_sha256(model_dir: Path) -> dict[str, dict[str, Any]]:
-    """Files whose sha256 `swallow-trt fetch` recorded from the hub (LFS metadata), by name."""
-    manifest = model_dir / "manifest.json"
-    if not manifest.is_file():
-        return {}
-    recorded = json.loads(manifest.read_text())
-    if recorded.get("stage") != "fetch":
-        return {}
-    return {entry["name"]: entry for entry in recorded.get("files", []) if entry.get("sha256")}
-
-
-class SourceHasher(threading.Thread):
-    """sha256 of each source file, on a thread beside the conversion. Hashing 140 GB takes minutes,
-    so a digest is reused when it is already known: from the fetch manifest (same size), or from the
-    name of a Hugging Face cache blob. Otherwise each file is hashed once from its mapped pages
-    (`sha256_file`): the same page cache the conversion's safetensors mapping reads, so while the model
-    fits in memory each byte comes from disk once and is never copied for hashing."""
-
-    def __init__(self, files: list[Path], root: Path, compute: bool = True):
-        super().__init__(name="convert-source-sha256", daemon=True)
-        self.files, self.root, self.compute = files, root, compute
-        self.results: list[dict[str, Any]] = []
-        self.error: BaseException | None = None
-        self.seconds = 0.0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        started = time.perf_counter()
-        try:
-            recorded = _recorded_sha256(self.root)
-            for path in self.files:
-                if self.stop.is_set():
-                    return
-                self.results.append(self._describe(path, recorded))
-        except BaseException as error:  # re-raised by result() in the caller's thread
-            self.error = error
-        finally:
-            self.seconds = time.perf_counter() - started
-
-    def _describe(self, path: Path, recorded: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        name, size = str(path.relative_to(self.root)), path.stat().st_size
-        entry, target = recorded.get(name), path.resolve()
-        if entry and entry.get("bytes") == size:
-            digest, origin = entry["sha256"], "fetch manifest"
-        elif (
-            path.is_symlink() and target.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{64}", target.name)
-        ):
-            digest, origin = target.name, "hf cache blob name"
-        elif self.compute:
-            digest, origin = sha256_file(path), "computed"
-        else:
-            digest, origin = None, "not computed (--no-sha256)"
-        return {"name": name, "bytes": size, "sha256": digest, "sha256_from": origin}
-
-    def result(self) -> list[dict[str, Any]]:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return sorted(self.results, key=lambda entry: entry["name"])
 
 
 def resolve_dtype(requested: str, arch: LlamaArchitecture) -> str:

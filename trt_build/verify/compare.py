@@ -21,7 +21,8 @@ from trt_build.common.errors import SwallowTrtError
 from trt_build.common.jsonl import read_json_object
 from trt_build.formats.kinds import TRTLLM_CHECKPOINT, checkpoint_kind
 from trt_build.formats.trtllm_config import CheckpointError, read_trtllm_checkpoint
-from trt_build.source.checkpoint import TORCH_DTYPES, SourceCheckpoint, SourceHasher, file_inside
+from trt_build.source.checkpoint import TORCH_DTYPES, SourceCheckpoint
+from trt_build.source.files import SourceHasher, file_inside
 from trt_build.source.hf_config import LlamaArchitecture, read_hf_config
 from trt_build.source.registry import parameter_count
 from trt_build.verify.metrics import Report, compare
