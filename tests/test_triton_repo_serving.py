@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.engine_metrics import when_idle
+from tests.engine_metrics import engine_counters, when_idle
 from tests.served_models import ANSWER_9, MAX_INPUT_LEN, MAX_SEQ_LEN, PROMPT, error_text
 from triton_repo.client.chat import request_body, stream_grpc, stream_http, stream_http_events
 from triton_repo.models.detokenizer import REPLACEMENT
@@ -379,6 +379,28 @@ def test_a_client_that_disconnects_mid_stream_stops_the_engine_through_the_bls(s
     assert after.finished - before.finished == 1
     assert after.output_tokens - before.output_tokens < 3000
     assert generate(server, "tensorrt_llm_bls", text_input=PROMPT, max_tokens=9)["text_output"] == ANSWER_9
+
+
+@pytest.mark.slow
+def test_a_client_that_leaves_a_generate_behind_the_gate_stops_the_engine(server):
+    """Ask /generate for 3000 tokens, hang up once the engine runs it: the gate cancels its gRPC call, so the
+    engine stops far short of 3000 tokens (tritonserver's own HTTP notices only when it writes the answer)."""
+    before = when_idle(server.metrics_url)
+    body = json.dumps({"id": f"leave-{uuid.uuid4().hex}", "text_input": PROMPT, "max_tokens": 3000}).encode()
+    host, port = server.http_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            f"POST /v2/models/ensemble/generate HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        deadline = time.monotonic() + 60
+        while engine_counters(server.metrics_url).active == 0:
+            assert time.monotonic() < deadline, "the engine never started the request"
+            time.sleep(0.02)
+    after = when_idle(server.metrics_url)
+    assert after.finished - before.finished == 1
+    assert after.output_tokens - before.output_tokens < 3000
 
 
 @pytest.mark.slow
