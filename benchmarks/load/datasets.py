@@ -14,6 +14,7 @@ from typing import Any
 
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.jsonl import json_lines
+from trt_build.source.tokenizer import load_local_tokenizer
 
 DATA_DIR = Path(__file__).parent / "data"
 JA_CORPUS = DATA_DIR / "ja_corpus.txt"
@@ -34,8 +35,6 @@ class BenchRequest:
 
 def load_tokenizer(directory: Path):
     """The model's tokenizer from a local directory (no hub access, no code from the directory)."""
-    from transformers import AutoTokenizer
-
     directory = Path(directory)
     if not (directory / "tokenizer.json").exists() and not (directory / "tokenizer_config.json").exists():
         raise SwallowTrtError(
@@ -43,7 +42,7 @@ def load_tokenizer(directory: Path):
             "Pass the model directory or `--tokenizer` pointing at one; `swallow-trt tokenizer` builds the "
             "Llama 3.1 one.",
         )
-    return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
+    return load_local_tokenizer(directory)
 
 
 def count_tokens(tokenizer: Any, text: str) -> int:

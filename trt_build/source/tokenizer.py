@@ -17,6 +17,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.outdir import atomic_output_dir
@@ -186,16 +187,31 @@ class TokenizerInfo:
     sample_ids: list[int]
 
 
-def prepare_tokenizer(output: Path | None = None) -> TokenizerInfo:
-    """The offline tokenizer, built once (and copied to `output` when given), and a sample encoding."""
+def load_local_tokenizer(directory: Path) -> Any:
+    """The tokenizer of a local directory, never code from it. One whose tokenizer_config.json names
+    PreTrainedTokenizerFast (Llama 3.1's and Swallow's) is loaded by that class, which is what AutoTokenizer
+    returns for it too: AutoTokenizer's import pulls in torch (6.3 s against 2.9 s here)."""
+    config = Path(directory) / "tokenizer_config.json"
+    named = (
+        json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class") if config.is_file() else None
+    )
+    if named == "PreTrainedTokenizerFast":
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(str(directory))
     from transformers import AutoTokenizer
 
+    return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
+
+
+def prepare_tokenizer(output: Path | None = None) -> TokenizerInfo:
+    """The offline tokenizer, built once (and copied to `output` when given), and a sample encoding."""
     directory = ensure_tokenizer()
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         copy_tokenizer(output)
         directory = output
-    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer = load_local_tokenizer(directory)
     ids = tokenizer.encode(SAMPLE_TEXT, add_special_tokens=False)
     return TokenizerInfo(
         directory, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, SAMPLE_TEXT, ids

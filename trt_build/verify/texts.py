@@ -37,12 +37,10 @@ def read_prompts(path: Path) -> list[tuple[str, str]]:
 
 def tokenizer_for(model_dir: Path) -> Any:
     """The model's own tokenizer, else the offline Llama 3.1 one."""
-    from transformers import AutoTokenizer
-
-    from trt_build.source.tokenizer import ensure_tokenizer
+    from trt_build.source.tokenizer import ensure_tokenizer, load_local_tokenizer
 
     source = model_dir if (model_dir / "tokenizer.json").is_file() else ensure_tokenizer()
-    return AutoTokenizer.from_pretrained(source)
+    return load_local_tokenizer(source)
 
 
 def eval_texts(tokenizer: Any) -> list[tuple[str, list[int]]]:
