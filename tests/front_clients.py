@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
+import socket
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import numpy as np
+
+
+def http_call(url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of a GET, or a POST when there is a body; error answers included."""
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+@contextlib.contextmanager
+def posted(base_url: str, path: str, body: bytes, timeout_s: float = 60) -> Iterator[socket.socket]:
+    """A JSON POST sent raw on a connection of its own; leaving the block closes it (a client hanging up)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        yield sock
 
 
 def http_answer(url: str, model: str, fields: dict, request_id: str | None, stream: bool) -> list[str]:

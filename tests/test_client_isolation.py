@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import queue
-import socket
 import statistics
 import threading
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine_metrics import when_idle
-from tests.front_clients import ask, grpc_inputs
+from tests.front_clients import ask, grpc_inputs, posted
 from tests.served_models import PROMPT, answer
 from tests.timing import on_time
 
@@ -80,13 +79,7 @@ def tokens_in(event: dict) -> int:
 def hang_up_http(server, model: str, max_tokens: int = LONG) -> int:
     """Read the first event of a stream and close the connection; the tokens received."""
     body = json.dumps(body_for(model, max_tokens)).encode()
-    host, port = server.http_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=60) as sock:
-        sock.sendall(
-            f"POST /v2/models/{model}/generate_stream HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
+    with posted(server.http_url, f"/v2/models/{model}/generate_stream", body) as sock:
         received = b""
         while b"\n\n" not in received.partition(b"data:")[2]:
             received += sock.recv(4096)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
-import urllib.request
 
 import aiohttp
 import pytest
@@ -17,6 +15,8 @@ from aiohttp import web
 
 from benchmarks.perf.timing_model import write_timing_repo
 from tests.conform_fakes import AppServer
+from tests.front_clients import http_call
+from triton_repo.client import wire
 from triton_repo.launch import grpc_generate
 from triton_repo.launch.generate_check import ModelInput, generate_refusal, model_inputs
 from triton_repo.launch.http_gate import HttpGate
@@ -53,6 +53,21 @@ def test_config_inputs_are_read_with_their_types_dims_and_optionality():
 def test_a_value_gets_triton_s_own_shape(dims, batched, count, shape):
     field = ModelInput("x", "TYPE_INT32", dims, False, batched)
     assert grpc_generate.tensor_shape(field, count) == shape
+
+
+@pytest.mark.parametrize(
+    ("datatype", "values"),
+    [
+        ("BYTES", [b"", "紅葉".encode()]),
+        ("INT32", [-5, 7]),
+        ("UINT64", [2**64 - 1]),
+        ("BOOL", [True, False]),
+        ("FP16", [0.5]),
+        ("BF16", [1.5, -2.0]),
+    ],
+)
+def test_raw_tensor_contents_round_trip(datatype, values):
+    assert wire.decode(datatype, wire.encode(datatype, values)) == values
 
 
 @pytest.mark.parametrize(
@@ -142,17 +157,7 @@ def gated():
 
 def call(port: int, path: str, body: bytes | None = None, headers: dict | None = None):
     """(status, headers, body) of one request to 127.0.0.1:port."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=body,
-        headers=headers or {},
-        method="POST" if body else "GET",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+    return http_call(f"http://127.0.0.1:{port}{path}", body, headers)
 
 
 def test_other_requests_pass_unchanged_both_ways(gated):

@@ -8,7 +8,6 @@ is known and every stream really has to reassemble characters split across token
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.engine_metrics import engine_counters, when_idle
+from tests.front_clients import http_call, posted
 from tests.served_models import ANSWER_9, MAX_INPUT_LEN, MAX_SEQ_LEN, PROMPT, error_text
 from triton_repo.client.chat import request_body, stream_grpc, stream_http, stream_http_events
 from triton_repo.models.detokenizer import REPLACEMENT
@@ -265,16 +265,6 @@ def test_tritonserver_s_own_http_is_on_loopback_behind_the_gate(server):
     )
 
 
-def raw_post(url: str, body: dict) -> tuple[int, str, bytes]:
-    """(status, Content-Type, body bytes), errors included."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, response.headers["Content-Type"], response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers["Content-Type"], error.read()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize(
@@ -297,9 +287,9 @@ def test_the_gate_answers_generate_with_tritonserver_s_own_bytes(server, model, 
     """The gate answers over gRPC (tritonserver's HTTP streams lose events under load): status, type and
     body as tritonserver's own HTTP endpoint gives them, the model's 400 included."""
     path = f"/v2/models/{model}/{endpoint}"
-    gate = raw_post(f"{server.http_url}{path}", fields)
-    own = raw_post(f"{server.triton_http_url}{path}", fields)
-    assert (gate[0], gate[1]) == (own[0], own[1])
+    gate = http_call(f"{server.http_url}{path}", json.dumps(fields).encode())
+    own = http_call(f"{server.triton_http_url}{path}", json.dumps(fields).encode())
+    assert (gate[0], gate[1]["Content-Type"]) == (own[0], own[1]["Content-Type"])
     if own[0] == 200:
         assert gate[2] == own[2] and b'"text_output":"' in gate[2]
     else:  # passed on from tritonserver's HTTP endpoint: the same error
@@ -357,13 +347,7 @@ def hang_up_after_first_event(server, model: str, request_id: str, max_tokens: i
     body = json.dumps(
         {"id": request_id, "text_input": PROMPT, "max_tokens": max_tokens, "stream": True}
     ).encode()
-    host, port = server.http_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
-        head = (
-            f"POST /v2/models/{model}/generate_stream HTTP/1.1\r\nHost: {host}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        sock.sendall(head.encode() + body)
+    with posted(server.http_url, f"/v2/models/{model}/generate_stream", body, timeout_s=30) as sock:
         received = b""
         while b"data:" not in received:
             received += sock.recv(4096)
@@ -387,13 +371,7 @@ def test_a_client_that_leaves_a_generate_behind_the_gate_stops_the_engine(server
     engine stops far short of 3000 tokens (tritonserver's own HTTP notices only when it writes the answer)."""
     before = when_idle(server.metrics_url)
     body = json.dumps({"id": f"leave-{uuid.uuid4().hex}", "text_input": PROMPT, "max_tokens": 3000}).encode()
-    host, port = server.http_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(
-            f"POST /v2/models/ensemble/generate HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
+    with posted(server.http_url, "/v2/models/ensemble/generate", body):
         deadline = time.monotonic() + 60
         while engine_counters(server.metrics_url).active == 0:
             assert time.monotonic() < deadline, "the engine never started the request"

@@ -12,11 +12,10 @@ demultiplexing): opening a call per request cost about a fifth of the client's C
 from __future__ import annotations
 
 import asyncio
-import struct
 import time
 
 import grpc
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.grpc import service_pb2
 
 from benchmarks.clients.base import (
     MAX_TOKENS,
@@ -31,31 +30,14 @@ from benchmarks.clients.base import (
 from benchmarks.load.datasets import BenchRequest
 from benchmarks.metrics.summary import RequestRecord
 from triton_repo.client.server_check import strip_scheme
+from triton_repo.client.wire import INTEGER_TYPES, decode, encode, open_channel
 from trt_build.common.errors import SwallowTrtError
-
-MAX_MESSAGE_BYTES = 2**31 - 1
-DATATYPES = {bool: "BOOL", int: "INT32", str: "BYTES"}
-INT_FORMATS = {"INT32": "<i", "INT64": "<q", "UINT32": "<I", "UINT64": "<Q"}
 
 
 def encode_value(value: object) -> tuple[str, bytes]:
     """Triton datatype and raw contents of one scalar input."""
-    if isinstance(value, bool):
-        return "BOOL", b"\x01" if value else b"\x00"
-    if isinstance(value, int):
-        return "INT32", struct.pack("<i", value)
-    data = str(value).encode("utf-8")
-    return "BYTES", struct.pack("<I", len(data)) + data
-
-
-def decode_bytes(raw: bytes) -> bytes:
-    """Concatenate the elements of a raw BYTES tensor."""
-    parts, offset = [], 0
-    while offset + 4 <= len(raw):
-        (length,) = struct.unpack_from("<I", raw, offset)
-        parts.append(raw[offset + 4 : offset + 4 + length])
-        offset += 4 + length
-    return b"".join(parts)
+    datatype = "BOOL" if isinstance(value, bool) else "INT32" if isinstance(value, int) else "BYTES"
+    return datatype, encode(datatype, [value])
 
 
 class TritonGrpcClient(StreamClient):
@@ -64,14 +46,7 @@ class TritonGrpcClient(StreamClient):
 
     async def setup(self) -> None:
         target = strip_scheme(self.options.url)
-        self.channel = grpc.aio.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
-        self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        self.channel, self.stub = open_channel(target)
         try:
             metadata = await self.stub.ModelMetadata(
                 service_pb2.ModelMetadataRequest(name=self.options.model), timeout=30
@@ -136,7 +111,7 @@ class TritonGrpcClient(StreamClient):
                 name = output.name
                 if name == TEXT_OUTPUT:
                     raw = raws[index]
-                    if len(raw) > 4 and (raw[:4] != b"\0\0\0\0" or decode_bytes(raw)):
+                    if len(raw) > 4 and (raw[:4] != b"\0\0\0\0" or any(decode("BYTES", raw))):
                         chunk_times.append(now)
                         texts.append(raw)
                 elif name == NUM_OUTPUT_TOKENS:
@@ -172,7 +147,6 @@ class TritonGrpcClient(StreamClient):
                 self.idle_streams.append(stream)
             else:
                 stream.cancel()
-        record.text = b"".join(decode_bytes(raw) for raw in texts).decode("utf-8", errors="replace")
-        record.server_counts = [
-            struct.unpack_from(INT_FORMATS[dtype], raw)[0] for dtype, raw in counts if dtype in INT_FORMATS
-        ]
+        pieces = [piece for raw in texts for piece in decode("BYTES", raw)]
+        record.text = b"".join(pieces).decode("utf-8", errors="replace")
+        record.server_counts = [decode(dtype, raw)[0] for dtype, raw in counts if dtype in INTEGER_TYPES]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 import uuid
 from typing import Any
 
@@ -21,10 +20,10 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from benchmarks.clients.base import EXCLUDE_INPUT, MAX_TOKENS, STREAM, TEXT_INPUT, TEXT_OUTPUT
 from benchmarks.clients.sse import HttpError, sse_events
-from benchmarks.clients.triton_grpc import INT_FORMATS, decode_bytes, strip_scheme
 from benchmarks.conform.paths import Answer, ClientPath, failed
 from benchmarks.conform.prompt import RenderedPrompt
-from triton_repo.client.server_check import FRONT_MODELS
+from triton_repo.client.server_check import FRONT_MODELS, strip_scheme
+from triton_repo.client.wire import decode, encode, open_channel
 
 NUM_INPUT_TOKENS, NUM_OUTPUT_TOKENS = "num_input_tokens", "num_output_tokens"
 # Sent when the model declares them: no prompt echo, token counts, greedy decoding.
@@ -34,17 +33,6 @@ OPTIONAL_INPUTS: dict[str, object] = {
     "return_num_output_tokens": True,
     "top_k": 1,
 }
-RAW_FORMATS = {**INT_FORMATS, "INT8": "<b", "UINT8": "<B", "FP32": "<f", "FP64": "<d"}
-
-
-def encode_as(datatype: str, value: object) -> bytes:
-    """The raw contents of a one-element tensor of the declared `datatype`."""
-    if datatype == "BOOL":
-        return b"\x01" if value else b"\x00"
-    if datatype == "BYTES":
-        data = str(value).encode("utf-8")
-        return struct.pack("<I", len(data)) + data
-    return struct.pack(RAW_FORMATS[datatype], value)
 
 
 def grpc_address(http_url: str) -> str:
@@ -93,6 +81,7 @@ class TritonEndpoint:
         self.prompt, self.max_tokens, self.timeout_s = prompt, max_tokens, timeout_s
         self.inputs: dict[str, dict[str, tuple[str, list[int]]]] = {}  # model -> input -> (type, shape)
         self.channel: grpc.aio.Channel | None = None
+        self.stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
 
     async def front_models(self, requested: tuple[str, ...]) -> list[str]:
         """The requested models, else those of FRONT_MODELS the server has ready."""
@@ -177,17 +166,15 @@ class TritonEndpoint:
             datatype, shape = declared.get(name, (default, [1, 1]))
             tensor = message.inputs.add(name=name, datatype=datatype)
             tensor.shape.extend(shape)
-            message.raw_input_contents.append(encode_as(datatype, value))
+            message.raw_input_contents.append(encode(datatype, [value]))
         message.parameters["triton_enable_empty_final_response"].bool_param = True
         return message
 
     async def grpc(self, model: str, with_id: bool) -> Answer:
         """One request on its own `ModelStreamInfer` call, read until its final response."""
         if self.channel is None:
-            self.channel = grpc.aio.insecure_channel(strip_scheme(self.grpc_url or ""))
-        call = service_pb2_grpc.GRPCInferenceServiceStub(self.channel).ModelStreamInfer(
-            timeout=self.timeout_s
-        )
+            self.channel, self.stub = open_channel(strip_scheme(self.grpc_url or ""))
+        call = self.stub.ModelStreamInfer(timeout=self.timeout_s)
         answer = Answer()
         try:
             await call.write(self.grpc_request(model, with_id))
@@ -198,9 +185,9 @@ class TritonEndpoint:
                 result = response.infer_response
                 for output, raw in zip(result.outputs, result.raw_output_contents, strict=False):
                     if output.name == TEXT_OUTPUT:
-                        answer.deltas.append(decode_bytes(raw).decode("utf-8", errors="replace"))
+                        answer.deltas.append(b"".join(decode("BYTES", raw)).decode("utf-8", errors="replace"))
                     elif output.name in (NUM_INPUT_TOKENS, NUM_OUTPUT_TOKENS):
-                        count = struct.unpack_from(RAW_FORMATS[output.datatype], raw)[0]
+                        count = decode(output.datatype, raw)[0]
                         add_counts(answer, {output.name: count})
                 final = result.parameters.get("triton_final_response")
                 if final is not None and final.bool_param:

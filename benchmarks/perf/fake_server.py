@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ import click
 import grpc
 from aiohttp import web
 from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from triton_repo.client.wire import decode, encode
 
 PIECE = "東京"  # one Llama 3.1 token, and N copies are N tokens
 OPENAI_MODEL = "swallow"  # the one model the OpenAI endpoints list; Triton endpoints answer for any name
@@ -121,11 +122,6 @@ TRITON_INPUTS = {
 TRITON_INPUTS_JSON = [{"name": n, "datatype": d, "shape": [-1, 1]} for n, d in TRITON_INPUTS.items()]
 
 
-def _bytes_tensor(text: str) -> bytes:
-    data = text.encode("utf-8")
-    return struct.pack("<I", len(data)) + data
-
-
 class FakeTritonService(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, timing: Timing, request_ids: list[str]):
         self.timing = timing
@@ -156,12 +152,14 @@ class FakeTritonService(service_pb2_grpc.GRPCInferenceServiceServicer):
         async def answer(request) -> None:
             self.request_ids.append(request.id)
             names = [t.name for t in request.inputs]
-            count = struct.unpack("<i", request.raw_input_contents[names.index("max_tokens")])[0]
+            count = decode("INT32", request.raw_input_contents[names.index("max_tokens")])[0]
             async for k in schedule(self.timing, count):
                 response = service_pb2.ModelInferResponse(model_name=request.model_name, id=request.id)
                 response.outputs.add(name="text_output", datatype="BYTES", shape=[1, 1])
                 response.outputs.add(name="num_output_tokens", datatype="INT32", shape=[1, 1])
-                response.raw_output_contents.extend([_bytes_tensor(self.timing.piece), struct.pack("<i", 1)])
+                response.raw_output_contents.extend(
+                    [encode("BYTES", [self.timing.piece]), encode("INT32", [1])]
+                )
                 response.parameters["triton_final_response"].bool_param = k == count - 1
                 responses.put_nowait(service_pb2.ModelStreamInferResponse(infer_response=response))
 

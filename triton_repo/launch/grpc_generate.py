@@ -20,42 +20,15 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from typing import Any
 
-import grpc
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.grpc import service_pb2
 
+from triton_repo.client.wire import decode, encode
 from triton_repo.launch.generate_check import RESERVED_FIELDS, ModelInput
 
-# the protocol's fixed-size types as struct codes (little-endian on the wire); BF16 is the top half of an FP32
-STRUCT_CODES = {
-    "BOOL": "?",
-    "INT8": "b",
-    "INT16": "h",
-    "INT32": "i",
-    "INT64": "q",
-    "UINT8": "B",
-    "UINT16": "H",
-    "UINT32": "I",
-    "UINT64": "Q",
-    "FP16": "e",
-    "FP32": "f",
-    "FP64": "d",
-}
 # a response parameter the gRPC stream adds and the HTTP generate answer does not have
 FINAL_FLAG = "triton_final_response"
-# as tritonclient's channel: messages as large as the protocol allows
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", 2**31 - 1),
-    ("grpc.max_receive_message_length", 2**31 - 1),
-]
-
-
-def stub(target: str) -> tuple[grpc.aio.Channel, service_pb2_grpc.GRPCInferenceServiceStub]:
-    """A channel to tritonserver's gRPC port (host:port) and the service on it; made inside the event loop."""
-    channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-    return channel, service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
 def wire_type(field: ModelInput) -> str:
@@ -74,31 +47,6 @@ def tensor_shape(field: ModelInput, count: int) -> list[int]:
         shape.append(dim if dim >= 0 else rest)
         rest = rest if dim >= 0 else 1
     return shape[::-1]
-
-
-def encode(wire: str, values: list) -> bytes:
-    """Values as the protocol's raw little-endian contents (BYTES: each a 4-byte length, then UTF-8)."""
-    if wire == "BYTES":
-        pieces = [value.encode("utf-8") for value in values]
-        return b"".join(struct.pack("<I", len(piece)) + piece for piece in pieces)
-    if wire == "BF16":
-        return b"".join(struct.pack("<f", value)[2:] for value in values)
-    return struct.pack(f"<{len(values)}{STRUCT_CODES[wire]}", *values)
-
-
-def decode(wire: str, raw: bytes) -> list:
-    """The values of raw output contents (BYTES as text, as tritonserver's JSON writes them)."""
-    if wire == "BYTES":
-        values, offset = [], 0
-        while offset < len(raw):
-            (size,) = struct.unpack_from("<I", raw, offset)
-            values.append(raw[offset + 4 : offset + 4 + size].decode("utf-8", errors="replace"))
-            offset += 4 + size
-        return values
-    if wire == "BF16":
-        return [struct.unpack("<f", b"\0\0" + raw[k : k + 2])[0] for k in range(0, len(raw), 2)]
-    code = STRUCT_CODES[wire]
-    return list(struct.unpack(f"<{len(raw) // struct.calcsize(code)}{code}", raw))
 
 
 def _set_parameter(parameter: service_pb2.InferParameter, value: object) -> None:
@@ -140,9 +88,14 @@ def response_fields(response: service_pb2.ModelInferResponse) -> dict[str, objec
         if name != FINAL_FLAG:
             fields[name] = getattr(parameter, parameter.WhichOneof("parameter_choice"))
     for output, raw in zip(response.outputs, response.raw_output_contents, strict=False):
-        values = decode(output.datatype, raw)
+        values = [_json_value(value) for value in decode(output.datatype, raw)]
         fields[output.name] = values[0] if len(values) == 1 else values
     return dict(sorted(fields.items()))
+
+
+def _json_value(value: object) -> object:
+    """A BYTES element as the text tritonserver's JSON holds."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
 def is_final(response: service_pb2.ModelInferResponse) -> bool:

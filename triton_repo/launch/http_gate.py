@@ -30,6 +30,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from tritonclient.grpc import service_pb2_grpc
 
+from triton_repo.client.wire import open_channel
 from triton_repo.launch import grpc_generate
 from triton_repo.launch.generate_check import (
     GENERATE,
@@ -171,7 +172,7 @@ class HttpGate:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),  # generations take their time
             auto_decompress=False,  # answers pass as tritonserver wrote them
         )
-        self.channel, self.grpc = grpc_generate.stub(self.grpc_upstream)
+        self.channel, self.grpc = open_channel(self.grpc_upstream)
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/{path:.*}", self._forward)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
