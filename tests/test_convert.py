@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import HashingStopped, sha256_file
 from trt_build.convert.pipeline import convert_checkpoint
-from trt_build.convert.trtllm_writer import RankJob
+from trt_build.convert.trtllm_writer import CopiedRank
 from trt_build.formats.safetensors_stream import StreamingSafetensorsWriter
 from trt_build.formats.trtllm_config import ALLOWED_MAPPING_KEYS, ALLOWED_QUANTIZATION_KEYS
 from trt_build.parallel.rules import check_parallelism, pp_layers
@@ -137,12 +137,54 @@ def test_manifest_records_sources_ranks_and_timings(tp2: Path, tiny_model_dir: P
     assert manifest["peak_rss_bytes"] > 0
 
 
-def test_convert_starts_hashing_the_source_before_torch_is_imported() -> None:
-    """The pipeline and the convert command import torch only once the source hashing thread runs, so that
-    the two overlap (2-3 s of import on every convert)."""
-    code = "import sys, trt_build.convert.pipeline, trt_build.cli.convert; print('torch' in sys.modules)"
-    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert probe.stdout.strip() == "False", probe.stderr
+def test_an_unquantized_convert_never_imports_torch(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Importing torch takes 2-3 s before a first byte could be written: a conversion that changes no value
+    moves bytes without it (and still hashes), while a cast to another dtype does import it."""
+    code = (
+        "import sys; from trt_build.cli import main\n"
+        "try: main(sys.argv[1:])\n"
+        "except SystemExit as done: print('torch' in sys.modules); assert not done.code, done.code\n"
+    )
+    for dtype, imported in (("auto", "False"), ("float16", "True")):
+        command = [sys.executable, "-c", code, "convert", "--model-dir", str(tiny_model_dir), "--tp", "2"]
+        command += ["--output", str(tmp_path / dtype), "--dtype", dtype]
+        probe = subprocess.run(command, capture_output=True, text=True, check=True)
+        assert probe.stdout.strip().splitlines()[-1] == imported, probe.stderr
+        manifest = json.loads((tmp_path / dtype / "manifest.json").read_text())
+        assert all(len(rank["sha256"]) == 64 for rank in manifest["ranks"])
+
+
+@pytest.mark.parametrize(
+    "tp, pp, parallel_embedding, vocab",
+    [(1, 1, False, None), (2, 2, False, None), (4, 1, True, 1001), (8, 1, False, None)],
+)
+def test_copied_ranks_are_the_bytes_torch_would_write(
+    tiny_model_dir: Path, tmp_path: Path, tp: int, pp: int, parallel_embedding: bool, vocab: int | None
+) -> None:
+    """The byte-moving ranks and the torch ranks (`RankJob`, what casts and quantizations use) write the same
+    files: row and column slices, duplicated KV heads, vocab padding, pipeline stages."""
+    from trt_build.convert.options import ConvertJob, ConvertOptions
+    from trt_build.convert.streaming import write_files
+    from trt_build.convert.trtllm_writer import TrtllmWriter
+    from trt_build.source.checkpoint import open_source
+    from trt_build.source.hf_config import read_hf_config
+
+    model = write_small_vocab_model(tmp_path / "model", vocab) if vocab else tiny_model_dir
+    options = ConvertOptions(
+        model, tmp_path / "unused", tp=tp, pp=pp, use_parallel_embedding=parallel_embedding
+    )
+    arch = read_hf_config(model)
+    writer = TrtllmWriter(ConvertJob(options, arch, "bfloat16"))
+    source = open_source(model, arch, writer.source_tensors())
+    copied = writer.rank_files(source, None)
+    made = writer.rank_files(source, None, copy=False)
+    assert {type(rank).__name__ for rank in copied} == {"CopiedRank"}
+    assert {type(rank).__name__ for rank in made} == {"RankJob"}
+    for first, second in zip(copied, made, strict=True):
+        paths = [tmp_path / f"{kind}{first.rank}.safetensors" for kind in ("copied", "made")]
+        for path, rank in zip(paths, (first, second), strict=True):
+            write_files([(path, rank.layout())], iter(rank.tensors()), sha256=False, desc="test")
+        assert paths[0].read_bytes() == paths[1].read_bytes()
 
 
 def test_a_stopped_hash_ends_between_chunks(tmp_path: Path) -> None:
@@ -480,15 +522,15 @@ def test_sigterm_mid_write_leaves_nothing(tiny_model_dir: Path, tmp_path: Path) 
 def test_a_failing_rank_cancels_the_others(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tensors = RankJob.tensors
+    tensors = CopiedRank.tensors
 
-    def broken(job: RankJob):
+    def broken(job: CopiedRank):
         for index, item in enumerate(tensors(job)):
-            if job.tp_rank == 1 and index == 3:  # rank 1 fails at its first linear
+            if job.rank == 1 and index == 3:  # rank 1 fails at its first linear
                 raise RuntimeError("disk on fire")
             yield item
 
-    monkeypatch.setattr(RankJob, "tensors", broken)
+    monkeypatch.setattr(CopiedRank, "tensors", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         convert_checkpoint(tiny_model_dir, tmp_path / "ckpt", tp=2, quant="none", workers=2)
     assert leftovers(tmp_path) == []

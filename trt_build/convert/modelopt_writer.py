@@ -42,7 +42,7 @@ from trt_build.parallel.weight_map import SourceSlice
 from trt_build.quant.calibration_result import GROUP_OF, CalibrationResult
 from trt_build.quant.linear import LinearQuantInput
 from trt_build.quant.schemes import PYTORCH, SCHEMES
-from trt_build.source.checkpoint import TORCH_DTYPES, SourceCheckpoint
+from trt_build.source.checkpoint import SourceCheckpoint, torch_dtype
 from trt_build.source.hf_config import hf_tensor_shapes
 from trt_build.source.tokenizer import GENERATION_CONFIG, TOKENIZER_FILES
 
@@ -114,7 +114,7 @@ class ModelOptWriter:
         if SCHEMES[job.options.quant].group_size:
             check_awq_group(job.arch, 1, job.group_size)
         self.job = job
-        self.dtype = TORCH_DTYPES[job.dtype_name]
+        self.dtype = torch_dtype(job.dtype_name)
         self.quant_algo = UNIFIED[job.options.quant].quant_algo
         self.linear = unified.linear_format(self.quant_algo)
         self.fp8_kv_cache = job.fp8_kv_cache

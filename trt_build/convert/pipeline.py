@@ -1,7 +1,8 @@
 """`swallow-trt convert`: Hugging Face Llama safetensors -> a checkpoint TensorRT-LLM loads, in bounded memory.
 
 One skeleton for both targets: refuse an existing output, read config.json, list the source files and
-start hashing them on a thread (which then runs beside torch's import, the calibration and the writing),
+start hashing them on a thread (which then runs beside torch's import, if the job needs torch, the
+calibration and the writing),
 refuse what the format cannot hold, resolve the dtype, open and check the source once, range-check it for
 float16, calibrate it (or reuse a calibration), and write everything into a directory that appears whole or
 not at all, with the calibration and a manifest. What is written is the writer's business:
@@ -55,8 +56,9 @@ class CheckpointWriter(Protocol):
 
 
 def writer_for(target: str) -> type[CheckpointWriter]:
-    """The writer of a target's format. Its module imports torch (2-3 s), so `convert` imports it once the
-    source is already being hashed: the two overlap."""
+    """The writer of a target's format, imported once the source is being hashed: the ModelOpt writer imports
+    torch (2-3 s), which then overlaps the hashing. The engine writer imports torch only for a job that casts
+    or quantizes (`TrtllmWriter.rank_files`)."""
     if target == ENGINE:
         from trt_build.convert.trtllm_writer import TrtllmWriter
 
@@ -82,7 +84,7 @@ def convert(options: ConvertOptions) -> Path:
         writer_type = writer_for(target)
         writer_type.refuse(options)
         from trt_build.convert.streaming import release_freed_memory_eagerly
-        from trt_build.source.checkpoint import TORCH_DTYPES, open_source, resolve_dtype
+        from trt_build.source.checkpoint import open_source, resolve_dtype, torch_dtype
 
         release_freed_memory_eagerly()
         dtype_name = resolve_dtype(options.dtype, arch)
@@ -94,7 +96,7 @@ def convert(options: ConvertOptions) -> Path:
             from trt_build.convert.calibration import keep_calibration, run_calibration
 
             if dtype_name == "float16":  # a weight float16 cannot hold: refused now, not after calibration
-                source.check_range(needed, TORCH_DTYPES[dtype_name])
+                source.check_range(needed, torch_dtype(dtype_name))
             calibration, calibration_record = run_calibration(source, arch, quant, quant_options)
         with atomic_output_dir(output, options.overwrite, [model_dir]) as tmp:
             write_started = time.perf_counter()

@@ -1,10 +1,11 @@
 """Streaming checkpoint files in bounded memory, for both convert targets.
 
 Every output file's layout (names, dtypes, shapes) is known before any data is read, so its safetensors header
-is written first; then `write_files` takes each tensor as it is produced (large ones as consecutive row blocks,
-`row_blocks`) and hashes the bytes as they go out, on a thread beside the writing, so no file is read back. `prefetched` reads the next tensor
-groups on a thread while the current one is written. `release_freed_memory_eagerly` keeps peak RSS flat over
-many layers.
+is written first; then `write_files` takes each tensor as it is produced (large ones as consecutive row blocks:
+`row_blocks` as torch tensors, `raw_row_blocks` as the source's bytes) and hashes the bytes as they go out, on a
+thread beside the writing, so no file is read back. `prefetched` reads the next tensor groups on a thread while
+the current one is written. `release_freed_memory_eagerly` keeps peak RSS flat over many layers.
+This module imports torch only to make tensors (`row_blocks`).
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
 from tqdm import tqdm
 
 from trt_build import __version__
-from trt_build.formats.safetensors_stream import StreamingSafetensorsWriter, TensorSpec, tensor_bytes
+from trt_build.formats.safetensors_stream import RawRows, StreamingSafetensorsWriter, TensorSpec, tensor_bytes
 from trt_build.parallel.weight_map import SourceSlice
 from trt_build.source.checkpoint import SourceCheckpoint
+
+if TYPE_CHECKING:
+    import torch
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 BLOCK_BYTES = 64 << 20  # large unsplit tensors (embedding, lm_head) are streamed in row blocks this big
@@ -36,14 +39,31 @@ class Cancelled(Exception):
     """Another rank failed or the run was interrupted; this rank stops at its next tensor."""
 
 
+def row_ranges(source: SourceCheckpoint, piece: SourceSlice, dtype: Any) -> Iterator[tuple[int, int]]:
+    """(start, stop) of the rows of one slice in blocks of about BLOCK_BYTES of `dtype`."""
+    step = max(1, BLOCK_BYTES // tensor_bytes(dtype, piece.shape(source.shapes[piece.hf])[1:]))
+    for start in range(piece.row_start, piece.row_stop, step):
+        yield start, min(start + step, piece.row_stop)
+
+
 def row_blocks(source: SourceCheckpoint, piece: SourceSlice, dtype: torch.dtype) -> Iterator[torch.Tensor]:
     """Rows of one slice in blocks of about BLOCK_BYTES, then its zero padding rows."""
-    row_shape = piece.shape(source.shapes[piece.hf])[1:]
-    step = max(1, BLOCK_BYTES // tensor_bytes(dtype, row_shape))
-    for start in range(piece.row_start, piece.row_stop, step):
-        yield source.read(piece, start, min(start + step, piece.row_stop), dtype)
+    import torch
+
+    for start, stop in row_ranges(source, piece, dtype):
+        yield source.read(piece, start, stop, dtype)
     if piece.pad_rows:
-        yield torch.zeros((piece.pad_rows, *row_shape), dtype=dtype)
+        yield torch.zeros((piece.pad_rows, *piece.shape(source.shapes[piece.hf])[1:]), dtype=dtype)
+
+
+def raw_row_blocks(source: SourceCheckpoint, piece: SourceSlice) -> Iterator[RawRows]:
+    """`row_blocks` as stored, as bytes (no torch): for a conversion that writes the source dtype unchanged."""
+    dtype = source.dtypes[piece.hf]
+    for start, stop in row_ranges(source, piece, dtype):
+        yield source.read_rows(piece, start, stop)
+    if piece.pad_rows:
+        row = tensor_bytes(dtype, piece.shape(source.shapes[piece.hf])[1:])
+        yield RawRows(bytes(piece.pad_rows * row), piece.pad_rows)
 
 
 @dataclass(frozen=True)
@@ -57,7 +77,7 @@ class WrittenFile:
 
 def write_files(
     files: list[tuple[Path, list[TensorSpec]]],
-    tensors: Iterator[tuple[str, torch.Tensor]],
+    tensors: Iterator[tuple[str, torch.Tensor | RawRows]],
     sha256: bool,
     desc: str,
     position: int = 0,
@@ -78,7 +98,7 @@ def write_files(
                         raise Cancelled()
                     name, tensor = item
                     writer.write(name, tensor)
-                    bar.update(tensor.numel() * tensor.element_size())
+                    bar.update(tensor.nbytes)
                     bar.set_postfix_str(name, refresh=False)
                     del item, tensor
             digest = writer.sha256_hex()

@@ -5,6 +5,10 @@ Every rank file is a stream (docs/trtllm-checkpoint.md §2-4): its layout is com
 rank's slice, transform, write, release), so peak memory is one tensor group whatever the number of layers.
 TensorRT-LLM's own converter loads the whole model and is killed for lack of host RAM on 70B. Ranks are
 written on `--workers` threads; one failing (or Ctrl-C) cancels the others.
+
+A conversion that changes no value (the default: the model's own dtype, no quantization) moves bytes
+(`CopiedRank`) and never imports torch, which takes 2-3 s before a first byte could be written otherwise;
+one that casts or quantizes makes its tensors with torch (`trtllm_ranks.RankJob`).
 """
 
 from __future__ import annotations
@@ -16,81 +20,57 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol
 
 from trt_build.common.errors import SwallowTrtError
 from trt_build.convert.options import ConvertJob, ConvertOptions
-from trt_build.convert.streaming import WrittenFile, prefetched, row_blocks, write_files
-from trt_build.convert.trtllm_linears import LinearWeight, RankLinears
-from trt_build.formats.safetensors_stream import TensorSpec
-from trt_build.formats.trtllm_checkpoint import kv_cache_scale, kv_cache_scale_name
+from trt_build.convert.streaming import WrittenFile, prefetched, raw_row_blocks, write_files
+from trt_build.formats.safetensors_stream import RawRows, TensorSpec
 from trt_build.formats.trtllm_config import rank_file, trtllm_config
 from trt_build.parallel.rules import check_awq_group, check_parallelism, rank_coordinates
-from trt_build.parallel.weight_map import RankTensor, Split, rank_plan
-from trt_build.quant.calibration_result import CalibrationResult
+from trt_build.parallel.weight_map import RankTensor, rank_plan
 from trt_build.quant.schemes import ENGINE, SCHEMES, schemes_for
-from trt_build.source.checkpoint import TORCH_DTYPES, SourceCheckpoint
+from trt_build.source.checkpoint import STORED_AS, SourceCheckpoint
+
+if TYPE_CHECKING:
+    from trt_build.quant.calibration_result import CalibrationResult
 
 PREFETCH_DEPTH = 2  # tensor groups read ahead of the writer, per rank
 
 
 @dataclass(frozen=True)
-class RankJob:
-    """Everything that decides one rank file: its layout is a function of this alone."""
+class CopiedRank:
+    """A rank file whose values are the source's own: unquantized (or weight-only, which trtllm-build quantizes)
+    in the dtype the source is stored in. Its tensors are source rows, sliced and concatenated, so they are
+    written as bytes without torch, from the moment the source is open."""
 
     rank: int
-    tp_rank: int
     plan: list[RankTensor]
-    dtype: torch.dtype
-    linears: RankLinears
+    dtype: str  # the safetensors dtype of the source and the checkpoint
     source: SourceCheckpoint
-    calibration: CalibrationResult | None = None
-    group_size: int = 128
-    fp8_kv_cache: bool = False  # add attention.kv_cache_scaling_factor after each layer's qkv
-
-    def linear(self, tensor: RankTensor) -> LinearWeight:
-        return LinearWeight(tensor, self.dtype, self.tp_rank, self.calibration, self.group_size)
-
-    def _kv_scale_name(self, tensor: RankTensor) -> str | None:
-        """The KV cache scale that follows this tensor (the qkv of a layer), if any."""
-        if not (self.fp8_kv_cache and tensor.rule.split is Split.QKV):
-            return None
-        return kv_cache_scale_name(tensor.name.removesuffix(".weight"))
 
     def layout(self) -> list[TensorSpec]:
-        """Every (name, dtype, shape) of the rank file, computed before any data is read."""
-        specs: list[TensorSpec] = []
-        for tensor in self.plan:
-            if tensor.rule.linear:
-                specs += self.linears.layout(self.linear(tensor))
-            else:
-                specs.append((tensor.name, self.dtype, tensor.shape))
-            if kv_name := self._kv_scale_name(tensor):
-                specs.append((kv_name, torch.float32, (1,)))
-        return specs
+        return [(tensor.name, self.dtype, tensor.shape) for tensor in self.plan]
 
-    def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """(name, tensor) in layout order; large plain tensors come as consecutive row blocks."""
+    def tensors(self) -> Iterator[tuple[str, RawRows]]:
         for tensor in self.plan:
-            if tensor.rule.linear:
-                parts = [self.source.read(piece, dtype=self.dtype) for piece in tensor.slices]
-                weight = parts[0] if len(parts) == 1 else torch.cat(parts)
-                del parts
-                yield from self.linears.tensors(self.linear(tensor), weight)
-                del weight
-                if kv_name := self._kv_scale_name(tensor):
-                    assert self.calibration is not None
-                    yield kv_name, kv_cache_scale(*self.calibration.kv_amax(tensor.layer))
-            else:
-                for piece in tensor.slices:
-                    for block in row_blocks(self.source, piece, self.dtype):
-                        yield tensor.name, block
+            for piece in tensor.slices:
+                for block in raw_row_blocks(self.source, piece):
+                    yield tensor.name, block
+
+
+class RankFile(Protocol):
+    """What writing one rank file needs: its layout, then its tensors in that order."""
+
+    rank: int
+
+    def layout(self) -> list[TensorSpec]: ...
+
+    def tensors(self) -> Iterator[tuple[str, Any]]: ...
 
 
 def _write_rank(
-    job: RankJob, directory: Path, sha256: bool, cancel: threading.Event, position: int
+    job: RankFile, directory: Path, sha256: bool, cancel: threading.Event, position: int
 ) -> tuple[WrittenFile, float]:
     """rank{N}.safetensors: header from the layout, then each tensor group as it is produced."""
     started = time.perf_counter()
@@ -101,7 +81,7 @@ def _write_rank(
 
 
 def _run_ranks(
-    jobs: list[RankJob], directory: Path, workers: int, sha256: bool
+    jobs: list[RankFile], directory: Path, workers: int, sha256: bool
 ) -> list[tuple[WrittenFile, float]]:
     """Write ranks on `workers` threads; any failure or interrupt cancels the others before returning."""
     cancel = threading.Event()
@@ -168,6 +148,37 @@ class TrtllmWriter:
             use_parallel_embedding=options.use_parallel_embedding,
         )
 
+    def rank_files(
+        self, source: SourceCheckpoint, calibration: CalibrationResult | None, copy: bool = True
+    ) -> list[RankFile]:
+        """Copied ranks when no value changes (no calibration, no quantized linear, the stored dtype), else (or
+        with `copy=False`) ranks made with torch."""
+        options, job = self.job.options, self.job
+        stored = {source.dtypes[name] for name in self.source_tensors()}
+        unchanged = calibration is None and not SCHEMES[options.quant].needs_data
+        if copy and unchanged and stored == {STORED_AS[job.dtype_name]}:
+            dtype = STORED_AS[job.dtype_name]
+            return [CopiedRank(rank, plan, dtype, source) for rank, plan in enumerate(self.plans)]
+        from trt_build.convert.trtllm_linears import RankLinears
+        from trt_build.convert.trtllm_ranks import RankJob
+        from trt_build.source.checkpoint import torch_dtype
+
+        linears = RankLinears(SCHEMES[options.quant].quant_algo)
+        return [
+            RankJob(
+                rank,
+                rank_coordinates(rank, options.tp)[0],
+                plan,
+                torch_dtype(job.dtype_name),
+                linears,
+                source,
+                calibration,
+                job.group_size,
+                job.fp8_kv_cache,
+            )
+            for rank, plan in enumerate(self.plans)
+        ]
+
     def write(
         self, directory: Path, source: SourceCheckpoint, calibration: CalibrationResult | None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -182,21 +193,7 @@ class TrtllmWriter:
             options.use_parallel_embedding,
         )
         (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        linears = RankLinears(SCHEMES[options.quant].quant_algo)
-        jobs = [
-            RankJob(
-                rank,
-                rank_coordinates(rank, options.tp)[0],
-                plan,
-                TORCH_DTYPES[job.dtype_name],
-                linears,
-                source,
-                calibration,
-                job.group_size,
-                job.fp8_kv_cache,
-            )
-            for rank, plan in enumerate(self.plans)
-        ]
+        jobs = self.rank_files(source, calibration)
         results = _run_ranks(jobs, directory, max(1, min(options.workers, len(jobs))), options.sha256)
         ranks = [
             {

@@ -4,6 +4,8 @@ The safetensors header holds every tensor's dtype, shape and byte range. All of 
 the layout before any data is produced, so we write the header first and then append each tensor as
 it is made; a rank file of many GB never exists whole in RAM. Both convert targets and the tiny models
 write through it. Reading goes through `opened_safetensors`, the one place a damaged file becomes a message.
+This module imports torch only when a torch tensor is written or read: a conversion that only moves bytes
+(`RawRows`) runs without it.
 """
 
 from __future__ import annotations
@@ -15,31 +17,75 @@ import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
-import torch
 from safetensors import SafetensorError, safe_open
 
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import BackgroundSha256
 
-DTYPE_NAMES: dict[torch.dtype, str] = {
-    torch.float32: "F32",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.float8_e4m3fn: "F8_E4M3",
-    torch.float8_e5m2: "F8_E5M2",
-    torch.int64: "I64",
-    torch.int32: "I32",
-    torch.int16: "I16",
-    torch.int8: "I8",
-    torch.uint8: "U8",
-    torch.bool: "BOOL",
+if TYPE_CHECKING:
+    import torch
+
+# safetensors dtype name -> bytes per element
+DTYPE_BYTES = {
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
 }
 
-TensorSpec = tuple[str, torch.dtype, tuple[int, ...]]
+DType = Union[str, "torch.dtype"]  # a safetensors dtype name ("BF16"), or the torch dtype it stores
+TensorSpec = tuple[str, DType, tuple[int, ...]]
+
+
+@cache
+def _torch_names() -> dict[Any, str]:
+    import torch
+
+    return {
+        torch.float32: "F32",
+        torch.float16: "F16",
+        torch.bfloat16: "BF16",
+        torch.float8_e4m3fn: "F8_E4M3",
+        torch.float8_e5m2: "F8_E5M2",
+        torch.int64: "I64",
+        torch.int32: "I32",
+        torch.int16: "I16",
+        torch.int8: "I8",
+        torch.uint8: "U8",
+        torch.bool: "BOOL",
+    }
+
+
+def dtype_name(dtype: DType) -> str:
+    """The safetensors name of a dtype ("BF16" for torch.bfloat16; a name is returned as it is)."""
+    return dtype if isinstance(dtype, str) else _torch_names()[dtype]
+
+
+@dataclass(frozen=True)
+class RawRows:
+    """Consecutive rows of a tensor as bytes, already in the layout's dtype: what a conversion that only moves
+    bytes (no cast, no quantization) writes, without torch."""
+
+    data: bytes | memoryview
+    rows: int
+
+    @property
+    def nbytes(self) -> int:  # as torch.Tensor.nbytes
+        return memoryview(self.data).nbytes
+
 
 WRITEBACK_BYTES = 64 << 20  # the kernel is asked to start writing each time this much more is written
 SYNC_FILE_RANGE_WRITE = 2  # Linux sync_file_range flag: start writeback of dirty pages, do not wait
@@ -67,28 +113,39 @@ def _damaged(path: Path, error: Exception) -> SwallowTrtError:
     )
 
 
-def open_safetensors(path: Path) -> Any:
-    """`safe_open(path)` for reading. What safetensors refuses while opening (a truncated file, an absurd
-    header length, a header that is not JSON, overlapping or past-end offsets, a size that does not match a
-    dtype and shape) or the OS refuses (unreadable) becomes one `SwallowTrtError` naming the file."""
+def open_safetensors(path: Path, framework: str = "pt") -> Any:
+    """`safe_open(path)` for reading; framework "numpy" lists names, shapes and dtypes without importing torch.
+    What safetensors refuses while opening (a truncated file, an absurd header length, a header that is not
+    JSON, overlapping or past-end offsets, a size that does not match a dtype and shape) or the OS refuses
+    (unreadable) becomes one `SwallowTrtError` naming the file."""
     try:
-        return safe_open(path, framework="pt")
+        return safe_open(path, framework=framework)
     except (SafetensorError, OSError) as error:
         raise _damaged(path, error) from None
 
 
 @contextmanager
-def opened_safetensors(path: Path) -> Iterator[Any]:
+def opened_safetensors(path: Path, framework: str = "pt") -> Iterator[Any]:
     """`open_safetensors(path)`, its handle closed on leaving; what reading it refuses is named the same way."""
     try:
-        with open_safetensors(path) as handle:
+        with open_safetensors(path, framework) as handle:
             yield handle
     except (SafetensorError, OSError) as error:
         raise _damaged(path, error) from None
 
 
-def tensor_bytes(dtype: torch.dtype, shape: tuple[int, ...]) -> int:
-    return math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+def tensor_bytes(dtype: DType, shape: tuple[int, ...]) -> int:
+    return math.prod(shape) * DTYPE_BYTES[dtype_name(dtype)]
+
+
+def data_offsets(path: Path) -> dict[str, int]:
+    """Where each tensor's bytes start in a safetensors file. Call it on a file `open_safetensors` accepted:
+    safetensors has checked the header (its size, that it is JSON, that the offsets lie inside the file)."""
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    header.pop("__metadata__", None)
+    return {name: 8 + length + entry["data_offsets"][0] for name, entry in header.items()}
 
 
 class StreamingSafetensorsWriter:
@@ -123,7 +180,7 @@ class StreamingSafetensorsWriter:
                 raise ValueError(f"tensor {name!r} appears twice in the layout of {self.path.name}")
             size = tensor_bytes(dtype, shape)
             header[name] = {
-                "dtype": DTYPE_NAMES[dtype],
+                "dtype": dtype_name(dtype),
                 "shape": list(shape),
                 "data_offsets": [offset, offset + size],
             }
@@ -138,19 +195,35 @@ class StreamingSafetensorsWriter:
         self._position = len(head)  # bytes handed to the file so far
         self._writeback_from = 0  # where the kernel was last asked to start writing
 
-    def write(self, name: str, tensor: torch.Tensor) -> None:
-        """The next tensor of the layout, whole or as its next block of rows."""
+    def write(self, name: str, tensor: torch.Tensor | RawRows) -> None:
+        """The next tensor of the layout, whole or as its next block of rows: a torch tensor, or `RawRows`
+        already in the layout's dtype."""
         if self._next >= len(self.layout):
             raise ValueError(f"{self.path.name}: unexpected extra tensor {name!r}")
         expected, dtype, shape = self.layout[self._next]
-        rows, total_rows = (tensor.shape[0] if tensor.dim() else 1), (shape or (1,))[0]
-        fits = tuple(tensor.shape[1:]) == tuple(shape[1:]) and self._rows_written + rows <= total_rows
-        if name != expected or tensor.dtype != dtype or not fits:
+        total_rows = (shape or (1,))[0]
+        if isinstance(tensor, RawRows):
+            data = memoryview(tensor.data).cast("B")
+            rows, got_dtype = tensor.rows, dtype_name(dtype)
+            fits = data.nbytes == rows * tensor_bytes(dtype, tuple(shape[1:]))
+            got = f"{rows} rows of {data.nbytes} bytes"
+        else:
+            import torch
+
+            rows, got_dtype = (tensor.shape[0] if tensor.dim() else 1), dtype_name(tensor.dtype)
+            fits = tuple(tensor.shape[1:]) == tuple(shape[1:])
+            got = f"{got_dtype} {list(tensor.shape)}"
+            data = memoryview(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
+        if (
+            name != expected
+            or got_dtype != dtype_name(dtype)
+            or not fits
+            or self._rows_written + rows > total_rows
+        ):
             raise ValueError(
-                f"{self.path.name}: expected {expected} {dtype} {list(shape)} (rows {self._rows_written}+), "
-                f"got {name} {tensor.dtype} {list(tensor.shape)}"
+                f"{self.path.name}: expected {expected} {dtype_name(dtype)} {list(shape)} "
+                f"(rows {self._rows_written}+), got {name} {got}"
             )
-        data = memoryview(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
         self._handle.write(data)
         self._position += data.nbytes
         if self._position - self._writeback_from >= WRITEBACK_BYTES:

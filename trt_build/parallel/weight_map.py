@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-
-import torch
+from typing import TYPE_CHECKING
 
 from trt_build.parallel.rules import kv_heads_per_rank, padded_vocab, pp_layers, rank_coordinates
 from trt_build.source.hf_config import LlamaArchitecture, hf_tensor_shapes
+
+if TYPE_CHECKING:  # only merging rank shards back makes tensors; planning a conversion needs no torch
+    import torch
 
 
 class Split(Enum):
@@ -222,6 +224,8 @@ def rank_plan(
 
 
 def _merge_qkv(pieces: list[torch.Tensor], arch: LlamaArchitecture) -> list[torch.Tensor]:
+    import torch
+
     tp = len(pieces)
     q_rows = arch.q_size // tp
     kv_rows = kv_heads_per_rank(arch.num_key_value_heads, tp) * arch.head_dim
@@ -233,11 +237,20 @@ def _merge_qkv(pieces: list[torch.Tensor], arch: LlamaArchitecture) -> list[torc
     return [q, k, v]
 
 
+def _concatenated(dim: int) -> Callable[[list[torch.Tensor], LlamaArchitecture], list[torch.Tensor]]:
+    def merged(pieces: list[torch.Tensor], arch: LlamaArchitecture) -> list[torch.Tensor]:
+        import torch
+
+        return [torch.cat(pieces, dim=dim)]
+
+    return merged
+
+
 MERGE: dict[Split, Callable[[list[torch.Tensor], LlamaArchitecture], list[torch.Tensor]]] = {
     Split.REPLICATE: lambda pieces, arch: [pieces[0]],
-    Split.COLUMN: lambda pieces, arch: [torch.cat(pieces, dim=0)],
-    Split.ROW: lambda pieces, arch: [torch.cat(pieces, dim=1)],
-    Split.VOCAB: lambda pieces, arch: [torch.cat(pieces, dim=0)[: arch.vocab_size]],
+    Split.COLUMN: _concatenated(0),
+    Split.ROW: _concatenated(1),
+    Split.VOCAB: lambda pieces, arch: [_concatenated(0)(pieces, arch)[0][: arch.vocab_size]],
     Split.QKV: _merge_qkv,
 }
 

@@ -7,26 +7,40 @@ becomes inf/NaN in a cast (bf16 -> float16 beyond 65504, or already inf/NaN); co
 calibration read only through it. Pickle checkpoints (*.bin, *.pt, ...) are refused: loading one can
 execute code. Every file it opens is named inside the model directory (files.py), and every tensor it
 reads is stored in config.json's dtype (`validate`). Listing and hashing the files need no torch and live in
-files.py.
+files.py; opening the source and reading raw rows (`read_rows`, for a conversion that only moves bytes) need
+none either, so torch is imported only where a tensor is made.
 """
 
 from __future__ import annotations
 
 import math
+import mmap
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from tqdm import tqdm
 
 from trt_build.common.errors import SwallowTrtError
-from trt_build.formats.safetensors_stream import DTYPE_NAMES, opened_safetensors
+from trt_build.formats.safetensors_stream import DTYPE_BYTES, RawRows, data_offsets, opened_safetensors
 from trt_build.parallel.weight_map import SourceSlice
 from trt_build.source.files import safetensors_files
 from trt_build.source.hf_config import LlamaArchitecture, hf_tensor_shapes
 
-# The dtypes a checkpoint may be written in (config.json `dtype` / `torch_dtype`).
-TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+if TYPE_CHECKING:
+    import torch
+
+# The dtypes a checkpoint may be written in (config.json `dtype` / `torch_dtype`), by their safetensors name.
+STORED_AS = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a checkpoint dtype name ("bfloat16" -> torch.bfloat16)."""
+    import torch
+
+    if name not in STORED_AS:
+        raise ValueError(f"unknown checkpoint dtype {name!r}; expected one of {', '.join(STORED_AS)}")
+    return getattr(torch, name)
 
 
 # --- reading the source lazily ---------------------------------------------------------------------
@@ -41,20 +55,22 @@ class SourceCheckpoint:
         self.location: dict[str, Path] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.dtypes: dict[str, str] = {}
+        self.offsets: dict[str, int] = {}  # where each tensor's bytes start in its file
         for path in self.files:
-            with opened_safetensors(path) as handle:
+            with opened_safetensors(path, framework="numpy") as handle:  # headers only: no torch needed
                 for name in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
                     piece = handle.get_slice(name)
                     self.location[name] = path
                     self.shapes[name] = tuple(piece.get_shape())
                     self.dtypes[name] = piece.get_dtype()
+            self.offsets.update(data_offsets(path))
 
     def validate(self, needed: set[str], arch: LlamaArchitecture) -> None:
         """Every needed tensor exists, has the shape config.json implies and a dtype swallow-trt reads: the one
         config.json states (every tensor convert reads is a Llama float weight: linears, embeddings, norms,
         all saved in the model's dtype). Pre-quantized sources are refused here; a config.json dtype other
         than bfloat16/float16/float32 is not compared."""
-        stored = DTYPE_NAMES[TORCH_DTYPES[arch.dtype]] if arch.dtype in TORCH_DTYPES else None
+        stored = STORED_AS.get(arch.dtype)
         missing = sorted(needed - self.location.keys())
         if missing:
             raise SwallowTrtError(
@@ -101,6 +117,24 @@ class SourceCheckpoint:
             else:
                 rows = view[start:stop, piece.col_start : piece.col_stop]
         return checked_cast(rows, dtype or rows.dtype, piece.hf, self.location[piece.hf].name)
+
+    def read_rows(self, piece: SourceSlice, row_start: int, row_stop: int) -> RawRows:
+        """Rows of a slice as stored, as bytes, without torch: what a conversion that moves bytes reads. Whole
+        rows are the file's mapped pages themselves (no copy: the writer and its hasher read them from the page
+        cache, and they are unmapped once both are done); a column slice is cut out of them with numpy."""
+        shape, path = self.shapes[piece.hf], self.location[piece.hf]
+        width = math.prod(shape[1:]) * DTYPE_BYTES[self.dtypes[piece.hf]]  # bytes per stored row
+        start, stop = self.offsets[piece.hf] + row_start * width, self.offsets[piece.hf] + row_stop * width
+        aligned = start - start % mmap.ALLOCATIONGRANULARITY
+        with open(path, "rb") as handle:
+            mapped = mmap.mmap(handle.fileno(), stop - aligned, offset=aligned, access=mmap.ACCESS_READ)
+        data = memoryview(mapped)[start - aligned :]
+        if len(shape) > 1 and (piece.col_start, piece.col_stop or shape[1]) != (0, shape[1]):
+            import numpy as np
+
+            rows = np.frombuffer(data, np.uint8).reshape(row_stop - row_start, shape[1], -1)
+            data = np.ascontiguousarray(rows[:, piece.col_start : piece.col_stop]).data
+        return RawRows(data, row_stop - row_start)
 
     def check_range(self, names: set[str], dtype: torch.dtype, block_elements: int = 1 << 26) -> None:
         """Read every tensor in `names` once, in row blocks, through `checked_cast` to `dtype`: a weight
@@ -154,6 +188,8 @@ def checked_cast(tensor: torch.Tensor, dtype: torch.dtype, name: str, file: str 
     the time of `convert --tp 2 --no-sha256` on an 8b-shape model (the values are otherwise only copied
     by the kernel); calibration casts to float32, so it does check a damaged source.
     """
+    import torch
+
     cast = tensor.to(dtype)
     if cast is tensor or cast.numel() == 0 or not cast.is_floating_point():
         return cast

@@ -21,7 +21,7 @@ from trt_build.common.errors import SwallowTrtError
 from trt_build.common.jsonl import read_json_object
 from trt_build.formats.kinds import TRTLLM_CHECKPOINT, checkpoint_kind
 from trt_build.formats.trtllm_config import CheckpointError, read_trtllm_checkpoint
-from trt_build.source.checkpoint import TORCH_DTYPES, SourceCheckpoint
+from trt_build.source.checkpoint import SourceCheckpoint, torch_dtype
 from trt_build.source.files import SourceHasher, file_inside
 from trt_build.source.hf_config import LlamaArchitecture, read_hf_config
 from trt_build.source.registry import parameter_count
@@ -40,7 +40,7 @@ def compute_dtype(arch: LlamaArchitecture) -> torch.dtype:
     source and the checkpoint at once: 8 bytes per parameter in float32, which an 8B model may not have.
     """
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return torch.float32 if 8 * parameter_count(arch) < available // 2 else TORCH_DTYPES[arch.dtype]
+    return torch.float32 if 8 * parameter_count(arch) < available // 2 else torch_dtype(arch.dtype)
 
 
 def load_hf_model(model_dir: Path, dtype: torch.dtype | None = None, device: str = "cpu"):
@@ -48,7 +48,7 @@ def load_hf_model(model_dir: Path, dtype: torch.dtype | None = None, device: str
     config dtype)."""
     arch = read_hf_config(model_dir)
     state = SourceCheckpoint(model_dir).tensors(lambda name: name.startswith(("model.", "lm_head.")))
-    dtype = dtype or TORCH_DTYPES[arch.dtype]
+    dtype = dtype or torch_dtype(arch.dtype)
     return arch, build_model(arch, {name: tensor.to(dtype) for name, tensor in state.items()}, device)
 
 

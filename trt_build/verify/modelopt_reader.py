@@ -15,7 +15,7 @@ import torch
 from trt_build.formats.modelopt_checkpoint import BACKEND_KV_CACHE_SCALE, WEIGHT, linear_format
 from trt_build.formats.modelopt_config import read_modelopt_quantization
 from trt_build.formats.trtllm_config import CheckpointError
-from trt_build.source.checkpoint import TORCH_DTYPES, SourceCheckpoint
+from trt_build.source.checkpoint import STORED_AS, SourceCheckpoint, torch_dtype
 from trt_build.source.hf_config import LLAMA_LINEARS, LlamaArchitecture, read_hf_config
 from trt_build.verify.fake_quant import FakeQuant
 
@@ -35,7 +35,7 @@ def unified_state_dict(
     quant_algo = quantization.get("quant_algo")
     linear = linear_format(quant_algo)
     kv_fp8 = quantization.get("kv_cache_quant_algo") == "FP8"
-    target = dtype or TORCH_DTYPES.get(arch.dtype, torch.bfloat16)
+    target = dtype or torch_dtype(arch.dtype) if arch.dtype in STORED_AS else torch.bfloat16
     raw = SourceCheckpoint(directory).tensors()
     state: dict[str, torch.Tensor] = {}
     activations: dict[str, float] = {}

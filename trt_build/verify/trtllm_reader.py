@@ -16,7 +16,7 @@ from trt_build.formats.safetensors_stream import open_safetensors
 from trt_build.formats.trtllm_checkpoint import LinearShard, kv_cache_scale_name, linear_format
 from trt_build.formats.trtllm_config import CheckpointError, rank_file, read_trtllm_checkpoint
 from trt_build.parallel.weight_map import WEIGHT_MAP, Stage, WeightRule, merge, pp_layers
-from trt_build.source.checkpoint import TORCH_DTYPES
+from trt_build.source.checkpoint import torch_dtype
 from trt_build.source.hf_config import LlamaArchitecture
 from trt_build.verify.fake_quant import FakeQuant
 
@@ -90,7 +90,7 @@ def checkpoint_state_dict(
     arch, tp, pp = checkpoint.arch, checkpoint.tp, checkpoint.pp
     quantization = checkpoint.quantization
     read_linear = linear_format(checkpoint.quant_algo).read
-    checkpoint_dtype = TORCH_DTYPES[checkpoint.config.get("dtype", "bfloat16")]
+    checkpoint_dtype = torch_dtype(checkpoint.config.get("dtype", "bfloat16"))
     target = dtype or checkpoint_dtype
     parallel_embedding = bool(checkpoint.config.get("use_parallel_embedding", False))
     files = _RankFiles(Path(checkpoint_dir), tp * pp)
