@@ -247,6 +247,23 @@ def test_damaged_safetensors_is_named_without_a_traceback(tmp_path: Path, damage
     assert names(tmp_path) == ["model"]
 
 
+def test_source_truncated_during_conversion_is_named(tmp_path: Path) -> None:
+    """Rows are read from the file's mapped pages; a file cut short after it was opened is an error naming it,
+    not a crash."""
+    from trt_build.parallel.weight_map import SourceSlice
+    from trt_build.source.checkpoint import SourceCheckpoint
+
+    model = small_model(tmp_path / "model")
+    source = SourceCheckpoint(model)
+    last = max(source.offsets, key=source.offsets.__getitem__)  # the tensor at the end of the file
+    whole = SourceSlice(last, 0, source.shapes[last][0])
+    assert source.read_rows(whole, 0, whole.row_stop).rows == whole.row_stop
+    path = model / "model.safetensors"
+    os.truncate(path, source.offsets[last] + 1)
+    with pytest.raises(SwallowTrtError, match=rf"cannot read tensor {last} from .* changed since"):
+        source.read_rows(whole, 0, whole.row_stop)
+
+
 # --- 5. header dtypes agree with config.json -------------------------------------------------------------
 
 

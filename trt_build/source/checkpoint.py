@@ -126,8 +126,14 @@ class SourceCheckpoint:
         width = math.prod(shape[1:]) * DTYPE_BYTES[self.dtypes[piece.hf]]  # bytes per stored row
         start, stop = self.offsets[piece.hf] + row_start * width, self.offsets[piece.hf] + row_stop * width
         aligned = start - start % mmap.ALLOCATIONGRANULARITY
-        with open(path, "rb") as handle:
-            mapped = mmap.mmap(handle.fileno(), stop - aligned, offset=aligned, access=mmap.ACCESS_READ)
+        try:
+            with open(path, "rb") as handle:
+                mapped = mmap.mmap(handle.fileno(), stop - aligned, offset=aligned, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as error:  # ValueError: the file is now shorter than its header says
+            raise SwallowTrtError(
+                f"cannot read tensor {piece.hf} from {path} ({error}): the file changed since it was opened.",
+                "Do not modify the model while it is converted; download it again if it is damaged.",
+            ) from None
         data = memoryview(mapped)[start - aligned :]
         if len(shape) > 1 and (piece.col_start, piece.col_stop or shape[1]) != (0, shape[1]):
             import numpy as np
