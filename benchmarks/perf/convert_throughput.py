@@ -8,6 +8,9 @@ weights), then on the same disk times
   convert   `swallow-trt convert --tp 2` in a subprocess, then sync (the default: manifest with sha256
             of every source and rank file, hashed on threads while the data streams);
   no-sha    the same with --no-sha256, to show what the hashing costs;
+  fetched   the default convert of the same files with their sha256 already known, as after `swallow-trt
+            fetch` (its manifest records the hub's digests) or from the Hugging Face cache (blob names): only
+            the rank files are hashed. The model is hard-linked into a directory with such a manifest;
 and reads each convert process's own peak RSS and CPU seconds from os.wait4's rusage. Models are generated in a
 subprocess too: this process must stay small, because Linux carries the parent's RSS high-water mark
 into a forked child's ru_maxrss.
@@ -17,6 +20,7 @@ shared machine only adds time; peak RSS is the largest seen):
   copy_s        wall seconds of the copy including the sync that writes it to disk
   convert_s     wall seconds of the default convert subprocess (start-up included) plus the sync
   nosha_s       the same with --no-sha256
+  fetched_s     the default convert with the source digests known (a fetch manifest)
   ratio         convert_s / copy_s          target <= 2.0 below 8 layers, <= 1.3 from 8 (fixed costs amortize)
   cpu_s         user + system CPU seconds of the convert process (on a shared machine wall time is noisy;
                 cpu_s - nosha_cpu_s is what hashing costs)
@@ -27,6 +31,7 @@ shared machine only adds time; peak RSS is the largest seen):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -50,6 +55,7 @@ class Measurement:
     copy_s: float
     convert_s: float
     nosha_s: float
+    fetched_s: float
     peak_rss_gb: float
     cpu_s: float
     nosha_cpu_s: float
@@ -61,6 +67,10 @@ class Measurement:
     @property
     def nosha_ratio(self) -> float:
         return self.nosha_s / self.copy_s
+
+    @property
+    def fetched_ratio(self) -> float:
+        return self.fetched_s / self.copy_s
 
     @property
     def target_ratio(self) -> float:
@@ -101,6 +111,21 @@ def _timed_convert(source: Path, target: Path, options: list[str]) -> tuple[floa
     return seconds, usage.ru_maxrss * 1024, size, usage.ru_utime + usage.ru_stime
 
 
+def _as_fetched(model: Path, target: Path) -> Path:
+    """`model`'s files hard-linked into `target` with a fetch manifest recording their sha256, as `swallow-trt
+    fetch` records the hub's: convert then reuses the digests instead of hashing the source."""
+    from trt_build.common.manifest import sha256_file
+
+    target.mkdir()
+    files = []
+    for item in sorted(model.iterdir()):
+        if item.is_file() and item.name != "manifest.json":
+            os.link(item, target / item.name)
+            files.append({"name": item.name, "bytes": item.stat().st_size, "sha256": sha256_file(item)})
+    (target / "manifest.json").write_text(json.dumps({"stage": "fetch", "files": files}))
+    return target
+
+
 def measure(layers: int, work_dir: Path, tp: int, workers: int, repeat: int) -> Measurement:
     model = work_dir / f"8b-shape-{layers}l"
     print(f"writing 8b-shape model with {layers} layers ...", flush=True)
@@ -111,8 +136,9 @@ def measure(layers: int, work_dir: Path, tp: int, workers: int, repeat: int) -> 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    fetched = _as_fetched(model, work_dir / f"8b-shape-{layers}l-fetched")
     options = ["--tp", str(tp), "--workers", str(workers)]
-    times: dict[str, list[float]] = {"copy": [], "convert": [], "nosha": []}
+    times: dict[str, list[float]] = {"copy": [], "convert": [], "nosha": [], "fetched": []}
     cpu: dict[str, list[float]] = {"convert": [], "nosha": []}
     peaks, output = [], 0
     try:
@@ -126,6 +152,9 @@ def measure(layers: int, work_dir: Path, tp: int, workers: int, repeat: int) -> 
             times["nosha"].append(seconds)
             cpu["nosha"].append(used)
             peaks.append(peak)
+            seconds, peak, _, _ = _timed_convert(fetched, work_dir / "ckpt", options)
+            times["fetched"].append(seconds)
+            peaks.append(peak)
         print(
             "  runs (s): "
             + "  ".join(f"{key} {[round(t, 2) for t in value]}" for key, value in times.items())
@@ -138,12 +167,13 @@ def measure(layers: int, work_dir: Path, tp: int, workers: int, repeat: int) -> 
             best["copy"],
             best["convert"],
             best["nosha"],
+            best["fetched"],
             max(peaks) / 1e9,
             min(cpu["convert"]),
             min(cpu["nosha"]),
         )
     finally:
-        for path in (model, work_dir / "copy", work_dir / "ckpt"):
+        for path in (model, fetched, work_dir / "copy", work_dir / "ckpt"):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -151,12 +181,14 @@ def report(results: list[Measurement], tp: int, workers: int) -> bool:
     print(f"\nswallow-trt convert --tp {tp} --workers {workers} vs shutil.copy (8b-shape, same disk)")
     print(
         f"{'layers':>6} {'model GB':>9} {'out GB':>7} {'copy s':>7} {'convert s':>10} {'ratio':>6} "
-        f"{'no-sha256 s':>12} {'ratio':>6} {'cpu s':>6} {'no-sha cpu s':>13} {'peak RSS GB':>12}"
+        f"{'no-sha256 s':>12} {'ratio':>6} {'fetched s':>10} {'ratio':>6} {'cpu s':>6} {'no-sha cpu s':>13} "
+        f"{'peak RSS GB':>12}"
     )
     for m in results:
         print(
             f"{m.layers:>6} {m.model_gb:>9.2f} {m.output_gb:>7.2f} {m.copy_s:>7.2f} {m.convert_s:>10.2f} "
-            f"{m.ratio:>6.2f} {m.nosha_s:>12.2f} {m.nosha_ratio:>6.2f} {m.cpu_s:>6.1f} {m.nosha_cpu_s:>13.1f} "
+            f"{m.ratio:>6.2f} {m.nosha_s:>12.2f} {m.nosha_ratio:>6.2f} {m.fetched_s:>10.2f} {m.fetched_ratio:>6.2f} "
+            f"{m.cpu_s:>6.1f} {m.nosha_cpu_s:>13.1f} "
             f"{m.peak_rss_gb:>12.2f}"
         )
     growth = results[-1].peak_rss_gb / results[0].peak_rss_gb - 1
