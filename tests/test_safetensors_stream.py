@@ -1,8 +1,14 @@
+import errno
+import hashlib
+import os
+
 import pytest
 import torch
 from safetensors import safe_open
 
-from trt_build.formats.safetensors_stream import StreamingSafetensorsWriter
+from trt_build.common.errors import SwallowTrtError
+from trt_build.formats import safetensors_stream
+from trt_build.formats.safetensors_stream import RawRows, StreamingSafetensorsWriter
 
 
 def test_round_trip_through_safetensors(tmp_path):
@@ -65,3 +71,46 @@ def test_the_disk_is_asked_to_write_as_the_data_comes_and_a_finished_file_is_syn
     with pytest.raises(ValueError, match="closed before writing"):
         unfinished.close()
     assert len(synced) == 1
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_raw_rows_of_a_file_are_copied_in_the_kernel_and_hashed(tmp_path, monkeypatch, kernel_copy):
+    """Rows that are a file's bytes are copied file to file (copy_file_range); where the kernel refuses that
+    (another file system), they are written from memory for the rest of the file. Either way the file holds
+    them and its sha256 is hashlib's."""
+    payload = torch.randn(64, 128).to(torch.bfloat16)
+    raw = payload.view(torch.uint8).numpy().tobytes()
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"x" * 100 + raw)
+    calls = []
+    copy_file_range = os.copy_file_range
+
+    def copy(*args):
+        calls.append(args)
+        if not kernel_copy:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return copy_file_range(*args)
+
+    monkeypatch.setattr(safetensors_stream.os, "copy_file_range", copy)
+    path, half = tmp_path / "out.safetensors", len(raw) // 2
+    with StreamingSafetensorsWriter(
+        path, [("a", "BF16", (64, 128)), ("b", "BF16", (2,))], sha256=True
+    ) as writer:
+        writer.write("a", RawRows(memoryview(raw)[:half], 32, origin=(source, 100)))
+        writer.write("a", RawRows(memoryview(raw)[half:], 32, origin=(source, 100 + half)))
+        writer.write("b", RawRows(b"\x80\x3f\x00\x40", 2))
+    with safe_open(path, "pt") as handle:
+        assert torch.equal(handle.get_tensor("a"), payload)
+        assert handle.get_tensor("b").tolist() == [1.0, 2.0]
+    assert writer.sha256_hex() == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert len(calls) == (2 if kernel_copy else 1)
+
+
+def test_a_source_that_ends_while_it_is_copied_is_named(tmp_path):
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"\x00" * 100)
+    with (
+        pytest.raises(SwallowTrtError, match="source.bin ended while it was copied"),
+        StreamingSafetensorsWriter(tmp_path / "out.safetensors", [("a", "U8", (200,))]) as writer,
+    ):
+        writer.write("a", RawRows(b"\x00" * 200, 200, origin=(source, 0)))

@@ -120,8 +120,9 @@ class SourceCheckpoint:
 
     def read_rows(self, piece: SourceSlice, row_start: int, row_stop: int) -> RawRows:
         """Rows of a slice as stored, as bytes, without torch: what a conversion that moves bytes reads. Whole
-        rows are the file's mapped pages themselves (no copy: the writer and its hasher read them from the page
-        cache, and they are unmapped once both are done); a column slice is cut out of them with numpy."""
+        rows are the file's mapped pages themselves, with their place in the file (the writer copies them
+        file to file in the kernel and its hasher reads the pages; they are unmapped once both are done); a
+        column slice is cut out of them with numpy."""
         shape, path = self.shapes[piece.hf], self.location[piece.hf]
         width = math.prod(shape[1:]) * DTYPE_BYTES[self.dtypes[piece.hf]]  # bytes per stored row
         start, stop = self.offsets[piece.hf] + row_start * width, self.offsets[piece.hf] + row_stop * width
@@ -135,12 +136,14 @@ class SourceCheckpoint:
                 "Do not modify the model while it is converted; download it again if it is damaged.",
             ) from None
         data = memoryview(mapped)[start - aligned :]
-        if len(shape) > 1 and (piece.col_start, piece.col_stop or shape[1]) != (0, shape[1]):
-            import numpy as np
+        if len(shape) == 1 or (piece.col_start, piece.col_stop or shape[1]) == (0, shape[1]):
+            return RawRows(data, row_stop - row_start, origin=(path, start))
+        import numpy as np
 
-            rows = np.frombuffer(data, np.uint8).reshape(row_stop - row_start, shape[1], -1)
-            data = np.ascontiguousarray(rows[:, piece.col_start : piece.col_stop]).data
-        return RawRows(data, row_stop - row_start)
+        rows = np.frombuffer(data, np.uint8).reshape(row_stop - row_start, shape[1], -1)
+        return RawRows(
+            np.ascontiguousarray(rows[:, piece.col_start : piece.col_stop]).data, row_stop - row_start
+        )
 
     def check_range(self, names: set[str], dtype: torch.dtype, block_elements: int = 1 << 26) -> None:
         """Read every tensor in `names` once, in row blocks, through `checked_cast` to `dtype`: a weight
