@@ -32,20 +32,21 @@ from trt_build.common.manifest import BackgroundSha256
 if TYPE_CHECKING:
     import torch
 
-# safetensors dtype name -> bytes per element
-DTYPE_BYTES = {
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
+# safetensors dtype name -> (the torch dtype it stores, bytes per element)
+DTYPES = {
+    "F32": ("float32", 4),
+    "F16": ("float16", 2),
+    "BF16": ("bfloat16", 2),
+    "F8_E4M3": ("float8_e4m3fn", 1),
+    "F8_E5M2": ("float8_e5m2", 1),
+    "I64": ("int64", 8),
+    "I32": ("int32", 4),
+    "I16": ("int16", 2),
+    "I8": ("int8", 1),
+    "U8": ("uint8", 1),
+    "BOOL": ("bool", 1),
 }
+DTYPE_BYTES = {name: size for name, (_, size) in DTYPES.items()}
 
 DType = Union[str, "torch.dtype"]  # a safetensors dtype name ("BF16"), or the torch dtype it stores
 TensorSpec = tuple[str, DType, tuple[int, ...]]
@@ -55,19 +56,7 @@ TensorSpec = tuple[str, DType, tuple[int, ...]]
 def _torch_names() -> dict[Any, str]:
     import torch
 
-    return {
-        torch.float32: "F32",
-        torch.float16: "F16",
-        torch.bfloat16: "BF16",
-        torch.float8_e4m3fn: "F8_E4M3",
-        torch.float8_e5m2: "F8_E5M2",
-        torch.int64: "I64",
-        torch.int32: "I32",
-        torch.int16: "I16",
-        torch.int8: "I8",
-        torch.uint8: "U8",
-        torch.bool: "BOOL",
-    }
+    return {getattr(torch, torch_name): name for name, (torch_name, _) in DTYPES.items()}
 
 
 def dtype_name(dtype: DType) -> str:

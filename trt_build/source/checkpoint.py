@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from trt_build.common.errors import SwallowTrtError
-from trt_build.formats.safetensors_stream import DTYPE_BYTES, RawRows, data_offsets, opened_safetensors
+from trt_build.formats.safetensors_stream import (
+    DTYPE_BYTES,
+    DTYPES,
+    RawRows,
+    data_offsets,
+    opened_safetensors,
+)
 from trt_build.parallel.weight_map import SourceSlice
 from trt_build.source.files import safetensors_files
 from trt_build.source.hf_config import LlamaArchitecture, hf_tensor_shapes
@@ -30,8 +36,8 @@ from trt_build.source.hf_config import LlamaArchitecture, hf_tensor_shapes
 if TYPE_CHECKING:
     import torch
 
-# The dtypes a checkpoint may be written in (config.json `dtype` / `torch_dtype`), by their safetensors name.
-STORED_AS = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}
+# The dtypes a checkpoint may be written in (config.json `dtype` / `torch_dtype`) -> their safetensors name.
+STORED_AS = {torch_name: name for name, (torch_name, _) in DTYPES.items() if name in ("BF16", "F16", "F32")}
 
 
 def torch_dtype(name: str) -> torch.dtype:
