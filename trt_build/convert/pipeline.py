@@ -1,11 +1,10 @@
 """`swallow-trt convert`: Hugging Face Llama safetensors -> a checkpoint TensorRT-LLM loads, in bounded memory.
 
 One skeleton for both targets: refuse an existing output, read config.json, list the source files and
-start hashing them on a thread (which then runs beside torch's import, if the job needs torch, the
-calibration and the writing),
-refuse what the format cannot hold, resolve the dtype, open and check the source once, range-check it for
-float16, calibrate it (or reuse a calibration), and write everything into a directory that appears whole or
-not at all, with the calibration and a manifest. What is written is the writer's business:
+start hashing them on a thread (which then runs beside torch's import if the job needs torch, the calibration
+and the writing), refuse what the format cannot hold, resolve the dtype, open and check the source once,
+range-check it for float16, calibrate it (or reuse a calibration), and write everything into a directory that
+appears whole or not at all, with the calibration and a manifest. What is written is the writer's business:
 `TrtllmWriter` (engine target: config.json + rank files) or `ModelOptWriter` (pytorch target: ModelOpt unified
 HF checkpoint).
 """
@@ -90,7 +89,7 @@ def convert(options: ConvertOptions) -> Path:
         dtype_name = resolve_dtype(options.dtype, arch)
         writer = writer_type(ConvertJob(options, arch, dtype_name))
         needed = writer.source_tensors()
-        source = open_source(model_dir, arch, needed)
+        source = open_source(model_dir, arch, needed, files)
         calibration, calibration_record = None, None
         if needs_calibration(quant, quant_options.kv_cache_dtype):
             from trt_build.convert.calibration import keep_calibration, run_calibration

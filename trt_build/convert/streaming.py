@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tqdm import tqdm
 
 from trt_build import __version__
-from trt_build.formats.safetensors_stream import RawRows, StreamingSafetensorsWriter, TensorSpec, tensor_bytes
+from trt_build.formats.safetensors_stream import (
+    DType,
+    RawRows,
+    StreamingSafetensorsWriter,
+    TensorSpec,
+    tensor_bytes,
+)
 from trt_build.parallel.weight_map import SourceSlice
 from trt_build.source.checkpoint import SourceCheckpoint
 
@@ -39,7 +45,7 @@ class Cancelled(Exception):
     """Another rank failed or the run was interrupted; this rank stops at its next tensor."""
 
 
-def row_ranges(source: SourceCheckpoint, piece: SourceSlice, dtype: Any) -> Iterator[tuple[int, int]]:
+def row_ranges(source: SourceCheckpoint, piece: SourceSlice, dtype: DType) -> Iterator[tuple[int, int]]:
     """(start, stop) of the rows of one slice in blocks of about BLOCK_BYTES of `dtype`."""
     step = max(1, BLOCK_BYTES // tensor_bytes(dtype, piece.shape(source.shapes[piece.hf])[1:]))
     for start in range(piece.row_start, piece.row_stop, step):

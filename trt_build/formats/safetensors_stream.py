@@ -134,14 +134,30 @@ def tensor_bytes(dtype: DType, shape: tuple[int, ...]) -> int:
     return math.prod(shape) * DTYPE_BYTES[dtype_name(dtype)]
 
 
-def data_offsets(path: Path) -> dict[str, int]:
-    """Where each tensor's bytes start in a safetensors file. Call it on a file `open_safetensors` accepted:
-    safetensors has checked the header (its size, that it is JSON, that the offsets lie inside the file)."""
+@dataclass(frozen=True)
+class StoredTensor:
+    """One tensor of a safetensors file, as its header describes it."""
+
+    dtype: str  # safetensors name, "BF16"
+    shape: tuple[int, ...]
+    start: int  # where its bytes start in the file
+
+
+def read_header(path: Path) -> dict[str, StoredTensor]:
+    """Every tensor of a safetensors file, from its header alone (no tensor is read, torch is not needed).
+    What safetensors refuses in a header (an absurd length, not JSON, offsets overlapping or past the end, a
+    size that does not match dtype and shape) is checked by `open_safetensors` first and named like any
+    other damaged file."""
+    with opened_safetensors(path, framework="numpy"):
+        pass
     with open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         header = json.loads(handle.read(length))
     header.pop("__metadata__", None)
-    return {name: 8 + length + entry["data_offsets"][0] for name, entry in header.items()}
+    return {
+        name: StoredTensor(entry["dtype"], tuple(entry["shape"]), 8 + length + entry["data_offsets"][0])
+        for name, entry in header.items()
+    }
 
 
 class StreamingSafetensorsWriter:
@@ -241,8 +257,9 @@ class StreamingSafetensorsWriter:
             data = data[written:]
 
     def _copy_from(self, source: Path, offset: int, data: memoryview) -> None:
-        """`data`, which lies at `offset` in `source`, copied in the kernel: about half the CPU of writing it
-        from memory (measured: 4 against 6-9 s of system time for 5.6 GB)."""
+        """`data`, which lies at `offset` in `source`, copied file to file in the kernel: one copy between page
+        caches instead of two through this process, about half the system time (benchmarks/perf/
+        convert_throughput.py measures the whole conversion)."""
         done = 0
         try:
             with open(source, "rb", buffering=0) as handle:

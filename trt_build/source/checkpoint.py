@@ -26,8 +26,8 @@ from trt_build.formats.safetensors_stream import (
     DTYPE_BYTES,
     DTYPES,
     RawRows,
-    data_offsets,
     opened_safetensors,
+    read_header,
 )
 from trt_build.parallel.weight_map import SourceSlice
 from trt_build.source.files import safetensors_files
@@ -55,21 +55,20 @@ def torch_dtype(name: str) -> torch.dtype:
 class SourceCheckpoint:
     """The HF safetensors of a model directory, read lazily: only the slices a rank needs."""
 
-    def __init__(self, model_dir: Path):
+    def __init__(self, model_dir: Path, files: list[Path] | None = None):
+        """`files`: the model's safetensors files when the caller has listed them (`safetensors_files`)."""
         self.model_dir = Path(model_dir)
-        self.files = safetensors_files(self.model_dir)
+        self.files = safetensors_files(self.model_dir) if files is None else files
         self.location: dict[str, Path] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.dtypes: dict[str, str] = {}
         self.offsets: dict[str, int] = {}  # where each tensor's bytes start in its file
         for path in self.files:
-            with opened_safetensors(path, framework="numpy") as handle:  # headers only: no torch needed
-                for name in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
-                    piece = handle.get_slice(name)
-                    self.location[name] = path
-                    self.shapes[name] = tuple(piece.get_shape())
-                    self.dtypes[name] = piece.get_dtype()
-            self.offsets.update(data_offsets(path))
+            for name, stored in read_header(path).items():
+                self.location[name] = path
+                self.shapes[name] = stored.shape
+                self.dtypes[name] = stored.dtype
+                self.offsets[name] = stored.start
 
     def validate(self, needed: set[str], arch: LlamaArchitecture) -> None:
         """Every needed tensor exists, has the shape config.json implies and a dtype swallow-trt reads: the one
@@ -182,10 +181,12 @@ class SourceCheckpoint:
         return found
 
 
-def open_source(model_dir: Path, arch: LlamaArchitecture, needed: set[str]) -> SourceCheckpoint:
+def open_source(
+    model_dir: Path, arch: LlamaArchitecture, needed: set[str], files: list[Path] | None = None
+) -> SourceCheckpoint:
     """The model's safetensors opened once and checked against config.json: every needed tensor there, in
     the shape it implies. Convert opens its source this way and hands it on (to calibration, too)."""
-    source = SourceCheckpoint(model_dir)
+    source = SourceCheckpoint(model_dir, files)
     source.validate(needed, arch)
     return source
 
