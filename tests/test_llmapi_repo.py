@@ -91,7 +91,7 @@ def test_pytorch_repository_golden(tmp_path, deployment, tokenizer_dir, tiny_mod
     assert front.parameters["max_input_len"].string_value == "2047"  # the deployment's max_seq_len 2048
     assert (repo / front.parameters["tokenizer_dir"].string_value / "tokenizer.json").is_file()
     assert {p.name for p in (repo / "tensorrt_llm_bls" / "1").iterdir()} >= {
-        "model.py", "repo_common.py", "text_deltas.py", "prompt_limits.py", "tensor_routes.py"
+        "model.py", "repo_common.py", "tokenizer_loading.py", "text_deltas.py", "prompt_limits.py", "tensor_routes.py"
     }  # fmt: skip
 
     model_yaml = yaml.safe_load((repo / "tensorrt_llm" / "1" / "model.yaml").read_text())

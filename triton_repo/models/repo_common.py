@@ -1,7 +1,8 @@
 """Helpers shared by the Python-backend models of a generated repository.
 
 Copied into each model's version directory beside `model.py`: the models run inside containers where
-swallow-trt is not installed, so this file imports only numpy, transformers and the Triton stub module.
+swallow-trt is not installed, so this file imports only numpy, transformers, the Triton stub module and
+tokenizer_loading.py (trt_build/source/, copied beside it: the one definition of how a tokenizer is loaded).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from tokenizer_loading import load_local_tokenizer
 
 TRUE_WORDS = {"1", "true", "t", "yes", "y", "on"}
 FALSE_WORDS = {"0", "false", "f", "no", "n", "off"}
@@ -89,21 +91,9 @@ def repository_path(args: dict[str, str], value: str) -> Path:
 
 
 def load_tokenizer(args: dict[str, str], parameters: dict[str, str]):
-    """The repository's tokenizer. One that names its class PreTrainedTokenizerFast (Llama 3.1's and Swallow's)
-    is loaded by that class, which is what AutoTokenizer returns for it too: AutoTokenizer's import pulls in
-    torch through transformers' config code, seconds of CPU in every stub of a repository."""
-    directory = repository_path(args, parameters["tokenizer_dir"])
-    config = directory / "tokenizer_config.json"
-    named = (
-        json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class") if config.is_file() else None
-    )
-    if named == "PreTrainedTokenizerFast":
-        from transformers import PreTrainedTokenizerFast
-
-        return PreTrainedTokenizerFast.from_pretrained(str(directory))
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(directory))
+    """The repository's tokenizer (`tokenizer_dir`), loaded as the toolkit loads it (tokenizer_loading.py, copied
+    beside this file)."""
+    return load_local_tokenizer(repository_path(args, parameters["tokenizer_dir"]))
 
 
 def input_array(request, name: str) -> np.ndarray | None:

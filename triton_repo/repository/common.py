@@ -22,9 +22,11 @@ from trt_build.build.limits import KV_CACHE_FREE_GPU_MEM_FRACTION
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.manifest import describe_files, write_manifest
 from trt_build.common.outdir import atomic_output_dir
-from trt_build.source import tokenizer
+from trt_build.source import tokenizer, tokenizer_loading
 
 MODELS_DIR = Path(__file__).parents[1] / "models"
+# repo_common.py and what it imports: beside every model.py that imports repo_common
+REPO_COMMON = (MODELS_DIR / "repo_common.py", Path(tokenizer_loading.__file__))
 TOKENIZER_FILES = (
     *tokenizer.TOKENIZER_FILES,
     tokenizer.GENERATION_CONFIG,

@@ -22,6 +22,7 @@ from triton_repo.repository.common import (
     DEFAULT_CPU_MAX_BATCH,
     DEFAULT_CPU_MAX_SEQ_LEN,
     MODELS_DIR,
+    REPO_COMMON,
     Model,
     RepoOptions,
     repository_manifest,
@@ -36,10 +37,9 @@ from trt_build.formats.trtllm_config import (
 )
 
 TOKENIZER_SUBDIR = "preprocessing/tokenizer"  # relative to the repository root
-COMMON = MODELS_DIR / "repo_common.py"
 FRONT_FILES = (
     MODELS_DIR / BLS / "model.py",
-    COMMON,
+    *REPO_COMMON,
     MODELS_DIR / "detokenizer.py",
     MODELS_DIR / "front_stream.py",
     MODELS_DIR / "tensor_routes.py",
@@ -50,11 +50,11 @@ MODEL_FILES: dict[str, tuple[Path, ...]] = {
     ENSEMBLE: FRONT_FILES,
     PRE: (
         MODELS_DIR / PRE / "model.py",
-        COMMON,
+        *REPO_COMMON,
         MODELS_DIR / "prompt_limits.py",
         MODELS_DIR / "tensor_routes.py",
     ),
-    POST: (MODELS_DIR / POST / "model.py", COMMON),
+    POST: (MODELS_DIR / POST / "model.py", *REPO_COMMON),
     BLS: FRONT_FILES,
 }
 CPU_ENGINE_FILES = (MODELS_DIR / ENGINE / "model.py",)

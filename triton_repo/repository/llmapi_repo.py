@@ -24,6 +24,7 @@ from triton_repo.repository.common import (
     DEFAULT_CPU_MAX_BATCH,
     DEFAULT_CPU_MAX_SEQ_LEN,
     MODELS_DIR,
+    REPO_COMMON,
     Model,
     RepoOptions,
     repository_manifest,
@@ -38,7 +39,7 @@ from trt_build.source.tokenizer import FAST_TOKENIZER_FILES
 
 LLMAPI_FRONT_FILES = (
     MODELS_DIR / "llmapi_front" / "model.py",
-    MODELS_DIR / "repo_common.py",
+    *REPO_COMMON,
     MODELS_DIR / "text_deltas.py",
     MODELS_DIR / "prompt_limits.py",
     MODELS_DIR / "tensor_routes.py",

@@ -17,10 +17,10 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from trt_build.common.errors import SwallowTrtError
 from trt_build.common.outdir import atomic_output_dir
+from trt_build.source.tokenizer_loading import load_local_tokenizer
 
 LLAMA_MODELS_WHEEL = "llama-models==0.3.0"
 TOKENIZER_MODEL_MEMBER = "llama_models/llama3/tokenizer.model"
@@ -185,23 +185,6 @@ class TokenizerInfo:
     eos_token_id: int
     sample: str
     sample_ids: list[int]
-
-
-def load_local_tokenizer(directory: Path) -> Any:
-    """The tokenizer of a local directory, never code from it. One whose tokenizer_config.json names
-    PreTrainedTokenizerFast (Llama 3.1's and Swallow's) is loaded by that class, which is what AutoTokenizer
-    returns for it too: AutoTokenizer's import pulls in torch (6.3 s against 2.9 s here)."""
-    config = Path(directory) / "tokenizer_config.json"
-    named = (
-        json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class") if config.is_file() else None
-    )
-    if named == "PreTrainedTokenizerFast":
-        from transformers import PreTrainedTokenizerFast
-
-        return PreTrainedTokenizerFast.from_pretrained(str(directory))
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
 
 
 def prepare_tokenizer(output: Path | None = None) -> TokenizerInfo:
