@@ -1,9 +1,9 @@
 """Conversion throughput and memory: `swallow-trt convert --tp 2` against a plain file copy.
 
-Run:  .venv/bin/python benchmarks/perf/convert_throughput.py [--layers 2 8] [--work-dir DIR]
+Run:  .venv/bin/python benchmarks/perf/convert_throughput.py [--layers 2 8] [--work-dir DIR] [--output-dir DIR]
 
 For each layer count it writes an `8b-shape` model (the real Llama-3.1-8B layer dimensions, random
-weights), then on the same disk times
+weights), then on the same disk (or in --output-dir) times
   copy      shutil.copy of the model's files into a new directory, then sync;
   convert   `swallow-trt convert --tp 2` in a subprocess, then sync (the default: manifest with sha256
             of every source and rank file, hashed on threads while the data streams);
@@ -129,7 +129,7 @@ def _as_fetched(model: Path, target: Path) -> Path:
     return target
 
 
-def measure(layers: int, work_dir: Path, tp: int, workers: int, repeat: int) -> Measurement:
+def measure(layers: int, work_dir: Path, output_dir: Path, tp: int, workers: int, repeat: int) -> Measurement:
     model = work_dir / f"8b-shape-{layers}l"
     print(f"writing 8b-shape model with {layers} layers ...", flush=True)
     generate = [sys.executable, "-m", "trt_build.cli", "tiny-model", "--preset", "8b-shape"]
@@ -146,16 +146,16 @@ def measure(layers: int, work_dir: Path, tp: int, workers: int, repeat: int) -> 
     peaks, output = [], 0
     try:
         for _ in range(repeat):
-            times["copy"].append(_timed_copy(model, work_dir / "copy"))
-            seconds, peak, output, used = _timed_convert(model, work_dir / "ckpt", options)
+            times["copy"].append(_timed_copy(model, output_dir / "copy"))
+            seconds, peak, output, used = _timed_convert(model, output_dir / "ckpt", options)
             times["convert"].append(seconds)
             cpu["convert"].append(used)
             peaks.append(peak)
-            seconds, peak, _, used = _timed_convert(model, work_dir / "ckpt", [*options, "--no-sha256"])
+            seconds, peak, _, used = _timed_convert(model, output_dir / "ckpt", [*options, "--no-sha256"])
             times["nosha"].append(seconds)
             cpu["nosha"].append(used)
             peaks.append(peak)
-            seconds, peak, _, _ = _timed_convert(fetched, work_dir / "ckpt", options)
+            seconds, peak, _, _ = _timed_convert(fetched, output_dir / "ckpt", options)
             times["fetched"].append(seconds)
             peaks.append(peak)
         print(
@@ -176,7 +176,7 @@ def measure(layers: int, work_dir: Path, tp: int, workers: int, repeat: int) -> 
             min(cpu["nosha"]),
         )
     finally:
-        for path in (model, fetched, work_dir / "copy", work_dir / "ckpt"):
+        for path in (model, fetched, output_dir / "copy", output_dir / "ckpt"):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -225,15 +225,24 @@ def main() -> None:
     parser.add_argument(
         "--work-dir", type=Path, help="where models are written (default: a temp dir in /tmp)"
     )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        help="where the copies and conversions are written (default: the work dir); on a RAM disk (/dev/shm) "
+        "no disk is involved, which shows how long the work itself takes",
+    )
     args = parser.parse_args()
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="convert-bench-"))
     work_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = args.output_dir or work_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
     print(
         f"work dir {work_dir} ({shutil.disk_usage(work_dir).free / 1e9:.0f} GB free, {os.cpu_count()} CPUs)"
     )
     try:
         results = [
-            measure(layers, work_dir, args.tp, args.workers, args.repeat) for layers in sorted(args.layers)
+            measure(layers, work_dir, output_dir, args.tp, args.workers, args.repeat)
+            for layers in sorted(args.layers)
         ]
     finally:
         if args.work_dir is None:
