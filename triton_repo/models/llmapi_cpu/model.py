@@ -28,6 +28,7 @@ import yaml
 
 from triton_repo.models.cpu_engine import CpuEngine, RequestError, SamplingParams, load_model
 from triton_repo.models.engine_metrics import EngineMetrics
+from trt_build.source.tokenizer_loading import load_local_tokenizer
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 DEFAULT_MAX_TOKENS = 32  # tensorrt_llm SamplingParams default
@@ -52,9 +53,7 @@ class TritonPythonModel:
     def initialize(self, args):
         version_dir = Path(args["model_repository"]) / args["model_version"]
         options = yaml.safe_load((version_dir / os.environ.get("LLM_CONFIG_PATH", "model.yaml")).read_text())
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(str(options.get("tokenizer") or options["model"]))
+        self.tokenizer = load_local_tokenizer(options.get("tokenizer") or options["model"])
         max_seq_len = int(options.get("max_seq_len") or 4096)
         self.engine = CpuEngine(
             load_model(options["model"]), max_input_len=max_seq_len - 1, max_seq_len=max_seq_len
