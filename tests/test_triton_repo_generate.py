@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from triton_repo.repository.engine_configs import (
     PRE_TO_ENGINE,
     parse,
 )
-from triton_repo.repository.engine_repo import repository_world_size
+from triton_repo.repository.engine_repo import MODEL_FILES, repository_world_size
+from triton_repo.repository.llmapi_repo import LLMAPI_FRONT_FILES
 from triton_repo.repository.write import RepoOptions, write_repository
 from trt_build.cli.serve import repo as repo_command
 from trt_build.cli.serve import serve as serve_command
@@ -314,3 +317,32 @@ def test_serve_prints_the_endpoints_and_stops_cleanly_on_ctrl_c(tmp_path, tokeni
         os.killpg(process.pid, 0)  # the command's process group is gone
     with pytest.raises(OSError):  # and tritonserver (its own session) no longer listens
         urllib.request.urlopen(f"http://127.0.0.1:{ports.http}/v2/health/live", timeout=5)
+
+
+# What a Triton container with TensorRT-LLM has for Python models, besides the standard library
+CONTAINER_MODULES = {"numpy", "transformers", "jinja2", "triton_python_backend_utils"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The top-level modules a file imports (absolute imports only)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize(
+    "files",
+    [*MODEL_FILES.values(), LLMAPI_FRONT_FILES],
+    ids=[*MODEL_FILES, "llmapi_front"],
+)
+def test_the_python_models_of_a_gpu_repository_need_nothing_the_container_lacks(files):
+    """swallow-trt is not installed where the repository is served: every module a copied file imports is
+    the standard library, a package of the container, or another file copied beside it."""
+    beside = {path.stem for path in files}
+    for path in files:
+        missing = imported_modules(path) - sys.stdlib_module_names - CONTAINER_MODULES - beside
+        assert not missing, f"{path.name} imports {sorted(missing)}, which is not copied beside it"
