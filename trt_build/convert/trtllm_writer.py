@@ -30,7 +30,7 @@ from trt_build.formats.trtllm_config import rank_file, trtllm_config
 from trt_build.parallel.rules import check_awq_group, check_parallelism, rank_coordinates
 from trt_build.parallel.weight_map import RankTensor, rank_plan
 from trt_build.quant.schemes import ENGINE, SCHEMES, schemes_for
-from trt_build.source.checkpoint import STORED_AS, SourceCheckpoint
+from trt_build.source.checkpoint import STORED_AS, SourceCheckpoint, torch_dtype
 
 if TYPE_CHECKING:
     from trt_build.quant.calibration_result import CalibrationResult
@@ -161,7 +161,6 @@ class TrtllmWriter:
             return [CopiedRank(rank, plan, dtype, source) for rank, plan in enumerate(self.plans)]
         from trt_build.convert.trtllm_linears import RankLinears
         from trt_build.convert.trtllm_ranks import RankJob
-        from trt_build.source.checkpoint import torch_dtype
 
         linears = RankLinears(SCHEMES[options.quant].quant_algo)
         return [

@@ -214,10 +214,10 @@ class StreamingSafetensorsWriter:
         if self._next >= len(self.layout):
             raise ValueError(f"{self.path.name}: unexpected extra tensor {name!r}")
         expected, dtype, shape = self.layout[self._next]
-        total_rows = (shape or (1,))[0]
-        if isinstance(tensor, RawRows):
+        total_rows, wanted_dtype = (shape or (1,))[0], dtype_name(dtype)
+        if isinstance(tensor, RawRows):  # bytes already in the layout's dtype
             data = memoryview(tensor.data).cast("B")
-            rows, got_dtype = tensor.rows, dtype_name(dtype)
+            rows, got_dtype = tensor.rows, wanted_dtype
             fits = data.nbytes == rows * tensor_bytes(dtype, tuple(shape[1:]))
             got = f"{rows} rows of {data.nbytes} bytes"
         else:
@@ -229,12 +229,12 @@ class StreamingSafetensorsWriter:
             data = memoryview(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
         if (
             name != expected
-            or got_dtype != dtype_name(dtype)
+            or got_dtype != wanted_dtype
             or not fits
             or self._rows_written + rows > total_rows
         ):
             raise ValueError(
-                f"{self.path.name}: expected {expected} {dtype_name(dtype)} {list(shape)} "
+                f"{self.path.name}: expected {expected} {wanted_dtype} {list(shape)} "
                 f"(rows {self._rows_written}+), got {name} {got}"
             )
         if isinstance(tensor, RawRows) and tensor.origin is not None and self._kernel_copy:

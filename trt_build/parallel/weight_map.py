@@ -237,20 +237,17 @@ def _merge_qkv(pieces: list[torch.Tensor], arch: LlamaArchitecture) -> list[torc
     return [q, k, v]
 
 
-def _concatenated(dim: int) -> Callable[[list[torch.Tensor], LlamaArchitecture], list[torch.Tensor]]:
-    def merged(pieces: list[torch.Tensor], arch: LlamaArchitecture) -> list[torch.Tensor]:
-        import torch
+def _cat(pieces: list[torch.Tensor], dim: int) -> torch.Tensor:
+    import torch
 
-        return [torch.cat(pieces, dim=dim)]
-
-    return merged
+    return torch.cat(pieces, dim=dim)
 
 
 MERGE: dict[Split, Callable[[list[torch.Tensor], LlamaArchitecture], list[torch.Tensor]]] = {
     Split.REPLICATE: lambda pieces, arch: [pieces[0]],
-    Split.COLUMN: _concatenated(0),
-    Split.ROW: _concatenated(1),
-    Split.VOCAB: lambda pieces, arch: [_concatenated(0)(pieces, arch)[0][: arch.vocab_size]],
+    Split.COLUMN: lambda pieces, arch: [_cat(pieces, 0)],
+    Split.ROW: lambda pieces, arch: [_cat(pieces, 1)],
+    Split.VOCAB: lambda pieces, arch: [_cat(pieces, 0)[: arch.vocab_size]],
     Split.QKV: _merge_qkv,
 }
 

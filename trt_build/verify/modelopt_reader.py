@@ -35,7 +35,7 @@ def unified_state_dict(
     quant_algo = quantization.get("quant_algo")
     linear = linear_format(quant_algo)
     kv_fp8 = quantization.get("kv_cache_quant_algo") == "FP8"
-    target = dtype or torch_dtype(arch.dtype) if arch.dtype in STORED_AS else torch.bfloat16
+    target = dtype or (torch_dtype(arch.dtype) if arch.dtype in STORED_AS else torch.bfloat16)
     raw = SourceCheckpoint(directory).tensors()
     state: dict[str, torch.Tensor] = {}
     activations: dict[str, float] = {}
