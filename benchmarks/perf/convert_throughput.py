@@ -33,7 +33,6 @@ shared machine only adds time; peak RSS is the largest seen):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -117,15 +116,13 @@ def _timed_convert(source: Path, target: Path, options: list[str]) -> tuple[floa
 def _as_fetched(model: Path, target: Path) -> Path:
     """`model`'s files hard-linked into `target` with a fetch manifest recording their sha256, as `swallow-trt
     fetch` records the hub's: convert then reuses the digests instead of hashing the source."""
-    from trt_build.common.manifest import sha256_file
+    from trt_build.common.manifest import describe_files, write_manifest
 
     target.mkdir()
-    files = []
     for item in sorted(model.iterdir()):
         if item.is_file() and item.name != "manifest.json":
             os.link(item, target / item.name)
-            files.append({"name": item.name, "bytes": item.stat().st_size, "sha256": sha256_file(item)})
-    (target / "manifest.json").write_text(json.dumps({"stage": "fetch", "files": files}))
+    write_manifest(target, "fetch", files=describe_files(sorted(target.iterdir()), target))
     return target
 
 
